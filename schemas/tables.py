@@ -37,6 +37,7 @@ class RawField:
     maximum: float | None = None
     allowed: tuple[str, ...] | None = None
     max_length: int | None = None
+    lower_case: bool = False  # stored trimmed and lower-cased
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,12 @@ INTERACTIONS_RAW = RawContract(
     fields=(
         RawField("interaction_id", "id", True, "Key of the service contact.", max_length=MAX_ID_LENGTH),
         RawField("customer_id", "id", True, "The customer served.", max_length=MAX_ID_LENGTH),
-        RawField("channel", "string", True, "Contact channel.", allowed=CHANNELS),
+        RawField("channel", "string", True, "Contact channel.", allowed=CHANNELS, lower_case=True),
         RawField("started_at", "timestamp", True, "When the contact started."),
         RawField("handle_seconds", "number", True, "Talk + hold + after-contact work.", 0, 86_400),
         RawField("queue_seconds", "number", False, "Wait before a person answered.", 0, 604_800),
         RawField("resolved", "boolean", True, "Was the issue solved in this contact."),
-        RawField("reason", "string", False, "Contact reason, lower case."),
+        RawField("reason", "string", False, "Contact reason, lower case.", lower_case=True),
         RawField("revenue", "decimal", False, "Sale closed in this contact (negative = refund).",
                  -MAX_ABS_MONEY, MAX_ABS_MONEY),
         RawField("margin", "decimal", False, "Gross margin of that sale.", -MAX_ABS_MONEY, MAX_ABS_MONEY),

@@ -166,9 +166,9 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
 def _describe(config_path: Path, exc: ValidationError) -> str:
     lines = [f"{config_path}: bad configuration"]
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        key = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = f"unknown key; known keys are {', '.join(Settings.model_fields)}"
-        lines.append(f"  {key}: {message}")
+        lines.append(f"  {key}: {message}" if key else f"  {message}")
     return "\n".join(lines)

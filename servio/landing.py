@@ -1,0 +1,201 @@
+"""The landing zone (raw root): discover complete exports, hash them, read them as text.
+
+Raw files are only ever read here: never modified, moved or deleted (SPEC §1.1).
+Every reader returns the same shape: one String column per header (names trimmed and
+lower-cased) plus `source_row`, the 1-based record number in the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+SOURCES = ("interactions", "surveys")
+FORMATS = (".csv.gz", ".jsonl.gz", ".csv", ".jsonl", ".ndjson", ".parquet")
+IN_FLIGHT_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
+ROW_NUMBER = "source_row"
+
+
+class FileRejected(Exception):
+    """The whole file is unusable; `code` is the quarantine reason code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A complete file in the landing zone, identified by its content hash."""
+
+    path: str  # absolute
+    relative_path: str  # to the raw root; what tables and messages show
+    source: str  # interactions, surveys, or unknown
+    file_format: str  # csv, csv.gz, jsonl, jsonl.gz, ndjson, parquet, or the bad suffix
+    size_bytes: int
+    sha256: str
+
+
+def is_in_flight(name: str) -> bool:
+    return name.startswith((".", "_")) or name.lower().endswith(IN_FLIGHT_SUFFIXES)
+
+
+def file_format_of(name: str) -> str | None:
+    lower = name.lower()
+    return next((fmt.lstrip(".") for fmt in FORMATS if lower.endswith(fmt)), None)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_of(raw_root: Path, path: Path) -> str:
+    """The first folder under the raw root names the source."""
+    first = path.relative_to(raw_root).parts[0]
+    return first if first in SOURCES else "unknown"
+
+
+def discover(raw_root: Path) -> Iterator[LandedFile]:
+    """Every complete file under the raw root, in path order (which sets ingestion order)."""
+    root = raw_root.resolve()
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(is_in_flight(part) for part in relative.parts) or not path.is_file():
+            continue
+        yield LandedFile(
+            path=str(path),
+            relative_path=relative.as_posix(),
+            source=source_of(root, path) if len(relative.parts) > 1 else "unknown",
+            file_format=file_format_of(path.name) or path.suffix.lstrip(".").lower(),
+            size_bytes=path.stat().st_size,
+            sha256=sha256_of(path),
+        )
+
+
+def _normalised(names: list[str]) -> list[str]:
+    normal = [name.strip().lower() for name in names]
+    seen: set[str] = set()
+    for name in normal:
+        if name in seen:
+            raise FileRejected("duplicate_header", f"column {name!r} appears more than once")
+        seen.add(name)
+    return normal
+
+
+def _csv_header(path: Path, compressed: bool) -> list[str]:
+    opener = gzip.open if compressed else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:  # type: ignore[operator]
+            header = next(csv.reader(io.StringIO(handle.readline())), None)
+    except UnicodeDecodeError as exc:
+        raise FileRejected("encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
+    if not header or all(not name.strip() for name in header):
+        raise FileRejected("no_header", "the file is empty or its first line is not a header")
+    return header
+
+
+def _read_csv(path: Path, compressed: bool) -> pl.DataFrame:
+    header = _normalised(_csv_header(path, compressed))
+    try:
+        frame = pl.read_csv(
+            path, infer_schema=False, has_header=True, new_columns=header, encoding="utf8"
+        )
+    except pl.exceptions.NoDataError:
+        return pl.DataFrame(schema=dict.fromkeys(header, pl.String))
+    except pl.exceptions.ComputeError as exc:
+        message = str(exc).splitlines()[0]
+        code = "encoding" if "utf-8" in message else "malformed_csv"
+        raise FileRejected(code, message) from exc
+    return frame
+
+
+def _json_lines(path: Path, compressed: bool) -> pl.DataFrame:
+    """Read JSON Lines; a line that is not a JSON object becomes a row with `__malformed__` set."""
+    opener = gzip.open if compressed else open
+    records: list[dict[str, str | None]] = []
+    try:
+        with opener(path, "rt", encoding="utf-8-sig") as handle:  # type: ignore[operator]
+            for line in handle:
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    records.append({"__malformed__": f"not valid JSON ({exc.msg} at column {exc.colno})"})
+                    continue
+                if not isinstance(obj, dict):
+                    records.append({"__malformed__": "a JSON line must be an object"})
+                    continue
+                records.append({str(k).strip().lower(): _as_text(v) for k, v in obj.items()})
+    except UnicodeDecodeError as exc:
+        raise FileRejected("encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
+    names = list(dict.fromkeys(name for record in records for name in record))
+    return pl.DataFrame(
+        {name: [record.get(name) for record in records] for name in names},
+        schema=dict.fromkeys(names, pl.String),
+    )
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _read_parquet(path: Path) -> pl.DataFrame:
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several kinds for a corrupt file
+        raise FileRejected("unreadable", f"not a readable Parquet file ({str(exc).splitlines()[0]})") from exc
+    frame = frame.rename(dict(zip(frame.columns, _normalised(frame.columns), strict=True)))
+    return frame.select(_parquet_text(name, dtype) for name, dtype in frame.schema.items())
+
+
+def _parquet_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    column = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        # Keep the instant: aware values carry their offset, naive ones stay naive.
+        fmt = "%Y-%m-%dT%H:%M:%S%.f%:z" if dtype.time_zone else "%Y-%m-%dT%H:%M:%S%.f"
+        return column.dt.to_string(fmt).alias(name)
+    if isinstance(dtype, (pl.List, pl.Struct, pl.Array)):
+        return column.map_elements(_as_text, return_dtype=pl.String).alias(name)
+    return column.cast(pl.String).alias(name)
+
+
+def read_raw(landed: LandedFile) -> pl.DataFrame:
+    """The file's records as text, columns normalised, with `source_row` first."""
+    path = Path(landed.path)
+    fmt = landed.file_format
+    if fmt in ("csv", "csv.gz"):
+        frame = _read_csv(path, compressed=fmt == "csv.gz")
+    elif fmt in ("jsonl", "ndjson", "jsonl.gz"):
+        frame = _json_lines(path, compressed=fmt == "jsonl.gz")
+    elif fmt == "parquet":
+        frame = _read_parquet(path)
+    else:
+        raise FileRejected(
+            "unsupported_format",
+            f"extension {fmt!r} is not one of {', '.join(f.lstrip('.') for f in FORMATS)}",
+        )
+    return frame.with_row_index(ROW_NUMBER, offset=1).with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))

@@ -1,0 +1,302 @@
+"""The curated lake: every read and write of `curated_root` goes through `Lake`.
+
+Publishing is atomic per partition file and crash-safe per run: new partition files are
+written to a staging folder, a journal naming every move is committed with one atomic
+rename, then the moves are applied with `os.replace`. A run killed before the journal
+commit leaves the tables untouched; one killed after it is rolled forward by the next
+run's `recover()`. Readers globbing `<table>/**/*.parquet` see, for each partition,
+the old file or the new one, never a half-written file (staged files live outside the
+table folders). See ARCHITECTURE.md for the limits (object stores without rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.tables import CuratedTable
+
+log = logging.getLogger("servio.storage")
+
+PART_FILE = "part-00000.parquet"
+MANIFEST = "_manifest.json"
+ROW_GROUP_ROWS = 1_000_000
+PartitionValue = date | str | None  # None: the table is not partitioned
+
+
+class LakeBusy(RuntimeError):
+    """Another live servio process holds the lake's run lock."""
+
+
+class ReconciliationError(RuntimeError):
+    """Counts do not add up: a row would have been lost or doubled."""
+
+
+@dataclass
+class TableChange:
+    """New contents of some partitions of one table; a None frame deletes the partition."""
+
+    table: CuratedTable
+    partitions: dict[PartitionValue, pl.DataFrame | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Published:
+    table: str
+    partitions_written: int
+    partitions_deleted: int
+    rows_written: int
+
+
+def partition_text(value: PartitionValue) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def to_arrow(frame: pl.DataFrame, table: CuratedTable) -> pa.Table:
+    """Cast to the table's file schema: plain string (never string_view), µs UTC, decimal(18,2)."""
+    schema = table.arrow_file_schema
+    ordered = frame.select(schema.names)
+    return ordered.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(schema)
+
+
+class Lake:
+    def __init__(self, curated_root: str | Path) -> None:
+        self.root = Path(curated_root)
+        self.control = self.root / "_servio"
+
+    # -- paths -------------------------------------------------------------------------
+    def table_dir(self, table: CuratedTable) -> Path:
+        return self.root / table.name
+
+    def partition_dir(self, table: CuratedTable, value: PartitionValue) -> Path:
+        if table.partition_by is None:
+            return self.table_dir(table)
+        return self.table_dir(table) / f"{table.partition_by}={partition_text(value)}"
+
+    def staging_dir(self, run_id: str) -> Path:
+        return self.control / "staging" / run_id
+
+    @property
+    def data_docs_dir(self) -> Path:
+        return self.control / "data_docs"
+
+    # -- reading -----------------------------------------------------------------------
+    def files(self, table: CuratedTable) -> list[Path]:
+        return sorted(self.table_dir(table).glob("**/*.parquet"))
+
+    def scan(self, table: CuratedTable) -> pl.LazyFrame:
+        """The whole table with its partition key typed as in the schema; empty if unpublished."""
+        files = self.files(table)
+        if not files:
+            return pl.LazyFrame(schema=table.schema)
+        hive = {table.partition_by: table.schema[table.partition_by]} if table.partition_by else None
+        frame = pl.scan_parquet(
+            files,
+            hive_partitioning=table.partition_by is not None,
+            hive_schema=hive,
+            missing_columns="insert",
+            extra_columns="ignore",
+        )
+        return frame.select(pl.col(name).cast(dtype) for name, dtype in table.schema.items())
+
+    def partitions(self, table: CuratedTable) -> list[str]:
+        if table.partition_by is None:
+            return []
+        prefix = f"{table.partition_by}="
+        return sorted(
+            p.name.removeprefix(prefix)
+            for p in self.table_dir(table).glob(prefix + "*")
+            if (p / PART_FILE).exists()
+        )
+
+    # -- locking -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, run_id: str, wait_seconds: float = 0.0) -> Iterator[None]:
+        """One writer at a time; a lock left by a dead process on this host is taken over."""
+        self.control.mkdir(parents=True, exist_ok=True)
+        path = self.control / "run.lock"
+        holder = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
+                  "since": datetime.now(UTC).isoformat()}
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                other = _read_json(path)
+                if other is not None and _is_stale(other):
+                    log.warning("taking over a stale lock from dead process %s", other.get("pid"))
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                    continue
+                if time.monotonic() >= deadline:
+                    raise LakeBusy(
+                        f"{self.root} is busy: run {other and other.get('run_id')} "
+                        f"(pid {other and other.get('pid')} on {other and other.get('host')}) "
+                        "is writing; try again when it ends"
+                    ) from None
+                time.sleep(0.2)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                json.dump(holder, handle)
+            break
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    # -- publishing --------------------------------------------------------------------
+    def recover(self) -> None:
+        """Finish a publication whose journal was committed; drop staging left by dead runs."""
+        journal_path = self.control / "journal.json"
+        journal = _read_json(journal_path)
+        if journal is not None:
+            log.warning("rolling forward the publication of run %s", journal["run_id"])
+            self._apply(journal)
+            journal_path.unlink()
+        staging = self.control / "staging"
+        if staging.exists():
+            shutil.rmtree(staging)
+
+    def publish(self, run_id: str, changes: list[TableChange]) -> list[Published]:
+        """Replace the given partitions of several tables as one crash-safe unit."""
+        stage = self.staging_dir(run_id) / "publish"
+        moves: list[tuple[str, str]] = []
+        deletes: list[str] = []
+        report: list[Published] = []
+        for change in changes:
+            written = deleted = rows = 0
+            for value, frame in change.partitions.items():
+                final = self.partition_dir(change.table, value) / PART_FILE
+                if frame is None or frame.is_empty():
+                    if final.exists():
+                        deletes.append(self._rel(final))
+                        deleted += 1
+                    continue
+                staged = stage / self._rel(final)
+                staged.parent.mkdir(parents=True, exist_ok=True)
+                _write_parquet(to_arrow(frame, change.table), staged)
+                moves.append((self._rel(staged), self._rel(final)))
+                written += 1
+                rows += frame.height
+            manifest = stage / change.table.name / MANIFEST
+            manifest.parent.mkdir(parents=True, exist_ok=True)
+            report.append(Published(change.table.name, written, deleted, rows))
+            moves.append((self._rel(manifest), self._rel(self.table_dir(change.table) / MANIFEST)))
+        journal = {"run_id": run_id, "moves": moves, "deletes": deletes}
+        # Manifests describe the tables after the moves; write them before committing.
+        self._write_manifests(run_id, changes, stage)
+        _atomic_write_json(self.control / "journal.json", journal)
+        self._apply(journal)
+        (self.control / "journal.json").unlink()
+        shutil.rmtree(stage, ignore_errors=True)
+        for item in report:
+            log.info("published %s: %d partitions written (%d rows), %d deleted",
+                     item.table, item.partitions_written, item.rows_written, item.partitions_deleted)
+        return report
+
+    def _write_manifests(self, run_id: str, changes: list[TableChange], stage: Path) -> None:
+        now = datetime.now(UTC).isoformat()
+        for change in changes:
+            table = change.table
+            counts = self._partition_rows(table)
+            for value, frame in change.partitions.items():
+                key = partition_text(value) if table.partition_by else ""
+                if frame is None or frame.is_empty():
+                    counts.pop(key, None)
+                else:
+                    counts[key] = frame.height
+            manifest = {
+                "table": table.name,
+                "grain": table.grain,
+                "key": list(table.key),
+                "partition_by": table.partition_by,
+                "schema_version": table.schema_version,
+                "published_at": now,
+                "run_id": run_id,
+                "row_count": sum(counts.values()),
+                "partitions": dict(sorted(counts.items())),
+            }
+            _atomic_write_json(stage / table.name / MANIFEST, manifest)
+
+    def _partition_rows(self, table: CuratedTable) -> dict[str, int]:
+        previous = _read_json(self.table_dir(table) / MANIFEST)
+        return dict(previous["partitions"]) if previous else {}
+
+    def _apply(self, journal: Mapping[str, list]) -> None:
+        for staged_rel, final_rel in journal["moves"]:
+            staged, final = self.root / staged_rel, self.root / final_rel
+            if staged.exists():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+        for final_rel in journal["deletes"]:
+            final = self.root / final_rel
+            with contextlib.suppress(FileNotFoundError):
+                final.unlink()
+            with contextlib.suppress(OSError):
+                final.parent.rmdir()
+        _fsync_dir(self.root)
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    pq.write_table(
+        table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS,
+        use_dictionary=True, write_statistics=True,
+    )
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _atomic_write_json(path: Path, payload: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _is_stale(holder: Mapping[str, object]) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(str(holder.get("pid"))), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False

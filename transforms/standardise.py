@@ -1,0 +1,132 @@
+"""Raw text records → typed, standardised records (SPEC §1.2–§1.4), and which values failed to parse.
+
+Input is what `servio.landing.read_raw` returns: String columns plus `source_row`.
+Parsing never drops a row: a value that cannot be read becomes null and its field name
+is listed in `INVALID`, so the row can be quarantined with the reason `type:<field>`.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from schemas.tables import TIMESTAMP, RawContract, RawField
+
+INVALID = "invalid_fields"  # List[String]: fields whose text could not be parsed
+ROW_NUMBER = "source_row"
+
+_TRUE = ("true", "1", "yes", "y")
+_FALSE = ("false", "0", "no", "n")
+_ISO = (
+    r"^(?<date>\d{4}-\d{2}-\d{2})"
+    r"(?:[Tt ](?<time>\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?))?"
+    r"\s*(?<offset>[Zz]|[+-]\d{2}(?::?\d{2})?)?$"
+)
+
+EXPECTED_FORM = {
+    "timestamp": "an ISO-8601 timestamp",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "true/false, 1/0, yes/no or y/n",
+    "decimal": "a decimal number",
+}
+
+
+def text(column: str) -> pl.Expr:
+    """Trimmed text; empty means null (SPEC §1.2)."""
+    trimmed = pl.col(column).str.strip_chars()
+    return pl.when(trimmed.str.len_chars() > 0).then(trimmed)
+
+
+def parse_timestamp(raw: pl.Expr, source_timezone: str) -> pl.Expr:
+    """ISO-8601 text → UTC microseconds. An offset or Z is honoured; naive text is local
+    time in `source_timezone` (a non-existent local time in a DST gap is unparseable)."""
+    parts = raw.str.extract_groups(_ISO)
+    time = parts.struct.field("time").str.replace(",", ".").fill_null("00:00:00")
+    time = pl.when(time.str.len_chars() == 5).then(time + ":00").otherwise(time)
+    local = (parts.struct.field("date") + "T" + time).str.strptime(
+        pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False
+    )
+    offset = parts.struct.field("offset").str.to_uppercase().str.replace(":", "")
+    sign = pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
+    offset_minutes = pl.when(offset == "Z").then(0).otherwise(
+        sign
+        * (
+            offset.str.slice(1, 2).cast(pl.Int64, strict=False) * 60
+            + offset.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
+        )
+    )
+    aware = (local - pl.duration(minutes=offset_minutes)).dt.replace_time_zone("UTC")
+    naive = local.dt.replace_time_zone(
+        source_timezone, ambiguous="earliest", non_existent="null"
+    ).dt.convert_time_zone("UTC")
+    return pl.when(offset.is_null()).then(naive).otherwise(aware).cast(TIMESTAMP)
+
+
+def _parsed(field: RawField, source_timezone: str) -> pl.Expr:
+    raw = text(field.name)
+    match field.kind:
+        case "id" | "string":
+            return raw.str.to_lowercase() if field.lower_case else raw
+        case "currency":
+            return raw.str.to_uppercase()
+        case "timestamp":
+            return parse_timestamp(raw, source_timezone)
+        case "number":
+            return raw.cast(pl.Float64, strict=False)
+        case "integer":
+            number = raw.cast(pl.Float64, strict=False)
+            whole = number.is_finite() & (number == number.floor()) & (number.abs() < 2**53)
+            return pl.when(whole).then(number).cast(pl.Int64)
+        case "boolean":
+            lower = raw.str.to_lowercase()
+            return pl.when(lower.is_in(_TRUE)).then(True).when(lower.is_in(_FALSE)).then(False)
+        case "decimal":
+            exact = raw.cast(pl.Decimal(38, 12), strict=False).round(2)
+            return exact.cast(pl.Decimal(18, 2), strict=False)
+    raise ValueError(f"unknown kind {field.kind!r} for {field.name}")
+
+
+def missing_required(columns: list[str], contract: RawContract) -> list[str]:
+    """Required contract columns that a file's header lacks."""
+    return [name for name in contract.required if name not in columns]
+
+
+def standardise(raw: pl.LazyFrame, contract: RawContract, source_timezone: str) -> pl.LazyFrame:
+    """Typed contract columns (absent optional ones as nulls), `source_row` and `INVALID`.
+
+    Unknown extra columns, personal-data columns among them, are dropped here.
+    """
+    present = set(raw.collect_schema().names())
+    absent = [f.name for f in contract.fields if f.name not in present]
+    raw = raw.with_columns(pl.lit(None, pl.String).alias(name) for name in absent)
+    typed = [_parsed(f, source_timezone).alias(f.name) for f in contract.fields]
+    failed = [
+        pl.when(text(f.name).is_not_null() & _parsed(f, source_timezone).is_null()).then(pl.lit(f.name))
+        for f in contract.fields
+        if f.kind in EXPECTED_FORM
+    ]
+    invalid = pl.concat_list(failed).list.drop_nulls() if failed else pl.lit([], pl.List(pl.String))
+    return raw.select(pl.col(ROW_NUMBER), *typed, invalid.alias(INVALID))
+
+
+def type_failures(raw: pl.LazyFrame, standardised: pl.LazyFrame, contract: RawContract) -> pl.LazyFrame:
+    """One row per value that could not be parsed: `source_row`, `reason_code`, `detail`."""
+    kinds = pl.DataFrame(
+        {"field": [f.name for f in contract.fields], "form": [EXPECTED_FORM.get(f.kind, "") for f in contract.fields]}
+    ).lazy()
+    failed = (
+        standardised.select(ROW_NUMBER, pl.col(INVALID).alias("field"))
+        .explode("field")
+        .drop_nulls("field")
+        .join(kinds, on="field")
+    )
+    text_columns = [f.name for f in contract.fields if f.kind in EXPECTED_FORM]
+    present = set(raw.collect_schema().names())
+    values = raw.select(ROW_NUMBER, *[pl.col(n) for n in text_columns if n in present]).unpivot(
+        index=ROW_NUMBER, variable_name="field", value_name="value"
+    )
+    return failed.join(values, on=[ROW_NUMBER, "field"], how="left").select(
+        ROW_NUMBER,
+        ("type:" + pl.col("field")).alias("reason_code"),
+        pl.format("{} must be {}, got '{}'", "field", "form", pl.col("value").str.slice(0, 80)).alias("detail"),
+    )
