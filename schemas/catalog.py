@@ -75,7 +75,9 @@ def load_catalog(path: Path = DEFAULT_CATALOG_PATH) -> ItemCatalog:
         if not code.isidentifier() or not dimension.isidentifier():
             raise CatalogError(f"{path}:{number}: item and dimension must be identifiers")
         if side not in QUALITY_SIDES:
-            raise CatalogError(f"{path}:{number}: side must be one of {QUALITY_SIDES}, got {side!r}")
+            raise CatalogError(
+                f"{path}:{number}: side must be one of {QUALITY_SIDES}, got {side!r}"
+            )
         items.append(Item(code, dimension, side, (row.get("wording") or "").strip()))
     if not items:
         raise CatalogError(f"{path}: the catalog has no items")

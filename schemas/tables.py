@@ -22,7 +22,9 @@ TIMESTAMP_FLOOR = "2000-01-01T00:00:00Z"
 MAX_ID_LENGTH = 64
 MAX_ABS_MONEY = 10**9
 
-RawKind = Literal["id", "string", "timestamp", "number", "integer", "boolean", "decimal", "currency"]
+RawKind = Literal[
+    "id", "string", "timestamp", "number", "integer", "boolean", "decimal", "currency"
+]
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ INTERACTIONS_RAW = RawContract(
     key="interaction_id",
     version_column="updated_at",
     fields=(
-        RawField("interaction_id", "id", True, "Key of the service contact.", max_length=MAX_ID_LENGTH),
+        RawField(
+            "interaction_id", "id", True, "Key of the service contact.", max_length=MAX_ID_LENGTH
+        ),
         RawField("customer_id", "id", True, "The customer served.", max_length=MAX_ID_LENGTH),
         RawField("channel", "string", True, "Contact channel.", allowed=CHANNELS, lower_case=True),
         RawField("started_at", "timestamp", True, "When the contact started."),
@@ -76,9 +80,17 @@ INTERACTIONS_RAW = RawContract(
         RawField("queue_seconds", "number", False, "Wait before a person answered.", 0, 604_800),
         RawField("resolved", "boolean", True, "Was the issue solved in this contact."),
         RawField("reason", "string", False, "Contact reason, lower case.", lower_case=True),
-        RawField("revenue", "decimal", False, "Sale closed in this contact (negative = refund).",
-                 -MAX_ABS_MONEY, MAX_ABS_MONEY),
-        RawField("margin", "decimal", False, "Gross margin of that sale.", -MAX_ABS_MONEY, MAX_ABS_MONEY),
+        RawField(
+            "revenue",
+            "decimal",
+            False,
+            "Sale closed in this contact (negative = refund).",
+            -MAX_ABS_MONEY,
+            MAX_ABS_MONEY,
+        ),
+        RawField(
+            "margin", "decimal", False, "Gross margin of that sale.", -MAX_ABS_MONEY, MAX_ABS_MONEY
+        ),
         RawField("currency", "currency", False, "ISO 4217; must be the reporting currency."),
         RawField("agent_id", "string", False, "Agent who handled the contact."),
         RawField("updated_at", "timestamp", False, "Version time; defaults to started_at."),
@@ -97,10 +109,19 @@ def surveys_raw(catalog: ItemCatalog) -> RawContract:
         key="response_id",
         version_column="submitted_at",
         fields=(
-            RawField("response_id", "id", True, "Key of the survey response.", max_length=MAX_ID_LENGTH),
-            RawField("customer_id", "id", True, "The customer who answered.", max_length=MAX_ID_LENGTH),
-            RawField("interaction_id", "string", False, "The contact the survey was about.",
-                     max_length=MAX_ID_LENGTH),
+            RawField(
+                "response_id", "id", True, "Key of the survey response.", max_length=MAX_ID_LENGTH
+            ),
+            RawField(
+                "customer_id", "id", True, "The customer who answered.", max_length=MAX_ID_LENGTH
+            ),
+            RawField(
+                "interaction_id",
+                "string",
+                False,
+                "The contact the survey was about.",
+                max_length=MAX_ID_LENGTH,
+            ),
             RawField("submitted_at", "timestamp", True, "When the response was submitted."),
             *answers,
             RawField("nps", "integer", False, "Likelihood to recommend, 0–10.", 0, 10),
@@ -114,10 +135,13 @@ def surveys_raw(catalog: ItemCatalog) -> RawContract:
 # Curated tables
 
 
+DType = pl.DataType | type[pl.DataType]
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
-    dtype: pl.DataType
+    dtype: DType
     description: str
 
 
@@ -149,12 +173,14 @@ class CuratedTable:
         return pa.schema([(name, arrow_type(dtype)) for name, dtype in self.file_schema.items()])
 
 
-def arrow_type(dtype: pl.DataType) -> pa.DataType:
+def arrow_type(dtype: DType) -> pa.DataType:
     """The Arrow type every BI reader understands for a curated column (no views, no large types)."""
     if isinstance(dtype, pl.Decimal):
         return pa.decimal128(dtype.precision or 38, dtype.scale)
     if isinstance(dtype, pl.Datetime):
         return pa.timestamp(dtype.time_unit or "us", tz=dtype.time_zone)
+    if isinstance(dtype, type):
+        dtype = dtype()
     simple: dict[type[pl.DataType], pa.DataType] = {
         pl.String: pa.string(),
         pl.Int64: pa.int64(),
@@ -168,7 +194,9 @@ def arrow_type(dtype: pl.DataType) -> pa.DataType:
 
 def _lineage() -> tuple[Column, ...]:
     return (
-        Column("source_file", pl.String, "Raw file this version came from (relative to the raw root)."),
+        Column(
+            "source_file", pl.String, "Raw file this version came from (relative to the raw root)."
+        ),
         Column("source_row", pl.Int64, "Record number in that file (1 = first data record)."),
         Column("source_seq", pl.Int64, "Ingestion order of that file; breaks updated_at ties."),
     )
@@ -186,12 +214,20 @@ INTERACTIONS = CuratedTable(
         Column("started_at", TIMESTAMP, "Start of the contact, UTC."),
         Column("interaction_date", pl.Date, "UTC date of started_at (partition key)."),
         Column("handle_seconds", pl.Float64, "Talk + hold + after-contact work, seconds."),
-        Column("queue_seconds", pl.Float64, "Wait before a person answered, seconds (null = unknown)."),
+        Column(
+            "queue_seconds", pl.Float64, "Wait before a person answered, seconds (null = unknown)."
+        ),
         Column("is_resolved", pl.Boolean, "The customer's issue was solved in this contact."),
         Column("reason", pl.String, "Contact reason, lower case (null = unknown)."),
         Column("revenue", MONEY, "Sale closed in this contact; negative = refund; 0 when none."),
-        Column("margin", MONEY, "Gross margin of the sale, as exported or revenue × gross_margin_rate."),
-        Column("cost_to_serve", MONEY, "per_contact + per_minute × handle_seconds / 60 for its channel."),
+        Column(
+            "margin", MONEY, "Gross margin of the sale, as exported or revenue × gross_margin_rate."
+        ),
+        Column(
+            "cost_to_serve",
+            MONEY,
+            "per_contact + per_minute × handle_seconds / 60 for its channel.",
+        ),
         Column("currency", pl.String, "Reporting currency of revenue, margin and cost."),
         Column("agent_id", pl.String, "Agent who handled the contact."),
         Column("updated_at", TIMESTAMP, "Version time, UTC (started_at when the export has none)."),
@@ -204,7 +240,9 @@ def survey_responses_table(catalog: ItemCatalog) -> CuratedTable:
     per_dimension: list[Column] = []
     for dim in catalog.dimensions:
         per_dimension += [
-            Column(f"{dim}_expectation", pl.Float64, f"Mean expectation over answered {dim} items."),
+            Column(
+                f"{dim}_expectation", pl.Float64, f"Mean expectation over answered {dim} items."
+            ),
             Column(f"{dim}_perception", pl.Float64, f"Mean perception over answered {dim} items."),
             Column(f"{dim}_gap", pl.Float64, f"Mean item gap (perception − expectation) in {dim}."),
         ]
@@ -230,7 +268,11 @@ def survey_responses_table(catalog: ItemCatalog) -> CuratedTable:
             *per_dimension,
             Column("technical_gap", pl.Float64, "Mean item gap over technical items (WHAT)."),
             Column("functional_gap", pl.Float64, "Mean item gap over functional items (HOW)."),
-            Column("service_gap", pl.Float64, "Weighted mean of dimension gaps over answered dimensions."),
+            Column(
+                "service_gap",
+                pl.Float64,
+                "Weighted mean of dimension gaps over answered dimensions.",
+            ),
             Column("nps_group", pl.String, "promoter (9–10), passive (7–8), detractor (0–6)."),
             *_lineage(),
         ),
@@ -250,19 +292,49 @@ def customer_quality_table(catalog: ItemCatalog) -> CuratedTable:
         columns=(
             Column("as_of_date", pl.Date, "Snapshot date D; the window is (D − window_days, D]."),
             Column("customer_id", pl.String, "The customer."),
-            Column("n_responses", pl.Int64, "Survey responses in the window."),
+            Column(
+                "n_responses", pl.Int64, "Survey responses submitted in the window (0 if none)."
+            ),
             *gaps,
-            Column("technical_gap", pl.Float64, "Mean technical gap (WHAT the customer got)."),
-            Column("functional_gap", pl.Float64, "Mean functional gap (HOW it reached them)."),
-            Column("service_gap", pl.Float64, "Mean weighted service gap."),
-            Column("service_level", pl.String, "exceeded / met / below by the band; unknown without gaps."),
-            Column("nps_last", pl.Int32, "NPS of the latest response that has one."),
+            Column(
+                "technical_gap",
+                pl.Float64,
+                "Mean over responses of the item gap on technical items (WHAT the customer got).",
+            ),
+            Column(
+                "functional_gap",
+                pl.Float64,
+                "Mean over responses of the item gap on functional items (HOW it reached them).",
+            ),
+            Column(
+                "service_gap",
+                pl.Float64,
+                "Mean over responses of the weighted dimension gap (weights renormalised over answered dimensions).",
+            ),
+            Column(
+                "service_level",
+                pl.String,
+                "exceeded if service_gap > band, below if < −band, met otherwise (±band is met), unknown without a gap.",
+            ),
+            Column(
+                "nps_last",
+                pl.Int32,
+                "NPS of the latest response that has one (latest by submitted_at, then response_id).",
+            ),
             Column("nps_last_group", pl.String, "promoter / passive / detractor of nps_last."),
             Column("csat_mean", pl.Float64, "Mean CSAT, 1–5."),
             Column("ces_mean", pl.Float64, "Mean customer effort, 1–7."),
-            Column("n_interactions", pl.Int64, "Interactions in the window."),
-            Column("fcr_rate", pl.Float64, "Share resolved with no same-reason contact within 7 days."),
-            Column("repeat_contact_rate_7d", pl.Float64, "Share followed by any contact within 7 days."),
+            Column("n_interactions", pl.Int64, "Contacts started in the window (0 if none)."),
+            Column(
+                "fcr_rate",
+                pl.Float64,
+                "Share of contacts resolved with no same-reason contact in the next 7 days (null reason never matches).",
+            ),
+            Column(
+                "repeat_contact_rate_7d",
+                pl.Float64,
+                "Share of contacts followed by any contact of the customer in the next 7 days.",
+            ),
             Column("avg_queue_seconds", pl.Float64, "Mean queue time, seconds."),
             Column("avg_handle_seconds", pl.Float64, "Mean handle time, seconds."),
         ),
@@ -277,21 +349,57 @@ CUSTOMER_PROFITABILITY = CuratedTable(
     columns=(
         Column("as_of_date", pl.Date, "Snapshot date D; the window is (D − window_days, D]."),
         Column("customer_id", pl.String, "The customer."),
-        Column("revenue", MONEY, "Revenue in the window, refunds included."),
-        Column("margin", MONEY, "Gross margin in the window, refunds included."),
-        Column("cost_to_serve", MONEY, "Activity-based cost of the window's contacts."),
-        Column("profit", MONEY, "margin − cost_to_serve."),
+        Column(
+            "revenue",
+            MONEY,
+            "Sum of the window's interaction revenue, refunds included; 0.00 for survey-only customers.",
+        ),
+        Column("margin", MONEY, "Sum of the per-interaction margins, refunds included."),
+        Column(
+            "cost_to_serve",
+            MONEY,
+            "Sum of per-contact costs: per_contact + per_minute × handle_seconds / 60, each rounded half-even.",
+        ),
+        Column("profit", MONEY, "margin − cost_to_serve, exact to the cent."),
         Column("profit_rank", pl.Int64, "1 = most profitable; ties by customer_id."),
-        Column("cumulative_profit_share", pl.Float64, "Running profit ÷ total profit (whale curve)."),
-        Column("profit_segment", pl.String, "core (top to 80 % of positive profit), profitable, unprofitable."),
-        Column("kaplan_quadrant", pl.String, "passive / carriage_trade / bargain_basement / aggressive."),
-        Column("recency_days", pl.Int64, "Days from the last purchase to D."),
-        Column("frequency", pl.Int64, "Distinct purchase days."),
-        Column("monetary", MONEY, "Revenue of the purchases."),
-        Column("r_score", pl.Int32, "Recency quintile score, 5 = most recent."),
-        Column("f_score", pl.Int32, "Frequency quintile score, 5 = most frequent."),
-        Column("m_score", pl.Int32, "Monetary quintile score, 5 = highest."),
-        Column("rfm_segment", pl.String, "RFM segment from R and F; no_purchase without a purchase."),
+        Column(
+            "cumulative_profit_share",
+            pl.Float64,
+            "Running profit in rank order ÷ total profit (the whale curve); null when the total ≤ 0.",
+        ),
+        Column(
+            "profit_segment",
+            pl.String,
+            "core = fewest top-ranked customers reaching ≥ 80 % of positive profit; profitable = other profit > 0; unprofitable = profit ≤ 0.",
+        ),
+        Column(
+            "kaplan_quadrant",
+            pl.String,
+            "Revenue > 0 only: cost ÷ revenue vs margin ÷ revenue split at the medians (ties low): passive / carriage_trade / bargain_basement / aggressive.",
+        ),
+        Column(
+            "recency_days",
+            pl.Int64,
+            "Days from the last purchase (revenue > 0) to D; null without a purchase.",
+        ),
+        Column("frequency", pl.Int64, "Distinct days with a purchase in the window."),
+        Column("monetary", MONEY, "Sum of the purchases' revenue; null without a purchase."),
+        Column(
+            "r_score",
+            pl.Int32,
+            "ceil(5 × rank ÷ n) ranking purchasers by recency, 5 = most recent.",
+        ),
+        Column(
+            "f_score",
+            pl.Int32,
+            "ceil(5 × rank ÷ n) ranking purchasers by frequency, 5 = most frequent.",
+        ),
+        Column(
+            "m_score", pl.Int32, "ceil(5 × rank ÷ n) ranking purchasers by monetary, 5 = highest."
+        ),
+        Column(
+            "rfm_segment", pl.String, "RFM segment from R and F; no_purchase without a purchase."
+        ),
     ),
 )
 
@@ -304,9 +412,17 @@ CUSTOMER_SEGMENTS = CuratedTable(
         Column("as_of_date", pl.Date, "Snapshot date D."),
         Column("customer_id", pl.String, "The customer."),
         Column("profit_segment", pl.String, "From customer_profitability."),
-        Column("service_level", pl.String, "From customer_quality."),
+        Column(
+            "service_level",
+            pl.String,
+            "From customer_quality; unknown when the customer has no gap.",
+        ),
         Column("rfm_segment", pl.String, "From customer_profitability."),
-        Column("action", pl.String, "retain_now / grow / ask_feedback / reduce_cost_to_serve / review_terms."),
+        Column(
+            "action",
+            pl.String,
+            "What to do: retain_now / grow / ask_feedback (core, profitable) or reduce_cost_to_serve / review_terms (unprofitable).",
+        ),
     ),
 )
 
@@ -319,10 +435,18 @@ QUARANTINE = CuratedTable(
         Column("source", pl.String, "interactions, surveys, or unknown (partition key)."),
         Column("source_file", pl.String, "Raw file, relative to the raw root."),
         Column("sha256", pl.String, "Content hash of that file."),
-        Column("row_number", pl.Int64, "Record number in the file (1 = first data record); null = whole file."),
+        Column(
+            "row_number",
+            pl.Int64,
+            "Record number in the file (1 = first data record); null = whole file.",
+        ),
         Column("reason_codes", pl.String, "Every rule the row broke, ';'-separated codes."),
         Column("reason_detail", pl.String, "The rules in words: column, rule, value."),
-        Column("raw_record", pl.String, "Original contract-column values as JSON text (personal columns dropped)."),
+        Column(
+            "raw_record",
+            pl.String,
+            "Original contract-column values as JSON text (personal columns dropped).",
+        ),
         Column("run_id", pl.String, "Run that quarantined it."),
         Column("quarantined_at", TIMESTAMP, "When, UTC."),
     ),
@@ -340,13 +464,19 @@ INGEST_LEDGER = CuratedTable(
         Column("file_format", pl.String, "csv, csv.gz, jsonl, jsonl.gz, ndjson or parquet."),
         Column("size_bytes", pl.Int64, "File size."),
         Column("sha256", pl.String, "Content hash; equal content is ingested once."),
-        Column("status", pl.String, "ingested, rejected, or duplicate (same content as duplicate_of)."),
+        Column(
+            "status", pl.String, "ingested, rejected, or duplicate (same content as duplicate_of)."
+        ),
         Column("reason", pl.String, "Why a file was rejected or skipped."),
         Column("duplicate_of", pl.String, "The file with the same content that was ingested."),
         Column("rows_read", pl.Int64, "Data records read."),
         Column("rows_valid", pl.Int64, "Records that passed every rule."),
         Column("rows_quarantined", pl.Int64, "Records sent to quarantine."),
-        Column("rows_curated", pl.Int64, "Valid records that are the current version in a curated table."),
+        Column(
+            "rows_curated",
+            pl.Int64,
+            "Valid records that are the current version in a curated table.",
+        ),
         Column("rows_superseded", pl.Int64, "Valid records replaced by a newer version."),
         Column("run_id", pl.String, "Run that ingested the file."),
         Column("ingested_at", TIMESTAMP, "When, UTC."),

@@ -39,7 +39,9 @@ DEFAULT_RATES: dict[str, ChannelRate] = {
     "visit": ChannelRate(per_contact=2.00, per_minute=1.20),
     "web": ChannelRate(per_contact=0.05, per_minute=0.00),
 }
-DEFAULT_WEIGHTS = {d: 0.2 for d in ("tangibles", "reliability", "responsiveness", "assurance", "empathy")}
+DEFAULT_WEIGHTS = {
+    d: 0.2 for d in ("tangibles", "reliability", "responsiveness", "assurance", "empathy")
+}
 
 
 class Settings(BaseModel):
@@ -137,13 +139,17 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
             try:
                 overrides[name] = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise ConfigError(f"{ENV_PREFIX}{name.upper()}: expected a JSON object ({exc})") from exc
+                raise ConfigError(
+                    f"{ENV_PREFIX}{name.upper()}: expected a JSON object ({exc})"
+                ) from exc
         else:
             overrides[name] = raw
     return overrides
 
 
-def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | Path | None = None, environ: dict[str, str] | None = None
+) -> Settings:
     """Read the TOML file (optional when not named explicitly), overlay the environment, check all."""
     environ = dict(os.environ) if environ is None else environ
     explicit = path is not None

@@ -98,10 +98,12 @@ def _normalised(names: list[str]) -> list[str]:
 def _csv_header(path: Path, compressed: bool) -> list[str]:
     opener = gzip.open if compressed else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
             header = next(csv.reader(io.StringIO(handle.readline())), None)
     except UnicodeDecodeError as exc:
-        raise FileRejected("encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise FileRejected(
+            "encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
     if not header or all(not name.strip() for name in header):
@@ -129,21 +131,25 @@ def _json_lines(path: Path, compressed: bool) -> pl.DataFrame:
     opener = gzip.open if compressed else open
     records: list[dict[str, str | None]] = []
     try:
-        with opener(path, "rt", encoding="utf-8-sig") as handle:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8-sig") as handle:
             for line in handle:
                 if not line.strip():
                     continue
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    records.append({"__malformed__": f"not valid JSON ({exc.msg} at column {exc.colno})"})
+                    records.append(
+                        {"__malformed__": f"not valid JSON ({exc.msg} at column {exc.colno})"}
+                    )
                     continue
                 if not isinstance(obj, dict):
                     records.append({"__malformed__": "a JSON line must be an object"})
                     continue
                 records.append({str(k).strip().lower(): _as_text(v) for k, v in obj.items()})
     except UnicodeDecodeError as exc:
-        raise FileRejected("encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise FileRejected(
+            "encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
     names = list(dict.fromkeys(name for record in records for name in record))
@@ -167,7 +173,9 @@ def _read_parquet(path: Path) -> pl.DataFrame:
     try:
         frame = pl.read_parquet(path)
     except Exception as exc:  # polars raises several kinds for a corrupt file
-        raise FileRejected("unreadable", f"not a readable Parquet file ({str(exc).splitlines()[0]})") from exc
+        raise FileRejected(
+            "unreadable", f"not a readable Parquet file ({str(exc).splitlines()[0]})"
+        ) from exc
     frame = frame.rename(dict(zip(frame.columns, _normalised(frame.columns), strict=True)))
     return frame.select(_parquet_text(name, dtype) for name, dtype in frame.schema.items())
 
@@ -198,4 +206,6 @@ def read_raw(landed: LandedFile) -> pl.DataFrame:
             "unsupported_format",
             f"extension {fmt!r} is not one of {', '.join(f.lstrip('.') for f in FORMATS)}",
         )
-    return frame.with_row_index(ROW_NUMBER, offset=1).with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+    return frame.with_row_index(ROW_NUMBER, offset=1).with_columns(
+        pl.col(ROW_NUMBER).cast(pl.Int64)
+    )

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -102,7 +103,9 @@ class Lake:
         files = self.files(table)
         if not files:
             return pl.LazyFrame(schema=table.schema)
-        hive = {table.partition_by: table.schema[table.partition_by]} if table.partition_by else None
+        hive = (
+            {table.partition_by: table.schema[table.partition_by]} if table.partition_by else None
+        )
         frame = pl.scan_parquet(
             files,
             hive_partitioning=table.partition_by is not None,
@@ -128,8 +131,12 @@ class Lake:
         """One writer at a time; a lock left by a dead process on this host is taken over."""
         self.control.mkdir(parents=True, exist_ok=True)
         path = self.control / "run.lock"
-        holder = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
-                  "since": datetime.now(UTC).isoformat()}
+        holder = {
+            "run_id": run_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.now(UTC).isoformat(),
+        }
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
@@ -171,10 +178,20 @@ class Lake:
         if staging.exists():
             shutil.rmtree(staging)
 
-    def publish(self, run_id: str, changes: list[TableChange]) -> list[Published]:
-        """Replace the given partitions of several tables as one crash-safe unit."""
+    def publish(
+        self, run_id: str, changes: list[TableChange], state: Mapping[str, object] | None = None
+    ) -> list[Published]:
+        """Replace the given partitions of several tables as one crash-safe unit.
+
+        `state` entries are merged into `_servio/state.json` in the same unit, so what a run
+        remembers about its work (e.g. snapshot fingerprints) never disagrees with the data.
+        """
         stage = self.staging_dir(run_id) / "publish"
         moves: list[tuple[str, str]] = []
+        if state:
+            staged_state = stage / "_servio_state.json"
+            _atomic_write_json(staged_state, {**self.state(), **state})
+            moves.append((self._rel(staged_state), self._rel(self.control / "state.json")))
         deletes: list[str] = []
         report: list[Published] = []
         for change in changes:
@@ -204,9 +221,20 @@ class Lake:
         (self.control / "journal.json").unlink()
         shutil.rmtree(stage, ignore_errors=True)
         for item in report:
-            log.info("published %s: %d partitions written (%d rows), %d deleted",
-                     item.table, item.partitions_written, item.rows_written, item.partitions_deleted)
+            log.info(
+                "published %s: %d partitions written (%d rows), %d deleted",
+                item.table,
+                item.partitions_written,
+                item.rows_written,
+                item.partitions_deleted,
+            )
         return report
+
+    def state(self) -> dict[str, object]:
+        return _read_json(self.control / "state.json") or {}
+
+    def discard_staging(self, run_id: str) -> None:
+        shutil.rmtree(self.staging_dir(run_id), ignore_errors=True)
 
     def _write_manifests(self, run_id: str, changes: list[TableChange], stage: Path) -> None:
         now = datetime.now(UTC).isoformat()
@@ -236,7 +264,7 @@ class Lake:
         previous = _read_json(self.table_dir(table) / MANIFEST)
         return dict(previous["partitions"]) if previous else {}
 
-    def _apply(self, journal: Mapping[str, list]) -> None:
+    def _apply(self, journal: Mapping[str, Any]) -> None:
         for staged_rel, final_rel in journal["moves"]:
             staged, final = self.root / staged_rel, self.root / final_rel
             if staged.exists():
@@ -256,8 +284,12 @@ class Lake:
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(
-        table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS,
-        use_dictionary=True, write_statistics=True,
+        table,
+        path,
+        compression="zstd",
+        row_group_size=ROW_GROUP_ROWS,
+        use_dictionary=True,
+        write_statistics=True,
     )
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())

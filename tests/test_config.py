@@ -19,7 +19,9 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
 
 def test_file_values_and_partial_rate_tables_merge_with_defaults(tmp_path: Path) -> None:
     path = tmp_path / "servio.toml"
-    path.write_text('currency = "usd"\n[cost_to_serve]\nphone = { per_contact = 1.0, per_minute = 2.0 }\n')
+    path.write_text(
+        'currency = "usd"\n[cost_to_serve]\nphone = { per_contact = 1.0, per_minute = 2.0 }\n'
+    )
     settings = load_settings(path, environ={})
     assert settings.currency == "USD"
     assert settings.cost_to_serve["phone"].per_minute == 2.0
@@ -29,9 +31,14 @@ def test_file_values_and_partial_rate_tables_merge_with_defaults(tmp_path: Path)
 def test_environment_wins_over_the_file(tmp_path: Path) -> None:
     path = tmp_path / "servio.toml"
     path.write_text("window_days = 90\n")
-    settings = load_settings(path, environ={"SERVIO_WINDOW_DAYS": "30",
-                                            "SERVIO_WEIGHTS": '{"tangibles": 0.1, "reliability": 0.3, '
-                                            '"responsiveness": 0.2, "assurance": 0.2, "empathy": 0.2}'})
+    settings = load_settings(
+        path,
+        environ={
+            "SERVIO_WINDOW_DAYS": "30",
+            "SERVIO_WEIGHTS": '{"tangibles": 0.1, "reliability": 0.3, '
+            '"responsiveness": 0.2, "assurance": 0.2, "empathy": 0.2}',
+        },
+    )
     assert settings.window_days == 30
     assert settings.weights["reliability"] == 0.3
 
@@ -44,9 +51,14 @@ def test_environment_wins_over_the_file(tmp_path: Path) -> None:
         ("currency = 'EURO'", "currency"),
         ("source_timezone = 'Mars/Olympus'", "source_timezone"),
         ("[cost_to_serve]\nfax = { per_contact = 1, per_minute = 1 }", "fax"),
-        ("[cost_to_serve]\nphone = { per_contact = -1, per_minute = 1 }", "cost_to_serve.phone.per_contact"),
-        ("[weights]\ntangibles = 0.5\nreliability = 0.2\nresponsiveness = 0.2\nassurance = 0.2\nempathy = 0.2",
-         "sum to 1"),
+        (
+            "[cost_to_serve]\nphone = { per_contact = -1, per_minute = 1 }",
+            "cost_to_serve.phone.per_contact",
+        ),
+        (
+            "[weights]\ntangibles = 0.5\nreliability = 0.2\nresponsiveness = 0.2\nassurance = 0.2\nempathy = 0.2",
+            "sum to 1",
+        ),
         ("[weights]\ntangibles = 1.0", "one weight per catalog dimension"),
         ("colour = 'blue'", "colour"),
     ],

@@ -15,8 +15,10 @@ def _landed(path: Path, fmt: str) -> LandedFile:
     return LandedFile(str(path), path.name, "interactions", fmt, path.stat().st_size, "x")
 
 
-@pytest.mark.parametrize("name", [".hidden.csv", "_manifest.json", "a.csv.tmp", "b.csv.part",
-                                  "c.partial", "d.csv.crdownload"])
+@pytest.mark.parametrize(
+    "name",
+    [".hidden.csv", "_manifest.json", "a.csv.tmp", "b.csv.part", "c.partial", "d.csv.crdownload"],
+)
 def test_in_flight_names_are_ignored(name: str) -> None:
     assert is_in_flight(name)
 
@@ -29,7 +31,10 @@ def test_discover_skips_in_flight_files_and_names_source_and_format(tmp_path: Pa
     (tmp_path / "surveys" / "s.JSONL").write_bytes(b"x")
     (tmp_path / "_generator_manifest.json").write_bytes(b"x")
     found = {f.relative_path: (f.source, f.file_format) for f in discover(tmp_path)}
-    assert found == {"interactions/a.csv.gz": ("interactions", "csv.gz"), "surveys/s.JSONL": ("surveys", "jsonl")}
+    assert found == {
+        "interactions/a.csv.gz": ("interactions", "csv.gz"),
+        "surveys/s.JSONL": ("surveys", "jsonl"),
+    }
 
 
 def test_csv_with_bom_quoted_newlines_and_messy_headers(tmp_path: Path) -> None:
@@ -60,7 +65,9 @@ def test_parquet_keeps_instants_of_typed_timestamps(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     path = tmp_path / "a.parquet"
-    pl.DataFrame({"started_at": [datetime(2026, 1, 5, 10, tzinfo=UTC)], "n": [1.5]}).write_parquet(path)
+    pl.DataFrame({"started_at": [datetime(2026, 1, 5, 10, tzinfo=UTC)], "n": [1.5]}).write_parquet(
+        path
+    )
     frame = read_raw(_landed(path, "parquet"))
     assert frame["started_at"].to_list() == ["2026-01-05T10:00:00+00:00"]
     assert frame["n"].to_list() == ["1.5"]
@@ -77,7 +84,9 @@ def test_parquet_keeps_instants_of_typed_timestamps(tmp_path: Path) -> None:
         (b"a,b\n1,2\n", "xlsx", "unsupported_format"),
     ],
 )
-def test_unusable_files_are_rejected_whole_with_a_reason(tmp_path: Path, content: bytes, fmt: str, code: str) -> None:
+def test_unusable_files_are_rejected_whole_with_a_reason(
+    tmp_path: Path, content: bytes, fmt: str, code: str
+) -> None:
     path = tmp_path / f"f.{fmt}"
     path.write_bytes(content)
     with pytest.raises(FileRejected) as caught:

@@ -11,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.tables import INTERACTIONS_RAW
-from transforms.standardise import INVALID, missing_required, parse_timestamp, standardise, type_failures
+from transforms.standardise import (
+    INVALID,
+    missing_required,
+    parse_timestamp,
+    standardise,
+    type_failures,
+)
 
 
 def _ts(values: list[str | None], zone: str = "UTC") -> list[datetime | None]:
@@ -22,23 +28,39 @@ def _ts(values: list[str | None], zone: str = "UTC") -> list[datetime | None]:
 def _raw(**columns: list[str | None]) -> pl.LazyFrame:
     n = len(next(iter(columns.values())))
     base = {
-        "interaction_id": [f"i{k}" for k in range(n)], "customer_id": ["c"] * n, "channel": ["phone"] * n,
-        "started_at": ["2026-01-05T10:00:00Z"] * n, "handle_seconds": ["60"] * n, "resolved": ["true"] * n,
+        "interaction_id": [f"i{k}" for k in range(n)],
+        "customer_id": ["c"] * n,
+        "channel": ["phone"] * n,
+        "started_at": ["2026-01-05T10:00:00Z"] * n,
+        "handle_seconds": ["60"] * n,
+        "resolved": ["true"] * n,
     }
     base.update(columns)
-    return pl.DataFrame({"source_row": list(range(1, n + 1)), **base},
-                        schema_overrides=dict.fromkeys(base, pl.String)).lazy()
+    return pl.DataFrame(
+        {"source_row": list(range(1, n + 1)), **base},
+        schema_overrides=dict.fromkeys(base, pl.String),
+    ).lazy()
 
 
 def test_offsets_and_z_convert_to_utc() -> None:
-    got = _ts(["2026-01-05T10:00:00Z", "2026-01-05T12:00:00+02:00", "2026-01-05T05:00:00-0500",
-               "2026-01-05 10:00:00.123456+00:00"])
-    assert got == [datetime(2026, 1, 5, 10, tzinfo=UTC)] * 3 + [datetime(2026, 1, 5, 10, 0, 0, 123456, tzinfo=UTC)]
+    got = _ts(
+        [
+            "2026-01-05T10:00:00Z",
+            "2026-01-05T12:00:00+02:00",
+            "2026-01-05T05:00:00-0500",
+            "2026-01-05 10:00:00.123456+00:00",
+        ]
+    )
+    assert got == [datetime(2026, 1, 5, 10, tzinfo=UTC)] * 3 + [
+        datetime(2026, 1, 5, 10, 0, 0, 123456, tzinfo=UTC)
+    ]
 
 
 def test_naive_timestamps_are_in_the_source_zone() -> None:
     # 00:30 in Paris (winter, UTC+1) is 23:30 UTC the day before.
-    assert _ts(["2026-01-05T00:30:00"], "Europe/Paris") == [datetime(2026, 1, 4, 23, 30, tzinfo=UTC)]
+    assert _ts(["2026-01-05T00:30:00"], "Europe/Paris") == [
+        datetime(2026, 1, 4, 23, 30, tzinfo=UTC)
+    ]
     assert _ts(["2026-01-05T00:30:00"], "UTC") == [datetime(2026, 1, 5, 0, 30, tzinfo=UTC)]
 
 
@@ -47,25 +69,38 @@ def test_impossible_and_garbled_timestamps_are_null() -> None:
 
 
 def test_nanoseconds_truncate_to_microseconds() -> None:
-    assert _ts(["2026-01-05T10:00:00.123456789Z"]) == [datetime(2026, 1, 5, 10, 0, 0, 123456, tzinfo=UTC)]
+    assert _ts(["2026-01-05T10:00:00.123456789Z"]) == [
+        datetime(2026, 1, 5, 10, 0, 0, 123456, tzinfo=UTC)
+    ]
 
 
 def test_booleans_accept_the_spec_words_in_any_case() -> None:
-    out = standardise(_raw(resolved=["TRUE", "0", "Yes", "n", "Y", "maybe"]), INTERACTIONS_RAW, "UTC").collect()
+    out = standardise(
+        _raw(resolved=["TRUE", "0", "Yes", "n", "Y", "maybe"]), INTERACTIONS_RAW, "UTC"
+    ).collect()
     assert out["resolved"].to_list() == [True, False, True, False, True, None]
     assert out[INVALID].to_list()[-1] == ["resolved"]
 
 
 def test_channel_and_reason_are_trimmed_and_lower_cased_and_empty_is_null() -> None:
-    out = standardise(_raw(channel=[" Phone ", "CHAT"], reason=["Billing ", "  "]), INTERACTIONS_RAW, "UTC").collect()
+    out = standardise(
+        _raw(channel=[" Phone ", "CHAT"], reason=["Billing ", "  "]), INTERACTIONS_RAW, "UTC"
+    ).collect()
     assert out["channel"].to_list() == ["phone", "chat"]
     assert out["reason"].to_list() == ["billing", None]
 
 
 def test_money_rounds_half_even_to_cents() -> None:
-    out = standardise(_raw(revenue=["2.675", "1.005", "-0.125", "10"]), INTERACTIONS_RAW, "UTC").collect()
+    out = standardise(
+        _raw(revenue=["2.675", "1.005", "-0.125", "10"]), INTERACTIONS_RAW, "UTC"
+    ).collect()
     assert out.schema["revenue"] == pl.Decimal(18, 2)
-    assert out["revenue"].to_list() == [Decimal("2.68"), Decimal("1.00"), Decimal("-0.12"), Decimal("10.00")]
+    assert out["revenue"].to_list() == [
+        Decimal("2.68"),
+        Decimal("1.00"),
+        Decimal("-0.12"),
+        Decimal("10.00"),
+    ]
 
 
 def test_absent_optional_columns_become_null_and_extra_columns_are_dropped() -> None:
@@ -77,31 +112,47 @@ def test_absent_optional_columns_become_null_and_extra_columns_are_dropped() -> 
 
 def test_type_failures_name_the_field_and_the_value() -> None:
     raw = _raw(handle_seconds=["abc", "12"])
-    failures = type_failures(raw, standardise(raw, INTERACTIONS_RAW, "UTC"), INTERACTIONS_RAW).collect()
+    failures = type_failures(
+        raw, standardise(raw, INTERACTIONS_RAW, "UTC"), INTERACTIONS_RAW
+    ).collect()
     assert failures.to_dicts() == [
-        {"source_row": 1, "reason_code": "type:handle_seconds", "detail": "handle_seconds must be a number, got 'abc'"}
+        {
+            "source_row": 1,
+            "reason_code": "type:handle_seconds",
+            "detail": "handle_seconds must be a number, got 'abc'",
+        }
     ]
 
 
 def test_missing_required_lists_absent_required_columns() -> None:
     assert missing_required(["interaction_id", "channel"], INTERACTIONS_RAW) == [
-        "customer_id", "started_at", "handle_seconds", "resolved"
+        "customer_id",
+        "started_at",
+        "handle_seconds",
+        "resolved",
     ]
 
 
-@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)),
-       st.integers(min_value=-14 * 60, max_value=14 * 60))
+@given(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
 def test_any_offset_round_trips_to_the_same_instant(moment: datetime, offset_minutes: int) -> None:
     from datetime import timedelta, timezone
 
-    aware = moment.replace(microsecond=moment.microsecond, tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    aware = moment.replace(
+        microsecond=moment.microsecond, tzinfo=timezone(timedelta(minutes=offset_minutes))
+    )
     assert _ts([aware.isoformat()]) == [aware.astimezone(UTC)]
 
 
 @given(st.text(max_size=40))
 def test_parsing_never_raises_on_arbitrary_text(value: str) -> None:
-    out = standardise(_raw(started_at=[value], handle_seconds=[value], resolved=[value], revenue=[value]),
-                      INTERACTIONS_RAW, "Europe/Paris").collect()
+    out = standardise(
+        _raw(started_at=[value], handle_seconds=[value], resolved=[value], revenue=[value]),
+        INTERACTIONS_RAW,
+        "Europe/Paris",
+    ).collect()
     assert out.height == 1
 
 

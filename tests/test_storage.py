@@ -19,15 +19,28 @@ from servio.storage import PART_FILE, Lake, LakeBusy, TableChange
 def _segments(as_of: date, customers: list[str]) -> pl.DataFrame:
     n = len(customers)
     return pl.DataFrame(
-        {"as_of_date": [as_of] * n, "customer_id": customers, "profit_segment": ["core"] * n,
-         "service_level": ["met"] * n, "rfm_segment": ["new"] * n, "action": ["grow"] * n},
+        {
+            "as_of_date": [as_of] * n,
+            "customer_id": customers,
+            "profit_segment": ["core"] * n,
+            "service_level": ["met"] * n,
+            "rfm_segment": ["new"] * n,
+            "action": ["grow"] * n,
+        },
         schema=CUSTOMER_SEGMENTS.schema,
     )
 
 
 def test_publish_writes_hive_partitions_without_the_key_inside(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
-    lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {date(2026, 1, 1): _segments(date(2026, 1, 1), ["a", "b"])})])
+    lake.publish(
+        "r1",
+        [
+            TableChange(
+                CUSTOMER_SEGMENTS, {date(2026, 1, 1): _segments(date(2026, 1, 1), ["a", "b"])}
+            )
+        ],
+    )
     path = tmp_path / "customer_segments" / "as_of_date=2026-01-01" / PART_FILE
     schema = pq.ParquetFile(path).schema_arrow
     assert "as_of_date" not in schema.names
@@ -38,7 +51,9 @@ def test_publish_writes_hive_partitions_without_the_key_inside(tmp_path: Path) -
 def test_publish_replaces_a_partition_and_deletes_on_none(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
     d1, d2 = date(2026, 1, 1), date(2026, 1, 2)
-    lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {d1: _segments(d1, ["a"]), d2: _segments(d2, ["b"])})])
+    lake.publish(
+        "r1", [TableChange(CUSTOMER_SEGMENTS, {d1: _segments(d1, ["a"]), d2: _segments(d2, ["b"])})]
+    )
     lake.publish("r2", [TableChange(CUSTOMER_SEGMENTS, {d1: _segments(d1, ["a", "c"]), d2: None})])
     assert lake.partitions(CUSTOMER_SEGMENTS) == ["2026-01-01"]
     assert sorted(lake.scan(CUSTOMER_SEGMENTS).collect()["customer_id"]) == ["a", "c"]
@@ -59,12 +74,23 @@ def test_a_committed_journal_is_rolled_forward_by_recover(tmp_path: Path) -> Non
     d1 = date(2026, 1, 1)
     lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {d1: _segments(d1, ["a"])})])
     # Simulate a crash after the journal commit but before the moves: stage by hand.
-    staged = lake.staging_dir("r2") / "publish" / "customer_segments" / "as_of_date=2026-01-01" / PART_FILE
+    staged = (
+        lake.staging_dir("r2")
+        / "publish"
+        / "customer_segments"
+        / "as_of_date=2026-01-01"
+        / PART_FILE
+    )
     staged.parent.mkdir(parents=True)
     final = tmp_path / "customer_segments" / "as_of_date=2026-01-01" / PART_FILE
     _segments(d1, ["x", "y"]).drop("as_of_date").write_parquet(staged)
-    journal = {"run_id": "r2", "moves": [[staged.relative_to(tmp_path).as_posix(),
-                                           final.relative_to(tmp_path).as_posix()]], "deletes": []}
+    journal = {
+        "run_id": "r2",
+        "moves": [
+            [staged.relative_to(tmp_path).as_posix(), final.relative_to(tmp_path).as_posix()]
+        ],
+        "deletes": [],
+    }
     (lake.control / "journal.json").write_text(json.dumps(journal))
     lake.recover()
     assert sorted(lake.scan(CUSTOMER_SEGMENTS).collect()["customer_id"]) == ["x", "y"]

@@ -48,11 +48,15 @@ def parse_timestamp(raw: pl.Expr, source_timezone: str) -> pl.Expr:
     )
     offset = parts.struct.field("offset").str.to_uppercase().str.replace(":", "")
     sign = pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
-    offset_minutes = pl.when(offset == "Z").then(0).otherwise(
-        sign
-        * (
-            offset.str.slice(1, 2).cast(pl.Int64, strict=False) * 60
-            + offset.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
+    offset_minutes = (
+        pl.when(offset == "Z")
+        .then(0)
+        .otherwise(
+            sign
+            * (
+                offset.str.slice(1, 2).cast(pl.Int64, strict=False) * 60
+                + offset.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
+            )
         )
     )
     aware = (local - pl.duration(minutes=offset_minutes)).dt.replace_time_zone("UTC")
@@ -101,7 +105,9 @@ def standardise(raw: pl.LazyFrame, contract: RawContract, source_timezone: str) 
     raw = raw.with_columns(pl.lit(None, pl.String).alias(name) for name in absent)
     typed = [_parsed(f, source_timezone).alias(f.name) for f in contract.fields]
     failed = [
-        pl.when(text(f.name).is_not_null() & _parsed(f, source_timezone).is_null()).then(pl.lit(f.name))
+        pl.when(text(f.name).is_not_null() & _parsed(f, source_timezone).is_null()).then(
+            pl.lit(f.name)
+        )
         for f in contract.fields
         if f.kind in EXPECTED_FORM
     ]
@@ -109,10 +115,15 @@ def standardise(raw: pl.LazyFrame, contract: RawContract, source_timezone: str) 
     return raw.select(pl.col(ROW_NUMBER), *typed, invalid.alias(INVALID))
 
 
-def type_failures(raw: pl.LazyFrame, standardised: pl.LazyFrame, contract: RawContract) -> pl.LazyFrame:
+def type_failures(
+    raw: pl.LazyFrame, standardised: pl.LazyFrame, contract: RawContract
+) -> pl.LazyFrame:
     """One row per value that could not be parsed: `source_row`, `reason_code`, `detail`."""
     kinds = pl.DataFrame(
-        {"field": [f.name for f in contract.fields], "form": [EXPECTED_FORM.get(f.kind, "") for f in contract.fields]}
+        {
+            "field": [f.name for f in contract.fields],
+            "form": [EXPECTED_FORM.get(f.kind, "") for f in contract.fields],
+        }
     ).lazy()
     failed = (
         standardised.select(ROW_NUMBER, pl.col(INVALID).alias("field"))
@@ -128,5 +139,7 @@ def type_failures(raw: pl.LazyFrame, standardised: pl.LazyFrame, contract: RawCo
     return failed.join(values, on=[ROW_NUMBER, "field"], how="left").select(
         ROW_NUMBER,
         ("type:" + pl.col("field")).alias("reason_code"),
-        pl.format("{} must be {}, got '{}'", "field", "form", pl.col("value").str.slice(0, 80)).alias("detail"),
+        pl.format(
+            "{} must be {}, got '{}'", "field", "form", pl.col("value").str.slice(0, 80)
+        ).alias("detail"),
     )

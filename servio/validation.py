@@ -1,0 +1,731 @@
+"""Row-level validation of a standardised raw frame against its Great Expectations suite (SPEC §3).
+
+`validate_rows` runs the suite of `schemas/suites/` on one file's frame and returns one failure
+row per (row, broken rule); `build_data_docs` renders the GX results as a static Data Docs site.
+
+How the frame reaches GX, and why (GX 1.24, pandas execution engine, no Polars support):
+
+- Each column is its own one-column pandas batch indexed by `source_row`, so GX's
+  `unexpected_index_list` names failing rows by record number. GX filters the whole batch frame
+  once per metric; with the whole file in one batch that cost grows with the column count.
+- Value rules (range, set, length, time bounds) ignore nulls, so they see only the column's
+  non-null values; their `element_count` in the results is that non-null count. Not-null rules
+  see the whole column. pandas' boolean indexing has a fast path for all-true masks, and this
+  keeps GX's null filter on it.
+- Strings become pandas' own Arrow-backed `str` dtype (GX's length check casts to `str`, a
+  no-op then); booleans stay Arrow-backed (nullable without object arrays); numbers, decimals
+  and timestamps go to numpy dtypes, because GX's between-check is vectorised only for those
+  (it calls Python once per value otherwise). Decimals are compared as float64: exact enough
+  for the ±10^9 bounds of a Decimal(18,2).
+- numpy-backed pandas treats NaN as missing, which would let a "NaN" text pass the range rule of
+  an optional number. NaN is therefore handed to GX as +inf: NaN and ±inf all fail
+  `range:<column>` (not `required:`), and the detail shows the original value.
+- GX fingerprints every in-memory batch under 1 GB with `pandas.util.hash_pandas_object`, which
+  costs ~25 s per million Arrow-backed rows and is only batch metadata: it is switched off
+  (`pandas_execution_engine.HASH_THRESHOLD = 0`) for this process.
+- One COMPLETE pass (`exclude_unexpected_values`, no index query) gives counts and failing ids
+  together: with the layout above a first BOOLEAN_ONLY pass costs nearly as much as this one
+  (see `benchmarks/validation_overhead.py`), so a second pass for the ids would only add. The
+  kept GX results are trimmed to 20 row ids per expectation for the Data Docs; every id is in
+  `failures`.
+- A helper thread converts the next columns (Polars, Arrow) while GX, mostly pure Python,
+  validates the current one.
+
+Great Expectations is imported lazily (it costs seconds); one ephemeral context serves the
+process, and validations take turns on it (a lock), since its batch bookkeeping is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from schemas.suites import (
+    HAS_ANSWER,
+    IS_CONFLICTING_DUPLICATE,
+    NOT_NULL,
+    PARAM_LATEST_ALLOWED_AT,
+    PARAM_REPORTING_CURRENCIES,
+    load_suite,
+)
+from schemas.tables import RawContract, RawField
+
+SOURCE_ROW = "source_row"
+FAILURE_SCHEMA = pl.Schema({SOURCE_ROW: pl.Int64, "reason_code": pl.String, "detail": pl.String})
+SUMMARY_SCHEMA = pl.Schema(
+    {
+        "expectation_type": pl.String,
+        "column": pl.String,
+        "reason_code": pl.String,
+        "success": pl.Boolean,
+        "element_count": pl.Int64,
+        "unexpected_count": pl.Int64,
+    }
+)
+DOCS_ROW_IDS = 20  # row ids kept per expectation in the Data Docs results
+DOCS_SITE = "servio"
+_VALUE_PREVIEW = 40  # characters of a string value quoted in a detail
+_PREFETCH_COLUMNS = 2  # columns converted ahead of GX; bounds the memory held in pandas
+_TIMESTAMP_TEXT = "%Y-%m-%dT%H:%M:%S%.fZ"
+_RESULT_FORMAT = {
+    "result_format": "COMPLETE",
+    "unexpected_index_column_names": [SOURCE_ROW],
+    "exclude_unexpected_values": True,
+    "return_unexpected_index_query": False,
+    "partial_unexpected_count": DOCS_ROW_IDS,
+}
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """The outcome of validating one raw file.
+
+    `failures`: one row per (source_row, broken rule), sorted by row then suite order.
+    `summary`: one row per expectation of the suite, with its unexpected count (value rules
+    count over the column's non-null values, not-null rules over all rows).
+    `gx_result`: the GX `ExpectationSuiteValidationResult` of the file (row ids trimmed), for Data Docs.
+    """
+
+    file_label: str
+    source: str
+    ingested_at: datetime
+    failures: pl.DataFrame
+    summary: pl.DataFrame
+    gx_result: Any
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed_rows(self) -> pl.Series:
+        """Distinct record numbers that broke at least one rule, ascending."""
+        return self.failures.get_column(SOURCE_ROW).unique().sort()
+
+
+# ---------------------------------------------------------------------------------------
+# Great Expectations, loaded once
+
+
+@dataclass
+class _Gx:
+    gx: Any
+    context: Any
+    batch_definition: Any
+
+
+_GX: _Gx | None = None
+# Validations from concurrent threads (a thread-pool task runner) take turns on the shared
+# context; GX holds the GIL for most of its work anyway.
+_GX_LOCK = threading.RLock()
+
+
+def _gx() -> _Gx:
+    """The shared ephemeral GX context and an in-memory dataframe batch definition."""
+    global _GX
+    with _GX_LOCK:
+        if _GX is None:
+            _GX = _load_gx()
+        return _GX
+
+
+def _load_gx() -> _Gx:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    with warnings.catch_warnings():
+        # GX probes the installed PySpark, which warns about pandas 3; servio uses no Spark.
+        warnings.filterwarnings("ignore", "PySpark does not yet", FutureWarning)
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.execution_engine import pandas_execution_engine
+
+    pandas_execution_engine.HASH_THRESHOLD = 0  # see the module docstring
+    context = _ephemeral_context(gx, ProgressBarsConfig)
+    asset = context.data_sources.add_pandas("servio_raw").add_dataframe_asset("standardised")
+    return _Gx(gx, context, asset.add_batch_definition_whole_dataframe("one_column"))
+
+
+def _ephemeral_context(gx: Any, progress_bars_config: Any) -> Any:
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = progress_bars_config(globally=False)
+    return context
+
+
+# ---------------------------------------------------------------------------------------
+# validate_rows
+
+
+def validate_rows(
+    frame: pl.DataFrame,
+    contract: RawContract,
+    *,
+    currency: str,
+    ingested_at: datetime,
+    file_label: str,
+) -> ValidationResult:
+    """Check every row of one standardised file against its contract's GX suite.
+
+    `frame` holds `source_row` and every contract column, typed by the standardisation step.
+    Raises ValueError when a column is missing or `ingested_at` is naive.
+    """
+    _check_input(frame, contract, ingested_at)
+    suite = load_suite(contract)
+    expectations: list[dict[str, Any]] = suite["expectations"]
+    latest_allowed_at = ingested_at.astimezone(UTC) + timedelta(days=1)
+    parameters = {
+        PARAM_REPORTING_CURRENCIES: [currency],
+        PARAM_LATEST_ALLOWED_AT: latest_allowed_at,
+    }
+
+    gx_results, timings = _run_suite(frame, contract, suite, parameters)
+
+    started = time.perf_counter()
+    row_ids = [_unexpected_rows(result) for result in gx_results]
+    context = _DetailContext(contract, currency, latest_allowed_at)
+    failures = _failures(frame, expectations, row_ids, context)
+    summary = _summary(expectations, gx_results)
+    suite_result = _suite_result(suite, gx_results, parameters, file_label, ingested_at)
+    timings["failures"] = time.perf_counter() - started
+    return ValidationResult(
+        file_label=file_label,
+        source=contract.source,
+        ingested_at=ingested_at,
+        failures=failures,
+        summary=summary,
+        gx_result=suite_result,
+        timings_s=timings,
+    )
+
+
+def _check_input(frame: pl.DataFrame, contract: RawContract, ingested_at: datetime) -> None:
+    missing = [c for c in (SOURCE_ROW, *contract.names) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{contract.source} frame lacks column(s): {', '.join(missing)}")
+    if ingested_at.tzinfo is None:
+        raise ValueError("ingested_at must be timezone-aware")
+
+
+def _derived_column(frame: pl.DataFrame, expectation: dict[str, Any]) -> pl.Series:
+    """A helper column one of the suite's multi-column rules expects (see `schemas.suites`)."""
+    column = expectation["kwargs"]["column"]
+    recipe = expectation["meta"]["derived"]
+    if column == HAS_ANSWER:
+        present = [pl.col(c).is_not_null() for c in recipe["any_present"]]
+        return frame.select(pl.any_horizontal(present).alias(HAS_ANSWER)).to_series()
+    if column == IS_CONFLICTING_DUPLICATE:
+        rows = _conflicting_rows(frame, recipe["key"], recipe["version"], recipe["content"])
+        flag = pl.col(SOURCE_ROW).is_in(rows.get_column(SOURCE_ROW).implode())
+        return frame.select(flag.alias(IS_CONFLICTING_DUPLICATE)).to_series()
+    raise ValueError(f"unknown derived column {column!r} in the suite")
+
+
+def _version_expr(version: list[str]) -> pl.Expr:
+    return pl.coalesce(version) if len(version) > 1 else pl.col(version[0])
+
+
+def _conflicting_rows(
+    frame: pl.DataFrame, key: str, version: list[str], content: list[str]
+) -> pl.DataFrame:
+    """Rows sharing key and version time with a row of different content.
+
+    Columns: source_row, conflict_rows (the group's record numbers, for the detail).
+    Rows whose key or version is null are left to the required rules.
+    """
+    candidates = frame.filter(_repeated_key(frame.get_column(key))).select(
+        SOURCE_ROW,
+        key,
+        _version_expr(version).alias("_version"),
+        pl.struct(content).alias("_content"),
+    )
+    groups = (
+        candidates.drop_nulls([key, "_version"])
+        .group_by(key, "_version")
+        .agg(
+            pl.col(SOURCE_ROW).sort().alias("conflict_rows"),
+            pl.col("_content").n_unique().alias("_contents"),
+        )
+        .filter(pl.col("_contents") > 1)
+    )
+    return groups.select(
+        pl.col("conflict_rows").alias(SOURCE_ROW), pl.col("conflict_rows")
+    ).explode(SOURCE_ROW)
+
+
+def _repeated_key(keys: pl.Series) -> pl.Series:
+    """True where the key's hash occurs more than once: a superset of the repeated keys.
+
+    Within one file keys are nearly always unique. Sorting 64-bit hashes is several times
+    cheaper than Polars' hash-table `is_duplicated` on millions of distinct strings; a hash
+    collision only adds a candidate, which the exact grouping then clears.
+    """
+    hashes = keys.hash()
+    ordered = np.sort(hashes.to_numpy())
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if repeated.size == 0:
+        return pl.Series(np.zeros(keys.len(), dtype=bool))
+    return hashes.is_in(pl.Series(np.unique(repeated)).implode())
+
+
+def _run_suite(
+    frame: pl.DataFrame,
+    contract: RawContract,
+    suite: dict[str, Any],
+    parameters: dict[str, Any],
+    result_format: dict[str, Any] | None = None,
+) -> tuple[list[Any], dict[str, float]]:
+    """Validate every expectation, one column (and null handling) per batch; results in suite order."""
+    g = _gx()
+    expectations: list[dict[str, Any]] = suite["expectations"]
+    timings = {"prepare_to_pandas": 0.0, "wait_for_prepare": 0.0, "gx_validate": 0.0}
+    results: list[Any] = [None] * len(expectations)
+    with _GX_LOCK:
+        for pandas_frame, chosen in _prepared_batches(frame, contract, expectations, timings):
+            started = time.perf_counter()
+            batch = g.batch_definition.get_batch(batch_parameters={"dataframe": pandas_frame})
+            part = g.gx.ExpectationSuite(
+                name=f"{suite['name']}.{pandas_frame.columns[0]}",
+                expectations=[expectations[p] for p in chosen],
+            )
+            outcome = batch.validate(
+                part,
+                result_format=result_format or _RESULT_FORMAT,
+                expectation_parameters=parameters,
+            )
+            timings["gx_validate"] += time.perf_counter() - started
+            for p, result in zip(chosen, outcome.results, strict=True):
+                _raise_if_errored(result, expectations[p])
+                results[p] = result
+    return results, timings
+
+
+def _prepared_batches(
+    frame: pl.DataFrame,
+    contract: RawContract,
+    expectations: list[dict[str, Any]],
+    timings: dict[str, float],
+) -> Iterator[tuple[Any, list[int]]]:
+    """Each column's pandas batches with the positions of their expectations, in suite order.
+
+    A helper thread prepares the next columns (Polars and Arrow work, mostly outside the GIL)
+    while the caller runs GX, which is mostly pure Python, on the current one.
+    """
+    fields = {f.name: f for f in contract.fields}
+    by_column: dict[str, list[int]] = {}
+    for position, expectation in enumerate(expectations):
+        by_column.setdefault(expectation["kwargs"]["column"], []).append(position)
+
+    def collect(future: Future[tuple[list[tuple[Any, list[int]]], float]]) -> list[Any]:
+        started = time.perf_counter()
+        batches, prepare_seconds = future.result()
+        timings["wait_for_prepare"] += time.perf_counter() - started
+        timings["prepare_to_pandas"] += prepare_seconds
+        return batches
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="servio-prepare") as pool:
+        pending: deque[Future[tuple[list[tuple[Any, list[int]]], float]]] = deque()
+        for column, positions in by_column.items():
+            args = (frame, fields.get(column), column, positions, expectations)
+            pending.append(pool.submit(_pandas_batches, *args))
+            if len(pending) > _PREFETCH_COLUMNS:
+                yield from collect(pending.popleft())
+        while pending:
+            yield from collect(pending.popleft())
+
+
+def _pandas_batches(
+    frame: pl.DataFrame,
+    raw_field: RawField | None,
+    column: str,
+    positions: list[int],
+    expectations: list[dict[str, Any]],
+) -> tuple[list[tuple[Any, list[int]]], float]:
+    """The one-column pandas batches of one column and the expectations each gets, timed."""
+    started = time.perf_counter()
+    if raw_field is None:
+        values = _derived_column(frame, expectations[positions[0]])
+    else:
+        values = _as_validated(frame.get_column(column))
+    whole = pl.DataFrame([frame.get_column(SOURCE_ROW), values])
+    batches = [
+        (_to_pandas(data, column), chosen)
+        for data, chosen in _column_batches(whole, positions, expectations)
+    ]
+    return batches, time.perf_counter() - started
+
+
+def _column_batches(
+    whole: pl.DataFrame, positions: list[int], expectations: list[dict[str, Any]]
+) -> list[tuple[pl.DataFrame, list[int]]]:
+    """Not-null rules see the whole column, value rules only its non-null rows."""
+    column = whole.columns[1]
+    if not whole.get_column(column).has_nulls():
+        return [(whole, positions)]
+    presence = [p for p in positions if expectations[p]["type"] == NOT_NULL]
+    values = [p for p in positions if expectations[p]["type"] != NOT_NULL]
+    batches = [(whole, presence)] if presence else []
+    if values:
+        batches.append((whole.drop_nulls(column), values))
+    return batches
+
+
+def _as_validated(values: pl.Series) -> pl.Series:
+    """A column as GX sees it: decimals as float64, NaN as +inf (see the module docstring)."""
+    if isinstance(values.dtype, pl.Decimal):
+        return values.cast(pl.Float64)
+    if values.dtype.is_float():
+        return values.fill_nan(float("inf"))
+    return values
+
+
+def _to_pandas(data: pl.DataFrame, column: str) -> Any:
+    import pandas as pd
+
+    series = data.get_column(column)
+    values = series.to_pandas(use_pyarrow_extension_array=series.dtype == pl.Boolean)
+    index = pd.Index(data.get_column(SOURCE_ROW).to_numpy(), name=SOURCE_ROW)
+    return pd.DataFrame({column: values.array}, index=index)
+
+
+def _raise_if_errored(result: Any, expectation: dict[str, Any]) -> None:
+    info = result.exception_info or {}
+    if info.get("raised_exception"):
+        raise RuntimeError(
+            f"GX could not evaluate {expectation['type']} on {expectation['kwargs']['column']}: "
+            f"{info.get('exception_message')}"
+        )
+
+
+def _unexpected_rows(result: Any) -> list[int]:
+    """Record numbers from `unexpected_index_list`.
+
+    With a named index and `exclude_unexpected_values`, GX returns `[{"source_row": [ids]}]`;
+    otherwise one `{"source_row": id, ...}` per row. Both shapes are read.
+    """
+    rows: list[int] = []
+    for entry in (result.result or {}).get("unexpected_index_list") or []:
+        value = entry[SOURCE_ROW] if isinstance(entry, dict) else entry
+        if isinstance(value, list):
+            rows.extend(int(v) for v in value)
+        else:
+            rows.append(int(value))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# failures and their details
+
+
+@dataclass(frozen=True)
+class _DetailContext:
+    contract: RawContract
+    currency: str
+    latest_allowed_at: datetime
+
+
+def _failures(
+    frame: pl.DataFrame,
+    expectations: list[dict[str, Any]],
+    row_ids: list[list[int]],
+    context: _DetailContext,
+) -> pl.DataFrame:
+    all_ids = sorted({row for ids in row_ids for row in ids})
+    if not all_ids:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    failing = frame.filter(pl.col(SOURCE_ROW).is_in(pl.Series(all_ids, dtype=pl.Int64).implode()))
+    conflicts: pl.DataFrame | None = None
+    parts: list[pl.DataFrame] = []
+    for order, (expectation, ids) in enumerate(zip(expectations, row_ids, strict=True)):
+        if not ids:
+            continue
+        column = expectation["kwargs"]["column"]
+        rows = pl.DataFrame({SOURCE_ROW: ids}, schema={SOURCE_ROW: pl.Int64})
+        if column == IS_CONFLICTING_DUPLICATE:
+            recipe = expectation["meta"]["derived"]
+            if conflicts is None:
+                conflicts = _conflicting_rows(
+                    failing, recipe["key"], recipe["version"], recipe["content"]
+                )
+            detail = _conflict_detail(rows, failing, conflicts, expectation, recipe)
+        else:
+            detail = _value_detail(rows, failing, expectation, context)
+        parts.append(
+            detail.select(
+                pl.col(SOURCE_ROW),
+                pl.lit(expectation["meta"]["reason_code"]).alias("reason_code"),
+                pl.col("detail"),
+                pl.lit(order).alias("_order"),
+            )
+        )
+    return pl.concat(parts).sort(SOURCE_ROW, "_order").drop("_order").cast(FAILURE_SCHEMA)
+
+
+def _value_detail(
+    rows: pl.DataFrame,
+    failing: pl.DataFrame,
+    expectation: dict[str, Any],
+    context: _DetailContext,
+) -> pl.DataFrame:
+    """`<rule>, got <value>` for each failing row of one single-column expectation."""
+    column = expectation["kwargs"]["column"]
+    rule = expectation["meta"]["rule"]
+    rule_kind = expectation["meta"]["reason_code"].split(":")[0]
+    if column == HAS_ANSWER:  # a derived column: the rule says it all
+        return rows.with_columns(pl.lit(rule).alias("detail"))
+    joined = rows.join(failing.select(SOURCE_ROW, column), on=SOURCE_ROW, how="left")
+    value = pl.col(column)
+    if rule_kind == "required":
+        text = pl.lit(f"{rule}, got null")
+    elif rule_kind == "length":
+        got = pl.format("{} characters: {}", value.str.len_chars(), _quoted(value))
+        text = pl.format("{}, got {}", pl.lit(rule), got)
+    elif rule_kind == "currency":
+        text = pl.format("{} ({}), got {}", pl.lit(rule), pl.lit(context.currency), _quoted(value))
+    elif rule_kind == "future":
+        bound = context.latest_allowed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        got = _as_text(value, failing.schema[column])
+        text = pl.format("{} ({}), got {}", pl.lit(rule), pl.lit(bound), got)
+    else:
+        text = pl.format("{}, got {}", pl.lit(rule), _as_text(value, failing.schema[column]))
+    return joined.with_columns(text.alias("detail"))
+
+
+def _as_text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A value as a reader would write it: 'text', -5, 12.5, NaN, inf, 2031-01-01T00:00:00Z."""
+    if dtype == pl.String:
+        return _quoted(value)
+    if isinstance(dtype, pl.Datetime):
+        return value.dt.to_string(_TIMESTAMP_TEXT)
+    if dtype.is_float():
+        whole = value.is_finite() & (value == value.round(0)) & (value.abs() < 1e15)
+        return (
+            pl.when(whole)
+            .then(value.cast(pl.Int64, strict=False).cast(pl.String))
+            .otherwise(value.cast(pl.String))
+        )
+    return value.cast(pl.String)
+
+
+def _quoted(value: pl.Expr) -> pl.Expr:
+    preview = (
+        pl.when(value.str.len_chars() > _VALUE_PREVIEW)
+        .then(value.str.slice(0, _VALUE_PREVIEW) + "…")
+        .otherwise(value)
+    )
+    return pl.format("'{}'", preview)
+
+
+def _conflict_detail(
+    rows: pl.DataFrame,
+    failing: pl.DataFrame,
+    conflicts: pl.DataFrame,
+    expectation: dict[str, Any],
+    recipe: dict[str, Any],
+) -> pl.DataFrame:
+    key, version = recipe["key"], recipe["version"]
+    joined = rows.join(
+        failing.select(SOURCE_ROW, key, _version_expr(version).alias("_version")),
+        on=SOURCE_ROW,
+        how="left",
+    ).join(conflicts, on=SOURCE_ROW, how="left")
+    text = pl.format(
+        "{}: {} {} at {} has differing rows {}",
+        pl.lit(expectation["meta"]["rule"]),
+        pl.lit(key),
+        _quoted(pl.col(key)),
+        pl.col("_version").dt.to_string(_TIMESTAMP_TEXT),
+        pl.col("conflict_rows").cast(pl.List(pl.String)).list.join(", "),
+    )
+    return joined.with_columns(text.alias("detail"))
+
+
+# ---------------------------------------------------------------------------------------
+# summary and the GX result kept for Data Docs
+
+
+def _summary(expectations: list[dict[str, Any]], results: list[Any]) -> pl.DataFrame:
+    records = []
+    for expectation, result in zip(expectations, results, strict=True):
+        outcome = result.result or {}
+        records.append(
+            {
+                "expectation_type": expectation["type"],
+                "column": expectation["kwargs"]["column"],
+                "reason_code": expectation["meta"]["reason_code"],
+                "success": bool(result.success),
+                "element_count": outcome.get("element_count"),
+                "unexpected_count": outcome.get("unexpected_count"),
+            }
+        )
+    return pl.DataFrame(records, schema=SUMMARY_SCHEMA)
+
+
+def _suite_result(
+    suite: dict[str, Any],
+    results: list[Any],
+    parameters: dict[str, Any],
+    file_label: str,
+    ingested_at: datetime,
+) -> Any:
+    """One `ExpectationSuiteValidationResult` for the file, from the per-column batch results."""
+    g = _gx()
+    from great_expectations.core import ExpectationSuiteValidationResult
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.validator.validation_statistics import calc_validation_statistics
+
+    for result in results:
+        _trim_row_ids(result.result or {})
+    statistics = calc_validation_statistics(results)
+    # Data Docs keys become path parts: no "/" in them. The index shows the label as asset name.
+    key_label = _key_safe(file_label)
+    run_id = RunIdentifier(run_name=key_label, run_time=ingested_at.astimezone(UTC))
+    return ExpectationSuiteValidationResult(
+        success=statistics.success,
+        results=results,
+        suite_name=suite["name"],
+        suite_parameters={
+            PARAM_REPORTING_CURRENCIES: parameters[PARAM_REPORTING_CURRENCIES],
+            PARAM_LATEST_ALLOWED_AT: parameters[PARAM_LATEST_ALLOWED_AT].isoformat(),
+        },
+        statistics={
+            "evaluated_expectations": statistics.evaluated_expectations,
+            "successful_expectations": statistics.successful_expectations,
+            "unsuccessful_expectations": statistics.unsuccessful_expectations,
+            "success_percent": statistics.success_percent,
+        },
+        meta={
+            "great_expectations_version": g.gx.__version__,
+            "run_id": run_id,
+            "validation_time": run_id.run_time,
+            "file_label": file_label,
+            "batch_id": key_label,
+            "batch_spec": {"data_asset_name": file_label},
+        },
+        batch_id=key_label,
+    )
+
+
+def _trim_row_ids(outcome: dict[str, Any]) -> None:
+    for name in ("unexpected_index_list", "partial_unexpected_index_list"):
+        entries = outcome.get(name)
+        if not entries:
+            continue
+        trimmed: list[Any] = []
+        for entry in entries:
+            if isinstance(entry, dict) and isinstance(entry.get(SOURCE_ROW), list):
+                trimmed.append({**entry, SOURCE_ROW: entry[SOURCE_ROW][:DOCS_ROW_IDS]})
+            else:
+                trimmed.append(entry)
+        outcome[name] = trimmed[:DOCS_ROW_IDS]
+
+
+# ---------------------------------------------------------------------------------------
+# Data Docs
+
+
+def write_gx_result(result: ValidationResult, path: Path) -> Path:
+    """Save the file's GX result as JSON, for `build_data_docs` in another task or process."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, _gx_document(result.gx_result))
+    return path
+
+
+def build_data_docs(results: Iterable[ValidationResult | Path], docs_dir: Path) -> Path:
+    """Render validation results as a static GX Data Docs site under `docs_dir`.
+
+    `results` are `ValidationResult`s or JSON files written by `write_gx_result`. Each is also
+    kept in `docs_dir/results/`, and every result kept there is rendered, so the index lists
+    every file validated into the same directory (validating the same file at the same
+    ingestion time again replaces its page). Returns the path of `index.html`.
+    """
+    g = _gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    docs_dir = Path(docs_dir).resolve()
+    kept_dir = docs_dir / "results"
+    kept_dir.mkdir(parents=True, exist_ok=True)
+    for result in results:
+        if isinstance(result, ValidationResult):
+            document = _gx_document(result.gx_result)
+        else:
+            document = Path(result).read_text(encoding="utf-8")
+        _write_atomically(kept_dir / f"{_result_stem(json.loads(document))}.json", document)
+
+    with _GX_LOCK:
+        # A fresh context: its in-memory result store then holds exactly what the site shows.
+        context = _ephemeral_context(g.gx, ProgressBarsConfig)
+        context.add_data_docs_site(DOCS_SITE, _site_config(docs_dir))
+        for path in sorted(kept_dir.glob("*.json")):
+            suite_result = _loadable(json.loads(path.read_text(encoding="utf-8")))
+            key = ValidationResultIdentifier(
+                expectation_suite_identifier=ExpectationSuiteIdentifier(suite_result.suite_name),
+                run_id=suite_result.meta["run_id"],
+                batch_identifier=suite_result.batch_id,
+            )
+            context.validation_results_store.set(key, suite_result)
+        context.build_data_docs(site_names=[DOCS_SITE])
+    return docs_dir / "index.html"
+
+
+def _gx_document(suite_result: Any) -> str:
+    return json.dumps(suite_result.to_json_dict(), indent=1, sort_keys=True, default=str)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A half-written result would break every later build of the site."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def _site_config(docs_dir: Path) -> dict[str, Any]:
+    return {
+        "class_name": "SiteBuilder",
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(docs_dir),
+        },
+        "site_index_builder": {
+            "class_name": "DefaultSiteIndexBuilder",
+            "show_how_to_buttons": False,
+        },
+        # By default GX lists runs whose name contains "profiling" in a profiling section only.
+        "site_section_builders": {
+            "profiling": "None",
+            "validations": {"run_name_filter": {"matches_regex": ".*"}},
+        },
+    }
+
+
+def _key_safe(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
+
+
+def _result_stem(document: dict[str, Any]) -> str:
+    meta = document["meta"]
+    stamp = datetime.fromisoformat(meta["run_id"]["run_time"]).astimezone(UTC)
+    return f"{stamp:%Y%m%dT%H%M%S%fZ}__{document['suite_name']}__{meta['batch_id']}"
+
+
+def _loadable(document: dict[str, Any]) -> Any:
+    """A stored suite result back as an `ExpectationSuiteValidationResult`."""
+    from great_expectations.core.expectation_validation_result import (
+        expectationSuiteValidationResultSchema,
+    )
+
+    suite_result = expectationSuiteValidationResultSchema.load(document)
+    suite_result.batch_id = suite_result.meta["batch_id"]  # the schema does not keep batch_id
+    return suite_result

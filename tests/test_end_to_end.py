@@ -1,0 +1,142 @@
+"""generate → `servio-run` flow (through Prefect) → read back with DuckDB."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from schemas.tables import INTERACTIONS_RAW
+from servio.generate import GenerateOptions, GenerateReport, generate
+
+pytestmark = pytest.mark.e2e
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def lake(
+    tmp_path_factory: pytest.TempPathFactory, prefect_harness: None
+) -> tuple[Path, GenerateReport, object]:
+    from flows.run import run_pipeline
+
+    root = tmp_path_factory.mktemp("lake")
+    report = generate(
+        root / "raw", GenerateOptions(customers=300, days=90, seed=7, end_date=date(2026, 11, 20))
+    )
+    config = root / "servio.toml"
+    config.write_text(f'raw_root = "{root / "raw"}"\ncurated_root = "{root / "curated"}"\n')
+    summary = run_pipeline(str(config))
+    return root, report, summary
+
+
+def _sql(root: Path, query: str) -> list[tuple]:
+    return duckdb.connect().execute(query.replace("CURATED", str(root / "curated"))).fetchall()
+
+
+def test_curated_interactions_are_the_distinct_valid_ids(lake) -> None:
+    root, report, _ = lake
+    [(count,)] = _sql(
+        root, "select count(*) from read_parquet('CURATED/interactions/**/*.parquet')"
+    )
+    [(distinct,)] = _sql(
+        root,
+        "select count(distinct interaction_id) from read_parquet('CURATED/interactions/**/*.parquet')",
+    )
+    assert count == distinct == report.valid_interaction_ids
+
+
+def test_curated_responses_are_the_distinct_valid_ids(lake) -> None:
+    root, report, _ = lake
+    [(count,)] = _sql(
+        root, "select count(*) from read_parquet('CURATED/survey_responses/**/*.parquet')"
+    )
+    assert count == report.valid_response_ids
+
+
+def test_every_row_is_curated_superseded_or_quarantined(lake) -> None:
+    root, report, _ = lake
+    ledger = pl.read_parquet(root / "curated" / "ingest_ledger" / "*.parquet")
+    assert (ledger["rows_read"] == ledger["rows_valid"] + ledger["rows_quarantined"]).all()
+    assert (ledger["rows_valid"] == ledger["rows_curated"] + ledger["rows_superseded"]).all()
+    assert ledger["rows_read"].sum() == report.interaction_rows + report.survey_rows
+    [(quarantined,)] = _sql(
+        root,
+        "select count(*) from read_parquet('CURATED/quarantine/**/*.parquet') where row_number is not null",
+    )
+    assert (
+        quarantined
+        == ledger["rows_quarantined"].sum()
+        == report.bad_interaction_rows + report.bad_survey_rows
+    )
+
+
+def test_snapshot_tables_have_one_row_per_customer_and_action(lake) -> None:
+    root, _, summary = lake
+    rows = _sql(
+        root,
+        "select as_of_date, count(*), count(distinct customer_id), count(action) "
+        "from read_parquet('CURATED/customer_segments/**/*.parquet', hive_partitioning=true) group by 1",
+    )
+    assert len(rows) == 1
+    as_of, n, distinct, with_action = rows[0]
+    assert as_of == summary.snapshot.as_of_date
+    assert n == distinct == with_action > 0
+
+
+def test_no_personal_data_reaches_any_curated_file(lake) -> None:
+    root, _, _ = lake
+    raw_emails = set()
+    for path in (root / "raw" / "interactions").glob("*.parquet"):
+        raw_emails |= set(pl.read_parquet(path)["email"].drop_nulls().to_list())
+    assert raw_emails, "the generator should fill personal columns"
+    for path in (root / "curated").rglob("*.parquet"):
+        frame = pl.read_parquet(path)
+        assert not set(frame.columns) & set(INTERACTIONS_RAW.personal_columns), path
+        text = frame.select(pl.col(pl.String)).unpivot()["value"].drop_nulls()
+        assert not text.is_in(list(raw_emails)).any(), path
+        assert not text.str.contains("@", literal=True).any(), path
+
+
+def test_a_second_run_ingests_nothing_and_changes_no_file(lake) -> None:
+    from flows.run import run_pipeline
+
+    root, _, _ = lake
+    before = _tree_digest(root / "curated")
+    again = run_pipeline(str(root / "servio.toml"))
+    assert again.ingest.files_ingested == 0
+    assert again.files_seen == 0
+    assert _tree_digest(root / "curated") == before
+
+
+def test_same_content_under_another_name_is_not_ingested_twice(lake) -> None:
+    from flows.run import run_pipeline
+
+    root, _, _ = lake
+    source = sorted((root / "raw" / "interactions").glob("*.csv"))[0]
+    shutil.copy(source, source.with_name("copy of " + source.name))
+    [(before,)] = _sql(
+        root, "select count(*) from read_parquet('CURATED/interactions/**/*.parquet')"
+    )
+    again = run_pipeline(str(root / "servio.toml"))
+    assert again.ingest.files_ingested == 0
+    assert again.ingest.files_duplicate == 1
+    [(after,)] = _sql(
+        root, "select count(*) from read_parquet('CURATED/interactions/**/*.parquet')"
+    )
+    assert after == before
+    ledger = pl.read_parquet(root / "curated" / "ingest_ledger" / "*.parquet")
+    copy = ledger.filter(pl.col("source_file").str.contains("copy of"))
+    assert copy["status"].to_list() == ["duplicate"]
+    assert copy["duplicate_of"].to_list() == [f"interactions/{source.name}"]
