@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from servio import progress
@@ -34,6 +34,7 @@ class RunSummary:
     snapshot: SnapshotSummary
     staged: list[StagedFile] = field(default_factory=list)
     curated_root: str = ""
+    report_path: str | None = None
 
 
 @task(name="discover-pending", cache_policy=NO_CACHE)
@@ -77,11 +78,26 @@ def snapshot(settings: Settings, lake: Lake, run_id: str, as_of: date | None) ->
     return build_snapshots(settings, lake, run_id, as_of)
 
 
+@task(name="write-report", cache_policy=NO_CACHE)
+def report(settings: Settings, lake: Lake, as_of: date) -> str:
+    from servio.report import default_report_path, write_report
+
+    path = write_report(lake, settings, default_report_path(lake), as_of)
+    create_link_artifact(
+        key="servio-report", link=path.resolve().as_uri(), link_text=f"servio report as of {as_of}"
+    )
+    return str(path)
+
+
 @flow(name="servio-run", log_prints=True)
 def run_pipeline(
-    config_path: str | None = None, as_of: date | None = None, wait_seconds: float = 0.0
+    config_path: str | None = None,
+    as_of: date | None = None,
+    wait_seconds: float = 0.0,
+    write_html_report: bool = True,
 ) -> RunSummary:
-    """Ingest all pending exports and publish the snapshot for `as_of` (default: latest date)."""
+    """Ingest all pending exports and publish the snapshot for `as_of` (default: latest date),
+    then draw the HTML report when the snapshot changed."""
     settings = load_settings(config_path)
     lake = Lake(settings.curated_root)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
@@ -100,7 +116,16 @@ def run_pipeline(
         progress.report("snapshot", 1, 1)
         lake.discard_staging(run_id)
     _publish_artifacts(staged, ingest, snap)
-    return RunSummary(run_id, len(todo) + len(duplicates), ingest, snap, staged, str(lake.root))
+    report_path = None
+    if write_html_report and snap.as_of_date is not None:
+        from servio.report import default_report_path
+
+        existing = default_report_path(lake)
+        fresh = snap.published or not existing.exists()
+        report_path = report(settings, lake, snap.as_of_date) if fresh else str(existing)
+    summary = RunSummary(run_id, len(todo) + len(duplicates), ingest, snap, staged, str(lake.root))
+    summary.report_path = report_path
+    return summary
 
 
 def _publish_artifacts(

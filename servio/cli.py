@@ -165,10 +165,36 @@ def _print_summary(summary: RunSummary, settings: Settings) -> None:
     if snap.as_of_date:
         actions = ", ".join(f"{k} {v:,}" for k, v in snap.actions.items())
         console.print(f"Snapshot as of {snap.as_of_date}: {snap.customers:,} customers — {actions}")
+    if summary.report_path:
+        console.print(f"Report: [bold]{summary.report_path}[/bold]")
 
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+@app.command()
+def report(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Snapshot date (default: the latest snapshot).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a self-contained HTML report of a snapshot: whale curve, gaps, actions, data quality."""
+    from servio.report import default_report_path, write_report
+    from servio.storage import Lake
+
+    settings = _settings(config)
+    lake = Lake(settings.curated_root)
+    snapshot_date = date.fromisoformat(as_of) if as_of else None
+    try:
+        with console.status("Drawing the report…"):
+            path = write_report(lake, settings, out or default_report_path(lake), snapshot_date)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Report: [bold]{path}[/bold]")
 
 
 @app.command()

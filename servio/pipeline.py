@@ -174,6 +174,9 @@ def _rule_failures(
 ) -> pl.DataFrame:
     from servio.validation import validate_rows  # Great Expectations is slow to import
 
+    # GX pins one of its loggers to INFO on import; a CLI user wants only warnings.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+
     # Great Expectations' suite-parameter parser (pyparsing) is not thread-safe: files are
     # staged concurrently, their validations run one at a time.
     with _GX_LOCK:

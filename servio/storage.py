@@ -108,6 +108,9 @@ class Lake:
         )
         frame = pl.scan_parquet(
             files,
+            # The current columns, not the first file's: partitions written before an
+            # additive column existed read with nulls in it (schema evolution, docs/BI.md).
+            schema=table.file_schema,
             hive_partitioning=table.partition_by is not None,
             hive_schema=hive,
             missing_columns="insert",

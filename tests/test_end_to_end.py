@@ -109,6 +109,13 @@ def test_no_personal_data_reaches_any_curated_file(lake) -> None:
         assert not text.str.contains("@", literal=True).any(), path
 
 
+def test_the_run_draws_the_html_report(lake) -> None:
+    _, _, summary = lake
+    assert summary.report_path is not None
+    text = Path(summary.report_path).read_text(encoding="utf-8")
+    assert str(summary.snapshot.as_of_date) in text
+
+
 def test_a_second_run_ingests_nothing_and_changes_no_file(lake) -> None:
     from flows.run import run_pipeline
 

@@ -1,0 +1,274 @@
+"""The run report as a person sees it: generated exports → pipeline (no Prefect) → report,
+opened offline in headless Chromium through the DevTools protocol; every chart must draw.
+
+Needs Debian's `chromium` (`apt-get install -y chromium`); skipped when it is absent.
+`python tests/test_report_browser.py docs/report.png` refreshes the README screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--remote-debugging-port=0",  # the chosen port is written to DevToolsActivePort
+)
+PAGE_WIDTH = 1280
+AS_OF_DATES = (date(2026, 10, 31), date(2026, 11, 26))
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="headless Chromium not installed (apt-get install -y chromium): the report's "
+        "charts were not checked in a browser",
+    ),
+]
+
+
+def build_sample_lake(root: Path) -> tuple[Any, Any]:
+    """Generated exports ingested and snapshotted for two as-of dates, without Prefect."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from servio.config import load_settings
+    from servio.generate import GenerateOptions, generate
+    from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
+    from servio.storage import Lake
+
+    generate(root / "raw", GenerateOptions(customers=400, days=90, seed=5))
+    config = root / "servio.toml"
+    config.write_text(f'raw_root = "{root / "raw"}"\ncurated_root = "{root / "curated"}"\n')
+    settings = load_settings(config)
+    lake = Lake(settings.curated_root)
+    run_id = "report-test"
+    with lake.lock(run_id):
+        lake.recover()
+        todo, duplicates = pending_files(settings, lake)
+        now = datetime.now(UTC)
+        # one file at a time: Great Expectations validation is not thread-safe
+        staged = [stage_file(landed, settings, lake, run_id, now) for landed in todo]
+        publish_ingest(staged, duplicates, settings, lake, run_id)
+        for as_of in AS_OF_DATES:
+            build_snapshots(settings, lake, run_id, as_of)
+        lake.discard_staging(run_id)
+    return lake, settings
+
+
+@dataclass
+class Rendered:
+    state: str  # the page's data-charts: drawn / failed / pending
+    charts: dict[str, int]  # chart container id → SVG marks drawn inside it
+    problems: list[str]  # console errors and warnings, uncaught exceptions
+    requests: list[str]  # every URL the page asked for
+    screenshot: bytes = field(repr=False)
+
+
+class DevTools:
+    """The few DevTools-protocol calls the test needs, over the browser's websocket."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self.ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []
+
+    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        message: dict[str, Any] = {"id": next(self.ids), "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        self.socket.send(json.dumps(message))
+        while True:
+            reply = json.loads(self.socket.recv(timeout=60))
+            if reply.get("id") != message["id"]:
+                self.events.append(reply)
+                continue
+            if "error" in reply:
+                raise RuntimeError(f"{method}: {reply['error']}")
+            return dict(reply["result"])
+
+    def evaluate(self, session: str, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", session, expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+
+def _problems(events: list[dict[str, Any]]) -> list[str]:
+    found = []
+    for event in events:
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Runtime.exceptionThrown":
+            found.append(str(params["exceptionDetails"].get("exception", {}).get("description")))
+        elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "warning"):
+            found.append(
+                " ".join(str(a.get("value", a.get("description"))) for a in params["args"])
+            )
+        elif method == "Log.entryAdded" and params["entry"]["level"] in ("error", "warning"):
+            found.append(params["entry"]["text"])
+    return found
+
+
+@contextlib.contextmanager
+def _chromium() -> Iterator[DevTools]:
+    """A headless Chromium with a fresh profile, connected over its DevTools websocket."""
+    from websockets.sync.client import connect
+
+    with tempfile.TemporaryDirectory(prefix="servio-chromium-") as profile:
+        browser = subprocess.Popen(
+            [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            port_file = Path(profile) / "DevToolsActivePort"
+            deadline = time.monotonic() + 60
+            while len(lines := _read_lines(port_file)) < 2:
+                if browser.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"Chromium did not start (exit code {browser.poll()})")
+                time.sleep(0.1)
+            port, path = lines[0], lines[1]
+            with connect(f"ws://127.0.0.1:{port}{path}", proxy=None, max_size=None) as socket:
+                yield DevTools(socket)
+        finally:
+            browser.terminate()
+            try:
+                browser.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                browser.kill()
+                browser.wait()
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+def render(page: Path, width: int = PAGE_WIDTH, timeout: float = 60.0) -> Rendered:
+    """Open `page` from disk, wait until its charts settle, and take a full-page screenshot."""
+    with _chromium() as tools:
+        target = tools.call("Target.createTarget", url="about:blank")["targetId"]
+        session = tools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Runtime", "Log", "Network", "Page"):
+            tools.call(f"{domain}.enable", session)
+        tools.call(
+            "Emulation.setDeviceMetricsOverride",
+            session,
+            width=width,
+            height=900,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        tools.call("Page.navigate", session, url=page.resolve().as_uri())
+        deadline = time.monotonic() + timeout
+        state = "pending"
+        while time.monotonic() < deadline:
+            state = tools.evaluate(session, "document.body && document.body.dataset.charts")
+            if state in ("drawn", "failed"):
+                break
+            time.sleep(0.2)
+        charts = tools.evaluate(
+            session,
+            """Object.fromEntries([...document.querySelectorAll(".vis")].map((e) => [e.id,
+               e.querySelectorAll("svg path, svg rect, svg line, svg text").length]))""",
+        )
+        height = tools.evaluate(session, "document.documentElement.scrollHeight")
+        shot = tools.call(
+            "Page.captureScreenshot",
+            session,
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        )
+        requests = [
+            e["params"]["request"]["url"]
+            for e in tools.events
+            if e.get("method") == "Network.requestWillBeSent"
+        ]
+        return Rendered(
+            state=str(state),
+            charts=dict(charts or {}),
+            problems=_problems(tools.events),
+            requests=requests,
+            screenshot=base64.b64decode(shot["data"]),
+        )
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Rendered]:
+    from servio.report import write_report
+
+    root = tmp_path_factory.mktemp("report-browser")
+    lake, settings = build_sample_lake(root)
+    page = write_report(lake, settings, root / "report.html")
+    return page, render(page)
+
+
+def test_every_chart_draws_in_the_browser(rendered: tuple[Path, Rendered]) -> None:
+    _, result = rendered
+    expected = {
+        "vis-whale",
+        "vis-profit-segment",
+        "vis-kaplan",
+        "vis-rfm",
+        "vis-gap-dimension",
+        "vis-gap-side",
+        "vis-action-matrix",
+        "vis-trends",  # two snapshots were published
+        "vis-quarantine-reasons",  # the generated exports are deliberately messy
+    }
+    assert result.state == "drawn", result.problems
+    assert set(result.charts) == expected
+    empty = {chart for chart, marks in result.charts.items() if marks < 10}
+    assert not empty, f"charts without drawn marks: {empty}"
+
+
+def test_the_page_logs_no_error_or_warning(rendered: tuple[Path, Rendered]) -> None:
+    _, result = rendered
+    assert result.problems == []
+
+
+def test_the_page_fetches_nothing_but_itself(rendered: tuple[Path, Rendered]) -> None:
+    page, result = rendered
+    assert result.requests == [page.resolve().as_uri()]
+
+
+def test_a_full_page_screenshot_can_be_taken(rendered: tuple[Path, Rendered]) -> None:
+    _, result = rendered
+    png = result.screenshot
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width == PAGE_WIDTH and height > 2000
+
+
+if __name__ == "__main__":  # refresh the screenshot: python tests/test_report_browser.py OUT.png
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from servio.report import write_report
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/report.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        lake, settings = build_sample_lake(Path(tmp))
+        result = render(write_report(lake, settings, Path(tmp) / "report.html"))
+    out.write_bytes(result.screenshot)
+    print(f"{out}: {result.state}, {len(result.charts)} charts, problems: {result.problems}")
