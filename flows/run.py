@@ -18,6 +18,7 @@ from servio.pipeline import (
     IngestSummary,
     SnapshotSummary,
     StagedFile,
+    build_data_docs,
     build_snapshots,
     pending_files,
     publish_ingest,
@@ -35,6 +36,7 @@ class RunSummary:
     staged: list[StagedFile] = field(default_factory=list)
     curated_root: str = ""
     report_path: str | None = None
+    data_docs_path: str | None = None
 
 
 @task(name="discover-pending", cache_policy=NO_CACHE)
@@ -78,6 +80,16 @@ def snapshot(settings: Settings, lake: Lake, run_id: str, as_of: date | None) ->
     return build_snapshots(settings, lake, run_id, as_of)
 
 
+@task(name="build-data-docs", cache_policy=NO_CACHE)
+def data_docs(staged: list[StagedFile], lake: Lake) -> str | None:
+    index = build_data_docs(staged, lake)
+    if index is not None:
+        create_link_artifact(
+            key="servio-data-docs", link=index.resolve().as_uri(), link_text="Data Docs"
+        )
+    return str(index) if index else None
+
+
 @task(name="write-report", cache_policy=NO_CACHE)
 def report(settings: Settings, lake: Lake, as_of: date) -> str:
     from servio.report import default_report_path, write_report
@@ -114,6 +126,7 @@ def run_pipeline(
         progress.report("snapshot", 0, 1)
         snap = snapshot(settings, lake, run_id, as_of)
         progress.report("snapshot", 1, 1)
+        docs = data_docs(staged, lake)
         lake.discard_staging(run_id)
     _publish_artifacts(staged, ingest, snap)
     report_path = None
@@ -125,6 +138,7 @@ def run_pipeline(
         report_path = report(settings, lake, snap.as_of_date) if fresh else str(existing)
     summary = RunSummary(run_id, len(todo) + len(duplicates), ingest, snap, staged, str(lake.root))
     summary.report_path = report_path
+    summary.data_docs_path = docs
     return summary
 
 

@@ -35,7 +35,6 @@ PARAM_LATEST_ALLOWED_AT = "latest_allowed_at"
 
 HAS_ANSWER = "_has_answer"
 IS_CONFLICTING_DUPLICATE = "_is_conflicting_duplicate"
-DERIVED_COLUMNS = (HAS_ANSWER, IS_CONFLICTING_DUPLICATE)
 
 # SPEC §1.4: a response must answer a perception item or carry one of these scores.
 PERCEPTION_PREFIX = "perc_"
@@ -55,7 +54,7 @@ def suite_path(contract: RawContract) -> Path:
     return SUITES_DIR / f"{contract.source}.json"
 
 
-def answer_columns(contract: RawContract) -> tuple[str, ...]:
+def columns_that_answer(contract: RawContract) -> tuple[str, ...]:
     """Columns of which at least one must be present for a row to count as answered."""
     return tuple(n for n in contract.names if n.startswith(PERCEPTION_PREFIX) or n in SCORE_COLUMNS)
 
@@ -164,7 +163,7 @@ def _field_expectations(f: RawField) -> list[dict[str, Any]]:
 
 def _row_expectations(contract: RawContract) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    answers = answer_columns(contract)
+    answers = columns_that_answer(contract)
     if answers:
         rule = "a response must answer a perception item or carry nps, csat or ces"
         has_answer = _expectation(IN_SET, "no_answer", rule, column=HAS_ANSWER, value_set=[True])

@@ -86,7 +86,11 @@ def generate(
         interactions_per_customer=interactions_per_customer,
     )
     with console.status(f"Generating {customers:,} customers over {days} days…"):
-        report = write_exports(target, options)
+        try:
+            report = write_exports(target, options)
+        except (FileExistsError, ValueError) as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
     console.print(
         f"Wrote {len(report.files)} files to [bold]{target}[/bold] in {report.seconds:.1f}s: "
         f"{report.interaction_rows:,} interaction rows ({report.bad_interaction_rows:,} deliberately bad), "
@@ -167,6 +171,10 @@ def _print_summary(summary: RunSummary, settings: Settings) -> None:
         console.print(f"Snapshot as of {snap.as_of_date}: {snap.customers:,} customers — {actions}")
     if summary.report_path:
         console.print(f"Report: [bold]{summary.report_path}[/bold]")
+    if summary.data_docs_path:
+        console.print(
+            f"Validation (Great Expectations Data Docs): [bold]{summary.data_docs_path}[/bold]"
+        )
 
 
 def main() -> None:  # pragma: no cover - console entry point
@@ -209,3 +217,156 @@ def docs(
 
     for path in write_docs(_settings(config).catalog, out):
         console.print(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------------------
+# operating on a Prefect server (SPEC §5): serve, watch, scan, backfill
+
+
+def _api_url() -> str | None:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
+@app.command()
+def serve(
+    watch: Annotated[
+        bool, typer.Option("--watch/--no-watch", help="Also watch the raw zone and emit events.")
+    ] = True,
+    poll: Annotated[float, typer.Option(help="Seconds between two looks at the raw zone.")] = 1.0,
+    cron: Annotated[
+        str, typer.Option(help="Daily snapshot schedule, in the configured source_timezone.")
+    ] = "0 2 * * *",
+    config: ConfigOption = None,
+) -> None:
+    """Register and serve the ingest-file, build-snapshot and backfill deployments on the
+    Prefect server at PREFECT_API_URL (and watch the raw zone unless --no-watch)."""
+    _quiet_defaults()
+    settings = _settings(config)
+    if not _api_url():
+        console.print(
+            "[red]PREFECT_API_URL is not set[/red]: start a server (`prefect server start`) and "
+            "`export PREFECT_API_URL=http://127.0.0.1:4200/api`"
+        )
+        raise typer.Exit(2)
+    import threading
+
+    from prefect import serve as prefect_serve
+
+    from flows.deployments import INGEST_DEPLOYMENT, build_deployments
+    from servio.watch import Watcher, catch_up
+
+    deployments = build_deployments(settings, str(config) if config else None, cron)
+    watcher = Watcher(settings, poll)
+
+    def start() -> None:
+        # Files that landed while nothing was serving (or whose run died with a killed
+        # serve) get a run now; the watcher then only emits what lands from here on.
+        try:
+            watcher.seed(catch_up(settings, f"ingest-file/{INGEST_DEPLOYMENT}"))
+        except Exception as exc:  # the watcher (and the served deployments) must still run
+            console.print(f"[yellow]catch-up of pending files failed: {exc}[/yellow]")
+        if watch:
+            watcher.run()
+
+    threading.Thread(target=start, name="servio-start", daemon=True).start()
+    if watch:
+        console.print(f"watching [bold]{settings.raw_root}[/bold] every {poll:g}s")
+    # Poll the server every second for triggered runs (default 10 s): landing → rows fast.
+    prefect_serve(*deployments, query_seconds=1)
+
+
+@app.command("watch")
+def watch_raw_zone(
+    poll: Annotated[float, typer.Option(help="Seconds between two looks at the raw zone.")] = 1.0,
+    config: ConfigOption = None,
+) -> None:
+    """Watch the raw zone; emit one `servio.raw.file.landed` event per complete file."""
+    _quiet_defaults()
+    settings = _settings(config)
+    if not _api_url():
+        console.print("[red]PREFECT_API_URL is not set[/red]: events need a Prefect server")
+        raise typer.Exit(2)
+    from servio.watch import Watcher
+
+    console.print(f"watching [bold]{settings.raw_root}[/bold] every {poll:g}s (Ctrl-C stops)")
+    watcher = Watcher(settings, poll)
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        watcher.stop()
+
+
+@app.command()
+def scan(config: ConfigOption = None) -> None:
+    """Emit one `servio.raw.file.landed` event for every pending file, once."""
+    _quiet_defaults()
+    settings = _settings(config)
+    if not _api_url():
+        console.print("[red]PREFECT_API_URL is not set[/red]: events need a Prefect server")
+        raise typer.Exit(2)
+    from servio.watch import scan as emit_pending
+
+    files = emit_pending(settings)
+    for landed in files:
+        console.print(f"event for {landed.relative_path} ({landed.sha256[:12]}…)")
+    console.print(f"{len(files)} event(s) emitted")
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option("--from", help="First as-of date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--to", help="Last as-of date, YYYY-MM-DD (inclusive).")],
+    parallel: Annotated[int, typer.Option(help="Snapshots at most in flight at once.")] = 2,
+    force: Annotated[bool, typer.Option(help="Recompute dates already done.")] = False,
+    wait: Annotated[
+        float, typer.Option(help="Seconds each snapshot may wait for the lake lock.")
+    ] = 600.0,
+    config: ConfigOption = None,
+) -> None:
+    """Recompute the snapshots from --from to --to; dates already done are skipped. Runs the
+    build-snapshot deployment per date when PREFECT_API_URL is set, else in this process."""
+    _quiet_defaults()
+    settings = _settings(config)
+    from flows.backfill import FAILED, DateOutcome, dates_between, run_backfill
+
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+        total = len(dates_between(first, last))
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    on_server = _api_url() is not None
+    where = "on the Prefect server" if on_server else "in this process"
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"backfill {where}", total=total)
+
+        def on_done(outcome: DateOutcome) -> None:
+            bar.advance(task)
+
+        outcomes = run_backfill(
+            settings, first, last, parallel, force, on_server, wait, on_done=on_done
+        )
+    table = Table(title=f"backfill {first} → {last} ({where}, parallel {parallel})")
+    for column in ("as_of", "outcome", "customers", "seconds", "detail"):
+        table.add_column(column, justify="right" if column in ("customers", "seconds") else "left")
+    for o in outcomes:
+        colour = "red" if o.outcome == FAILED else "green"
+        table.add_row(
+            o.as_of.isoformat(),
+            f"[{colour}]{o.outcome}[/{colour}]",
+            f"{o.customers:,}" if o.customers else "",
+            f"{o.seconds:.1f}" if o.seconds else "",
+            o.detail,
+        )
+    console.print(table)
+    if any(o.outcome == FAILED for o in outcomes):
+        raise typer.Exit(1)

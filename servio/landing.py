@@ -123,6 +123,8 @@ def _read_csv(path: Path, compressed: bool) -> pl.DataFrame:
         message = str(exc).splitlines()[0]
         code = "encoding" if "utf-8" in message else "malformed_csv"
         raise FileRejected(code, message) from exc
+    except OSError as exc:  # a truncated .csv.gz whose first line still decompresses
+        raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
     return frame
 
 

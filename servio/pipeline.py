@@ -5,7 +5,6 @@ directly. Steps hand each other paths (staged Parquet files), never DataFrames."
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -27,7 +26,7 @@ from schemas.tables import (
     survey_responses_table,
     surveys_raw,
 )
-from servio import landing
+from servio import faults, landing
 from servio.config import Settings
 from servio.landing import FileRejected, LandedFile
 from servio.storage import Lake, PartitionValue, ReconciliationError, TableChange
@@ -37,7 +36,6 @@ from transforms.quality import customer_quality
 from transforms.segments import customer_segments
 
 log = logging.getLogger("servio.pipeline")
-_GX_LOCK = threading.Lock()
 
 INGESTED, REJECTED, DUPLICATE = "ingested", "rejected", "duplicate"
 
@@ -123,12 +121,16 @@ def _stage(
             "missing_column", f"required column(s) {', '.join(missing)} not in the header"
         )
     malformed = _malformed_rows(raw)
+    validation_path = lake.staging_dir(run_id) / "files" / landed.sha256 / "validation.json"
     typed = standardise.standardise(raw.lazy(), contract, settings.source_timezone).collect()
+    rule_failures = _rule_failures(
+        typed, contract, settings, ingested_at, landed.relative_path, validation_path
+    )
     failures = pl.concat(
         [
             malformed,
             standardise.type_failures(raw.lazy(), typed.lazy(), contract).collect(),
-            _rule_failures(typed, contract, settings, ingested_at, landed.relative_path),
+            rule_failures,
         ]
     )
     failures = _without_redundant_required(failures)
@@ -150,7 +152,18 @@ def _stage(
         quarantine.height,
         _write_stage(lake, run_id, landed, "valid", curated),
         _write_stage(lake, run_id, landed, "quarantine", quarantine),
+        str(validation_path),
     )
+
+
+def build_data_docs(staged: Iterable[StagedFile], lake: Lake) -> Path | None:
+    """Add this run's validation results to the lake's Great Expectations Data Docs."""
+    results = [Path(s.validation_path) for s in staged if s.validation_path]
+    if not results:
+        return None
+    from servio.validation import build_data_docs as render
+
+    return render(results, lake.data_docs_dir)
 
 
 def _malformed_rows(raw: pl.DataFrame) -> pl.DataFrame:
@@ -171,22 +184,19 @@ def _rule_failures(
     settings: Settings,
     ingested_at: datetime,
     label: str,
+    result_path: Path,
 ) -> pl.DataFrame:
-    from servio.validation import validate_rows  # Great Expectations is slow to import
+    """Great Expectations rule failures; the GX result is saved for the run's Data Docs."""
+    from servio.validation import validate_rows, write_gx_result  # GX is slow to import
 
-    # GX pins one of its loggers to INFO on import; a CLI user wants only warnings.
-    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
-
-    # Great Expectations' suite-parameter parser (pyparsing) is not thread-safe: files are
-    # staged concurrently, their validations run one at a time.
-    with _GX_LOCK:
-        result = validate_rows(
-            typed.drop(standardise.INVALID),
-            contract,
-            currency=settings.currency,
-            ingested_at=ingested_at,
-            file_label=label,
-        )
+    result = validate_rows(
+        typed.drop(standardise.INVALID),
+        contract,
+        currency=settings.currency,
+        ingested_at=ingested_at,
+        file_label=label,
+    )
+    write_gx_result(result, result_path)
     return result.failures.select("source_row", "reason_code", "detail")
 
 
@@ -263,7 +273,13 @@ def _write_stage(
 ) -> str:
     path = lake.staging_dir(run_id) / "files" / landed.sha256 / f"{kind}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(path)
+    try:
+        frame.write_parquet(path)
+    except pl.exceptions.ComputeError as exc:  # polars reports a full disk this way
+        raise OSError(
+            f"cannot stage {landed.relative_path} ({exc}); nothing was published"
+        ) from exc
+    faults.checkpoint("file_staged")
     return str(path)
 
 
@@ -352,6 +368,7 @@ def publish_ingest(
     changes.append(TableChange(INGEST_LEDGER, {None: all_entries}))
     if accepted or new_entries:
         lake.publish(run_id, changes)
+        faults.checkpoint("after_ingest_publish")
     table_rows[QUARANTINE.name] = lake.scan(QUARANTINE).select(pl.len()).collect().item()
     return IngestSummary(
         files_ingested=sum(1 for _, s in accepted if s.status == INGESTED),
@@ -557,6 +574,7 @@ def build_snapshots(
         ],
         state={"snapshot_fingerprints": fingerprints},
     )
+    faults.checkpoint("after_snapshot_publish")
     actions = dict(segments.group_by("action").agg(pl.len()).sort("action").iter_rows())
     return SnapshotSummary(as_of, segments.height, actions)
 

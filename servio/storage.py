@@ -29,11 +29,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.tables import CuratedTable
+from servio import faults
 
 log = logging.getLogger("servio.storage")
 
 PART_FILE = "part-00000.parquet"
 MANIFEST = "_manifest.json"
+STAGING_OWNER = "_owner.json"
 ROW_GROUP_ROWS = 1_000_000
 PartitionValue = date | str | None  # None: the table is not partitioned
 
@@ -141,10 +143,17 @@ class Lake:
             "since": datetime.now(UTC).isoformat(),
         }
         deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+        # The lock appears with its holder already inside (hard link of a complete file): a
+        # process killed while taking it never leaves an empty lock nobody can judge stale.
+        claim = self.control / f"run.lock.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        _atomic_write_json(claim, holder)
+        try:
+            while True:
+                try:
+                    os.link(claim, path)
+                    break
+                except FileExistsError:
+                    pass
                 other = _read_json(path)
                 if other is not None and _is_stale(other):
                     log.warning("taking over a stale lock from dead process %s", other.get("pid"))
@@ -158,10 +167,9 @@ class Lake:
                         "is writing; try again when it ends"
                     ) from None
                 time.sleep(0.2)
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump(holder, handle)
-            break
+        finally:
+            claim.unlink()
+        faults.checkpoint("lock_taken")
         try:
             yield
         finally:
@@ -178,8 +186,20 @@ class Lake:
             self._apply(journal)
             journal_path.unlink()
         staging = self.control / "staging"
-        if staging.exists():
-            shutil.rmtree(staging)
+        for run_dir in sorted(staging.iterdir()) if staging.exists() else []:
+            # Event-driven ingests stage outside the lock: keep staging of live processes.
+            owner = _read_json(run_dir / STAGING_OWNER)
+            if owner is None or _is_stale(owner):
+                shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staging.rmdir()  # only if no live run's folder is left
+
+    def claim_staging(self, run_id: str) -> Path:
+        """Mark a run's staging folder as owned by this live process, so that another run's
+        `recover()` keeps it (staging outside the lock); a dead owner's folder is dropped."""
+        owner = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname()}
+        _atomic_write_json(self.staging_dir(run_id) / STAGING_OWNER, owner)
+        return self.staging_dir(run_id)
 
     def publish(
         self, run_id: str, changes: list[TableChange], state: Mapping[str, object] | None = None
@@ -190,37 +210,51 @@ class Lake:
         remembers about its work (e.g. snapshot fingerprints) never disagrees with the data.
         """
         stage = self.staging_dir(run_id) / "publish"
-        moves: list[tuple[str, str]] = []
-        if state:
-            staged_state = stage / "_servio_state.json"
-            _atomic_write_json(staged_state, {**self.state(), **state})
-            moves.append((self._rel(staged_state), self._rel(self.control / "state.json")))
-        deletes: list[str] = []
-        report: list[Published] = []
-        for change in changes:
-            written = deleted = rows = 0
-            for value, frame in change.partitions.items():
-                final = self.partition_dir(change.table, value) / PART_FILE
-                if frame is None or frame.is_empty():
-                    if final.exists():
-                        deletes.append(self._rel(final))
-                        deleted += 1
-                    continue
-                staged = stage / self._rel(final)
-                staged.parent.mkdir(parents=True, exist_ok=True)
-                _write_parquet(to_arrow(frame, change.table), staged)
-                moves.append((self._rel(staged), self._rel(final)))
-                written += 1
-                rows += frame.height
-            manifest = stage / change.table.name / MANIFEST
-            manifest.parent.mkdir(parents=True, exist_ok=True)
-            report.append(Published(change.table.name, written, deleted, rows))
-            moves.append((self._rel(manifest), self._rel(self.table_dir(change.table) / MANIFEST)))
-        journal = {"run_id": run_id, "moves": moves, "deletes": deletes}
-        # Manifests describe the tables after the moves; write them before committing.
-        self._write_manifests(run_id, changes, stage)
-        _atomic_write_json(self.control / "journal.json", journal)
+        try:
+            moves: list[tuple[str, str]] = []
+            if state:
+                staged_state = stage / "_servio_state.json"
+                _atomic_write_json(staged_state, {**self.state(), **state})
+                moves.append((self._rel(staged_state), self._rel(self.control / "state.json")))
+            deletes: list[str] = []
+            report: list[Published] = []
+            for change in changes:
+                written = deleted = rows = 0
+                for value, frame in change.partitions.items():
+                    final = self.partition_dir(change.table, value) / PART_FILE
+                    if frame is None or frame.is_empty():
+                        if final.exists():
+                            deletes.append(self._rel(final))
+                            deleted += 1
+                        continue
+                    staged = stage / self._rel(final)
+                    staged.parent.mkdir(parents=True, exist_ok=True)
+                    _write_parquet(to_arrow(frame, change.table), staged)
+                    faults.checkpoint("partition_staged")
+                    moves.append((self._rel(staged), self._rel(final)))
+                    written += 1
+                    rows += frame.height
+                manifest = stage / change.table.name / MANIFEST
+                manifest.parent.mkdir(parents=True, exist_ok=True)
+                report.append(Published(change.table.name, written, deleted, rows))
+                moves.append(
+                    (self._rel(manifest), self._rel(self.table_dir(change.table) / MANIFEST))
+                )
+            journal = {"run_id": run_id, "moves": moves, "deletes": deletes}
+            # Manifests describe the tables after the moves; write them before committing.
+            self._write_manifests(run_id, changes, stage)
+            faults.checkpoint("before_journal_commit")
+            _atomic_write_json(self.control / "journal.json", journal)
+        except OSError as exc:  # typically ENOSPC: say what it means for the tables
+            shutil.rmtree(stage, ignore_errors=True)
+            raise OSError(
+                exc.errno,
+                f"{exc.strerror or exc} while staging run {run_id}'s publication; nothing was "
+                "published, the tables are unchanged: free space and run again",
+            ) from exc
+        faults.checkpoint("after_journal_commit")
         self._apply(journal)
+        faults.checkpoint("after_apply")
         (self.control / "journal.json").unlink()
         shutil.rmtree(stage, ignore_errors=True)
         for item in report:
@@ -273,6 +307,7 @@ class Lake:
             if staged.exists():
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, final)
+                faults.checkpoint("between_moves")
         for final_rel in journal["deletes"]:
             final = self.root / final_rel
             with contextlib.suppress(FileNotFoundError):

@@ -38,6 +38,7 @@ process, and validations take turns on it (a lock), since its batch bookkeeping 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -149,6 +150,8 @@ def _load_gx() -> _Gx:
         from great_expectations.execution_engine import pandas_execution_engine
 
     pandas_execution_engine.HASH_THRESHOLD = 0  # see the module docstring
+    # This GX module pins its logger to INFO on import ("Created temporary directory…").
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = _ephemeral_context(gx, ProgressBarsConfig)
     asset = context.data_sources.add_pandas("servio_raw").add_dataframe_asset("standardised")
     return _Gx(gx, context, asset.add_batch_definition_whole_dataframe("one_column"))
@@ -190,7 +193,7 @@ def validate_rows(
 
     started = time.perf_counter()
     row_ids = [_unexpected_rows(result) for result in gx_results]
-    context = _DetailContext(contract, currency, latest_allowed_at)
+    context = _DetailContext(currency, latest_allowed_at)
     failures = _failures(frame, expectations, row_ids, context)
     summary = _summary(expectations, gx_results)
     suite_result = _suite_result(suite, gx_results, parameters, file_label, ingested_at)
@@ -381,7 +384,7 @@ def _as_validated(values: pl.Series) -> pl.Series:
     """A column as GX sees it: decimals as float64, NaN as +inf (see the module docstring)."""
     if isinstance(values.dtype, pl.Decimal):
         return values.cast(pl.Float64)
-    if values.dtype.is_float():
+    if values.dtype.is_float() and values.is_nan().any():
         return values.fill_nan(float("inf"))
     return values
 
@@ -391,8 +394,8 @@ def _to_pandas(data: pl.DataFrame, column: str) -> Any:
 
     series = data.get_column(column)
     values = series.to_pandas(use_pyarrow_extension_array=series.dtype == pl.Boolean)
-    index = pd.Index(data.get_column(SOURCE_ROW).to_numpy(), name=SOURCE_ROW)
-    return pd.DataFrame({column: values.array}, index=index)
+    index = pd.Index(data.get_column(SOURCE_ROW).to_numpy(), name=SOURCE_ROW, copy=False)
+    return pd.DataFrame({column: values.array}, index=index, copy=False)
 
 
 def _raise_if_errored(result: Any, expectation: dict[str, Any]) -> None:
@@ -426,7 +429,8 @@ def _unexpected_rows(result: Any) -> list[int]:
 
 @dataclass(frozen=True)
 class _DetailContext:
-    contract: RawContract
+    """The runtime values some details quote."""
+
     currency: str
     latest_allowed_at: datetime
 
@@ -437,6 +441,7 @@ def _failures(
     row_ids: list[list[int]],
     context: _DetailContext,
 ) -> pl.DataFrame:
+    """One row per (failing row, expectation), with the rule and offending value in words."""
     all_ids = sorted({row for ids in row_ids for row in ids})
     if not all_ids:
         return pl.DataFrame(schema=FAILURE_SCHEMA)

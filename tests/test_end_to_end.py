@@ -101,7 +101,7 @@ def test_no_personal_data_reaches_any_curated_file(lake) -> None:
     for path in (root / "raw" / "interactions").glob("*.parquet"):
         raw_emails |= set(pl.read_parquet(path)["email"].drop_nulls().to_list())
     assert raw_emails, "the generator should fill personal columns"
-    for path in (root / "curated").rglob("*.parquet"):
+    for path in (p for p in (root / "curated").rglob("*.parquet") if p.is_file()):
         frame = pl.read_parquet(path)
         assert not set(frame.columns) & set(INTERACTIONS_RAW.personal_columns), path
         text = frame.select(pl.col(pl.String)).unpivot()["value"].drop_nulls()
@@ -114,6 +114,16 @@ def test_the_run_draws_the_html_report(lake) -> None:
     assert summary.report_path is not None
     text = Path(summary.report_path).read_text(encoding="utf-8")
     assert str(summary.snapshot.as_of_date) in text
+
+
+def test_the_run_builds_data_docs_for_every_validated_file(lake) -> None:
+    _, _, summary = lake
+    assert summary.data_docs_path is not None
+    index = Path(summary.data_docs_path)
+    assert index.name == "index.html"
+    pages = " ".join(p.read_text(encoding="utf-8") for p in index.parent.rglob("*.html"))
+    for staged in summary.staged:
+        assert staged.landed.relative_path.split("/")[-1] in pages
 
 
 def test_a_second_run_ingests_nothing_and_changes_no_file(lake) -> None:

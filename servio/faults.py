@@ -1,0 +1,114 @@
+"""Fault injection for the reliability tests: named kill points and a Prefect-free runner.
+
+`checkpoint(name)` is a no-op unless `SERVIO_KILL_AT=<name>` (or `<name>:<n>`, the n-th hit
+in this process) names it; then the process SIGKILLs itself — no cleanup, no `finally`,
+exactly like a power cut or the OOM killer. `python -m servio.faults --config X` runs the
+same steps as `flows/run.py` without Prefect, so a kill test does not pay for a server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+KILL_AT = "SERVIO_KILL_AT"
+PAUSE_AT = "SERVIO_PAUSE_AT"  # <name>:<seconds>: sleep there (hold the lock for a while)
+_hits: Counter[str] = Counter()
+
+# Every checkpoint in the code base, in the order a run meets them (tests iterate this).
+CHECKPOINTS = (
+    "lock_taken",  # storage.Lake.lock: the lock file is ours
+    "file_staged",  # pipeline._write_stage: one staged Parquet file written
+    "partition_staged",  # storage.Lake.publish: one new partition file written to staging
+    "before_journal_commit",  # storage.Lake.publish: everything staged, journal not yet written
+    "after_journal_commit",  # storage.Lake.publish: journal committed, nothing moved yet
+    "between_moves",  # storage.Lake._apply: after each os.replace
+    "after_apply",  # storage.Lake.publish: all moved, journal not yet removed
+    "after_ingest_publish",  # pipeline.publish_ingest: tables + ledger published
+    "after_snapshot_publish",  # pipeline.build_snapshots: snapshot partitions published
+)
+
+
+def checkpoint(name: str) -> None:
+    """Die here (SIGKILL) when SERVIO_KILL_AT asks for this point; sleep if SERVIO_PAUSE_AT does."""
+    pause = os.environ.get(PAUSE_AT)
+    if pause and pause.partition(":")[0] == name:
+        time.sleep(float(pause.partition(":")[2] or 1))
+    wanted = os.environ.get(KILL_AT)
+    if not wanted:
+        return
+    target, _, nth = wanted.partition(":")
+    if target != name:
+        return
+    _hits[name] += 1
+    if _hits[name] >= int(nth or 1):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_without_prefect(config_path: str | None, wait_seconds: float = 0.0) -> dict[str, int]:
+    """The steps of `flows.run.run_pipeline` (lock, recover, stage, publish, snapshot)."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from servio.config import load_settings
+    from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
+    from servio.storage import Lake
+
+    settings = load_settings(config_path)
+    lake = Lake(settings.curated_root)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+    ingested_at = datetime.now(UTC)
+    with lake.lock(run_id, wait_seconds):
+        lake.recover()
+        todo, duplicates = pending_files(settings, lake)
+        staged = [stage_file(f, settings, lake, run_id, ingested_at) for f in todo]
+        ingest = publish_ingest(staged, duplicates, settings, lake, run_id)
+        build_snapshots(settings, lake, run_id, None)
+        lake.discard_staging(run_id)
+    return {"files_ingested": ingest.files_ingested, "files_seen": len(todo) + len(duplicates)}
+
+
+def _required_only(typed: Any, contract: Any, *_args: object, **_kwargs: object) -> Any:
+    """Stand-in for the GX suite: only `required:` (a null partition key cannot be published)."""
+    import polars as pl
+
+    frames = [
+        typed.filter(pl.col(name).is_null()).select(
+            "source_row",
+            pl.lit(f"required:{name}").alias("reason_code"),
+            pl.lit(f"{name} is missing").alias("detail"),
+        )
+        for name in contract.required
+    ]
+    empty = pl.DataFrame(
+        schema={"source_row": pl.Int64, "reason_code": pl.String, "detail": pl.String}
+    )
+    return pl.concat([empty, *frames])
+
+
+def main(argv: list[str]) -> int:
+    from servio import pipeline
+    from servio.storage import LakeBusy
+
+    if "--no-rules" in argv:
+        # Kill tests exercise publishing, not rules; the GX suite costs ~1.5 s per file.
+        pipeline._rule_failures = _required_only
+    config = argv[argv.index("--config") + 1] if "--config" in argv else None
+    wait = float(argv[argv.index("--wait") + 1]) if "--wait" in argv else 0.0
+    try:
+        print(run_without_prefect(config, wait), flush=True)
+    except LakeBusy as exc:
+        print(exc, file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - used by tests/test_kill_anywhere.py
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    sys.exit(main(sys.argv[1:]))

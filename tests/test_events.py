@@ -1,0 +1,242 @@
+"""Event-driven operation on a real Prefect server: `servio serve` in a child process, files
+dropped into the raw zone, curated tables updated with no direct call of any flow."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from servio.config import load_settings
+from servio.generate import GenerateOptions, generate
+from servio.watch import UnsafePath, Watcher, landed_file, resolve_raw_path, wait_until
+
+pytestmark = pytest.mark.e2e
+FIRST = "interactions/interactions_001_20261022-20261029.csv"
+SECOND = "surveys/surveys_004_20261113-20261120.csv"
+
+
+# ---------------------------------------------------------------------------------------
+# path safety and the watcher's notion of a complete file (no server needed)
+
+
+def test_paths_outside_the_raw_root_are_refused(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    (raw / "interactions").mkdir(parents=True)
+    (raw / "interactions" / "ok.csv").write_text("a\n1\n")
+    outside = tmp_path / "secret.csv"
+    outside.write_text("a\n1\n")
+    (raw / "interactions" / "link.csv").symlink_to(outside)
+
+    assert resolve_raw_path(raw, "interactions/ok.csv") == (raw / "interactions/ok.csv").resolve()
+    assert landed_file(raw, str(raw / "interactions/ok.csv")).relative_path == "interactions/ok.csv"
+    for bad in ("../secret.csv", "interactions/../../secret.csv", str(outside), "/etc/passwd"):
+        with pytest.raises(UnsafePath, match="refused"):
+            resolve_raw_path(raw, bad)
+    with pytest.raises(UnsafePath, match="outside the raw root"):
+        landed_file(raw, "interactions/link.csv")
+    with pytest.raises(UnsafePath, match="still being written"):
+        (raw / "interactions" / "big.csv.part").write_text("a\n")
+        landed_file(raw, "interactions/big.csv.part")
+
+
+def test_watcher_emits_each_complete_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = tmp_path / "raw"
+    (raw / "interactions").mkdir(parents=True)
+    config = tmp_path / "servio.toml"
+    config.write_text(f'raw_root = "{raw}"\ncurated_root = "{tmp_path / "curated"}"\n')
+    emitted: list[str] = []
+    monkeypatch.setattr("servio.watch.emit_landed", lambda f: emitted.append(f.relative_path))
+    watcher = Watcher(load_settings(config))
+    growing = raw / "interactions" / "a.csv"
+    growing.write_text("interaction_id\n1\n")
+    (raw / "interactions" / "b.csv.part").write_text("in flight\n")
+    (raw / "interactions" / "evil.csv").symlink_to(config)  # points outside the raw root
+
+    assert watcher.poll() == []  # first sighting: size not yet known to be stable
+    growing.write_text("interaction_id\n1\n2\n")
+    watcher.poll()
+    assert emitted == []  # still growing
+    watcher.poll()
+    assert emitted == ["interactions/a.csv"]
+    watcher.poll()
+    watcher.poll()
+    assert emitted == ["interactions/a.csv"]  # once, not once per poll
+
+
+def test_recover_keeps_the_staging_of_live_ingests_only(tmp_path: Path) -> None:
+    from servio.storage import STAGING_OWNER, Lake
+
+    lake = Lake(tmp_path)
+    live = lake.claim_staging("live-ingest")
+    dead = lake.claim_staging("dead-ingest")
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    owner = (dead / STAGING_OWNER).read_text().replace(str(os.getpid()), finished.stdout.strip())
+    (dead / STAGING_OWNER).write_text(owner)
+    legacy = lake.staging_dir("servio-run-without-owner")
+    legacy.mkdir(parents=True)
+    lake.recover()
+    assert live.exists()
+    assert not dead.exists() and not legacy.exists()
+
+
+# ---------------------------------------------------------------------------------------
+# against a Prefect server
+
+
+class Served:
+    """`servio serve` (deployments + watcher) in a child process against the test server."""
+
+    def __init__(self, root: Path, api_url: str) -> None:
+        self.root = root
+        self.config = root / "servio.toml"
+        self.env = {**os.environ, "PREFECT_API_URL": api_url}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.command = str(Path(sys.executable).parent / "servio")
+
+    @property
+    def log(self) -> Path:
+        return self.root / f"serve-{self.starts}.log"
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [self.command, "serve", "--config", str(self.config), "--poll", "0.5"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: the flow runs die with it
+            )
+        assert wait_until(lambda: "being served" in self.log.read_text(), 90), self.logs()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.root.glob("serve-*.log")))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[Served]:
+    from prefect.settings import PREFECT_API_URL
+
+    root = tmp_path_factory.mktemp("served")
+    generate(
+        root / "exports",
+        GenerateOptions(customers=150, days=30, seed=11, end_date=date(2026, 11, 20)),
+    )
+    (root / "raw" / "interactions").mkdir(parents=True)
+    (root / "raw" / "surveys").mkdir(parents=True)
+    (root / "servio.toml").write_text(
+        f'raw_root = "{root / "raw"}"\ncurated_root = "{root / "curated"}"\n'
+    )
+    server = Served(root, str(PREFECT_API_URL.value()))
+    server.start()
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            server.kill(signal.SIGTERM)
+
+
+def _ledger(root: Path) -> pl.DataFrame:
+    files = sorted((root / "curated" / "ingest_ledger").glob("*.parquet"))
+    return pl.read_parquet(files) if files else pl.DataFrame()
+
+
+def _ingested(root: Path, relative: str) -> bool:
+    ledger = _ledger(root)
+    return not ledger.is_empty() and relative in ledger["source_file"].to_list()
+
+
+def _drop(root: Path, relative: str, name: str | None = None) -> str:
+    """Land a file the way a sync tool does: write under an in-flight name, then rename."""
+    target = root / "raw" / Path(relative).parent / (name or Path(relative).name)
+    partial = target.with_name(target.name + ".part")
+    shutil.copyfile(root / "exports" / relative, partial)
+    partial.rename(target)
+    return target.relative_to(root / "raw").as_posix()
+
+
+def _snapshot_dates(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "curated" / "customer_segments").glob("as_of_date=*"))
+
+
+def test_a_dropped_file_reaches_the_curated_tables_and_the_snapshot(served: Served) -> None:
+    root = served.root
+    started = time.monotonic()
+    _drop(root, FIRST)
+    assert wait_until(lambda: _ingested(root, FIRST), 120), served.logs()
+    interactions = pl.read_parquet(sorted((root / "curated" / "interactions").rglob("*.parquet")))
+    assert interactions.height > 0
+    assert set(interactions["source_file"].unique()) == {FIRST}
+    # ingest-file announced new data → build-snapshot ran on its own
+    assert wait_until(lambda: _snapshot_dates(root) != [], 120), served.logs()
+    print(f"landing → curated + snapshot: {time.monotonic() - started:.1f}s")
+
+
+def test_same_file_twice_and_same_event_twice_ingest_once(served: Served) -> None:
+    from servio.watch import emit_landed, flush_events
+
+    root = served.root
+    assert wait_until(lambda: _ingested(root, FIRST), 120)
+    raw = root / "raw"
+    landed = landed_file(raw, FIRST)
+    emit_landed(landed)  # the very event the watcher already sent (same id)
+    emit_landed(landed)
+    flush_events()
+    (raw / FIRST).touch()  # landed again: new mtime, same bytes
+    copy = _drop(root, FIRST, name="interactions_001_copy.csv")  # same content, new name
+    _drop(root, SECOND)  # a different file, so we know the server went on working
+    assert wait_until(lambda: _ingested(root, SECOND) and _ingested(root, copy), 120), served.logs()
+    time.sleep(3)  # give a wrongly re-triggered ingest time to show up
+    ledger = _ledger(root)
+    assert ledger.filter(pl.col("source_file") == FIRST).height == 1
+    assert ledger.filter(pl.col("source_file") == copy)["status"].to_list() == ["duplicate"]
+    interactions = pl.read_parquet(sorted((root / "curated" / "interactions").rglob("*.parquet")))
+    assert interactions["interaction_id"].is_unique().all()
+    assert set(interactions["source_file"].unique()) == {FIRST}
+
+
+def test_a_killed_serve_picks_the_file_up_after_restart(served: Served) -> None:
+    root = served.root
+    third = "interactions/interactions_002_20261029-20261106.csv.gz"
+    staging = root / "curated" / "_servio" / "staging"
+    _drop(root, third)
+    # kill everything (serve, watcher, flow run) as soon as the ingest is under way
+    assert wait_until(lambda: any(staging.glob("*-ingest-*")) or _ingested(root, third), 120)
+    served.kill(signal.SIGKILL)
+    killed_before_publish = not _ingested(root, third)
+    served.start()  # catch-up: the ledger lacks the file, so a fresh run ingests it
+    assert wait_until(lambda: _ingested(root, third), 150), served.logs()
+    ledger = _ledger(root)
+    assert ledger.filter(pl.col("source_file") == third)["status"].to_list() == ["ingested"]
+    interactions = pl.read_parquet(sorted((root / "curated" / "interactions").rglob("*.parquet")))
+    assert interactions["interaction_id"].is_unique().all()
+    assert third in set(interactions["source_file"])
+    print(f"killed before publish: {killed_before_publish}")
