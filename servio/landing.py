@@ -138,16 +138,22 @@ def _json_lines(path: Path, compressed: bool) -> pl.DataFrame:
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = json.loads(line, object_pairs_hook=_pairs)
                 except json.JSONDecodeError as exc:
                     records.append(
                         {"__malformed__": f"not valid JSON ({exc.msg} at column {exc.colno})"}
                     )
                     continue
-                if not isinstance(obj, dict):
+                if not line.lstrip().startswith("{"):  # arrays and scalars are not records
                     records.append({"__malformed__": "a JSON line must be an object"})
                     continue
-                records.append({str(k).strip().lower(): _as_text(v) for k, v in obj.items()})
+                names = [str(key).strip().lower() for key, _ in obj]
+                repeated = sorted({n for n in names if names.count(n) > 1})
+                if repeated:
+                    # {"nps": 9, "nps": 2}: which value the exporter meant is unknowable.
+                    records.append({"__malformed__": f"key {repeated[0]!r} appears more than once"})
+                    continue
+                records.append({n: _as_text(v) for n, (_, v) in zip(names, obj, strict=True)})
     except UnicodeDecodeError as exc:
         raise FileRejected(
             "encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
@@ -161,9 +167,16 @@ def _json_lines(path: Path, compressed: bool) -> pl.DataFrame:
     )
 
 
+def _pairs(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """Keep a JSON object's key/value pairs as written, so repeated keys can be seen."""
+    return pairs
+
+
 def _as_text(value: object) -> str | None:
     if value is None:
         return None
+    if isinstance(value, list) and all(isinstance(p, tuple) for p in value) and value:
+        value = dict(value)  # a nested object, as parsed with `_pairs`
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):

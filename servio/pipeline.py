@@ -126,14 +126,11 @@ def _stage(
     rule_failures = _rule_failures(
         typed, contract, settings, ingested_at, landed.relative_path, validation_path
     )
-    failures = pl.concat(
-        [
-            malformed,
-            standardise.type_failures(raw.lazy(), typed.lazy(), contract).collect(),
-            rule_failures,
-        ]
-    )
-    failures = _without_redundant_required(failures)
+    # A line that is not a record has no values: its only reason is that it is malformed.
+    others = pl.concat(
+        [standardise.type_failures(raw.lazy(), typed.lazy(), contract).collect(), rule_failures]
+    ).join(malformed.select("source_row"), on="source_row", how="anti")
+    failures = _without_redundant_required(pl.concat([malformed, others]))
     bad_rows = failures.select("source_row").unique()
     valid = typed.join(bad_rows, on="source_row", how="anti").drop(standardise.INVALID)
     curated = _curated_rows(valid.lazy(), landed, settings).collect()
