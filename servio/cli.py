@@ -142,6 +142,9 @@ def run(
         except ReconciliationError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(4) from None
+        except OSError as exc:  # disk full, permissions: the lake is unchanged (RELIABILITY.md)
+            console.print(f"[red]servio run failed: {exc}[/red]")
+            raise typer.Exit(5) from None
         finally:
             progress.plug(None)
     _print_summary(summary, settings)

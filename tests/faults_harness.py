@@ -1,0 +1,194 @@
+"""Shared helpers for the fault tests: a small two-batch landing zone, subprocess runs that
+can be killed, and the checks every kill must pass (readable tables, ledger once, raw intact)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import IO
+
+import polars as pl
+import pyarrow.parquet as pq
+from polars.testing import assert_frame_equal
+
+from schemas.tables import INGEST_LEDGER, INTERACTIONS, curated_tables
+from servio.config import load_settings
+from servio.generate import GenerateOptions, generate
+from servio.storage import Lake
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+SERVIO = str(Path(PYTHON).with_name("servio"))
+RUN_SPECIFIC = ("run_id", "ingested_at", "quarantined_at")
+
+
+def make_exports(target: Path) -> tuple[list[Path], list[Path]]:
+    """A small messy landing zone split in two batches: the first export of each source,
+    then the rest (later periods and a re-export that supersedes rows)."""
+    generate(
+        target,
+        GenerateOptions(
+            customers=80,
+            days=20,
+            seed=11,
+            messiness=0.05,
+            end_date=date(2026, 11, 20),
+            formats=("csv", "jsonl.gz", "parquet"),
+        ),
+    )
+    files = sorted(p for p in target.rglob("*") if p.is_file() and not p.name.startswith("_"))
+    first = [p for p in files if "_001_" in p.name]
+    return first, [p for p in files if p not in first]
+
+
+def new_lake(base: Path, raw_files: list[Path], raw_source: Path, curated: Path | None) -> Path:
+    """A lake folder with the given raw files and, optionally, a copy of a curated tree."""
+    base.mkdir(parents=True, exist_ok=True)
+    for path in raw_files:
+        target = base / "raw" / path.relative_to(raw_source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    if curated is not None:
+        shutil.copytree(curated, base / "curated")
+    (base / "servio.toml").write_text(
+        f'raw_root = "{base / "raw"}"\ncurated_root = "{base / "curated"}"\n', encoding="utf-8"
+    )
+    return base / "servio.toml"
+
+
+def env(**extra: str) -> dict[str, str]:
+    values = {k: v for k, v in os.environ.items() if not k.startswith("SERVIO_")}
+    values |= {
+        "GX_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PYTHONPATH": str(ROOT),
+    }
+    return values | extra
+
+
+def _popen(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start in its own process group, output to files (see `finish`)."""
+    files = _output_files()
+    proc = subprocess.Popen(command, cwd=cwd, env=env, text=True, start_new_session=True, **files)
+    proc.output_files = (files["stdout"], files["stderr"])  # type: ignore[attr-defined]
+    return proc
+
+
+def fast_run(config: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
+    """`python -m servio.faults` (the flow's steps without Prefect) in its own process group."""
+    return _popen(
+        [PYTHON, "-m", "servio.faults", "--config", str(config), *args],
+        cwd=ROOT,
+        env=env(**extra),
+    )
+
+
+def servio_run(config: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
+    """The real `servio run` (Prefect flow, ephemeral server) in its own process group."""
+    return _popen(
+        [SERVIO, "run", "--config", str(config), *args],
+        cwd=config.parent,
+        env=env(**extra),
+    )
+
+
+def _output_files() -> dict[str, IO[str]]:
+    """Files, not pipes: Prefect's server child would hold a pipe open after a kill."""
+    return {"stdout": tempfile.TemporaryFile("w+"), "stderr": tempfile.TemporaryFile("w+")}
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str, str]:
+    """Wait for the process, end whatever it left in its group (Prefect's server), and
+    return its exit code, stdout and stderr."""
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    out, err = proc.output_files  # type: ignore[attr-defined]
+    return proc.returncode, _text(out), _text(err)
+
+
+def _text(handle: IO[str] | None) -> str:
+    if handle is None:
+        return ""
+    handle.seek(0)
+    return handle.read()
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def tables(config: Path) -> dict[str, pl.DataFrame]:
+    """Every curated table, run-specific columns dropped, rows in a canonical order."""
+    settings = load_settings(str(config))
+    lake = Lake(settings.curated_root)
+    out = {}
+    for name, table in curated_tables(settings.catalog).items():
+        frame = lake.scan(table).collect()
+        frame = frame.drop([c for c in RUN_SPECIFIC if c in frame.columns])
+        if "reason_detail" in frame.columns:  # "… must not be after <ingested_at + 1 day>"
+            frame = frame.with_columns(
+                pl.col("reason_detail").str.replace_all(r"after [^;]*", "after <run time>")
+            )
+        out[name] = frame.sort(frame.columns, nulls_last=True)
+    return out
+
+
+def assert_same_tables(config: Path, expected: dict[str, pl.DataFrame]) -> None:
+    actual = tables(config)
+    assert actual.keys() == expected.keys()
+    for name, frame in expected.items():
+        assert actual[name].height > 0 or frame.height == 0, name
+        try:
+            assert_frame_equal(actual[name], frame)
+        except AssertionError as exc:
+            raise AssertionError(f"table {name} differs from the uninterrupted run: {exc}") from exc
+
+
+def assert_consistent(config: Path, raw_digest: dict[str, str]) -> None:
+    """What must hold at any instant, even right after a kill."""
+    settings = load_settings(str(config))
+    curated, raw = Path(settings.curated_root), Path(settings.raw_root)
+    assert digest(raw) == raw_digest, "raw files must never change"
+    if not curated.exists():
+        return
+    for folder in (p for p in curated.iterdir() if p.is_dir() and p.name != "_servio"):
+        assert not list(folder.rglob("*.tmp")), folder
+        for path in folder.rglob("*.parquet"):
+            pq.read_table(path)  # raises on a half-written file
+    lake = Lake(curated)
+    ledger = lake.scan(INGEST_LEDGER).collect()
+    assert ledger["sha256"].is_unique().all(), "a file is in the ledger twice"
+    assert ledger["source_file"].is_unique().all()
+    if (curated / "_servio" / "journal.json").exists():
+        # Killed while applying a committed journal: partitions may come from two runs until
+        # the next run rolls forward (RELIABILITY.md); each file is still whole.
+        return
+    seqs = set(lake.scan(INTERACTIONS).select("source_seq").unique().collect()["source_seq"])
+    assert seqs <= set(ledger["source_seq"]), "rows published without their ledger entry"
+
+
+def assert_finished(config: Path) -> None:
+    control = Path(load_settings(str(config)).curated_root) / "_servio"
+    assert not (control / "journal.json").exists()
+    assert not (control / "run.lock").exists()
+    assert not [p for p in (control / "staging").rglob("*") if p.is_file()]

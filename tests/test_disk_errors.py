@@ -1,0 +1,159 @@
+"""A full disk or a failing write mid-run: the run fails with a clear message, the curated
+tables are unchanged (or, after the journal commit, rolled forward by the next run), and a
+rerun once space is freed gives the tables of a run that never failed."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servio import faults, pipeline, storage
+from tests import faults_harness as h
+
+NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _run(config: Path) -> dict[str, int]:
+    return faults.run_without_prefect(str(config))
+
+
+@pytest.fixture(autouse=True)
+def _required_rules_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules are not under test here; the GX suite costs ~1.5 s per file."""
+    monkeypatch.setattr(pipeline, "_rule_failures", faults._required_only)
+
+
+@pytest.fixture(scope="module")
+def exports(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, list, list, Path, dict]]:
+    base = tmp_path_factory.mktemp("disk-reference")
+    first, rest = h.make_exports(base / "exports")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "_rule_failures", faults._required_only)
+        config = h.new_lake(base / "lake", first, base / "exports", None)
+        _run(config)
+        shutil.copytree(base / "lake" / "curated", base / "after_first")
+        full = h.new_lake(base / "full", first + rest, base / "exports", base / "after_first")
+        _run(full)
+        yield base / "exports", first, rest, base / "after_first", h.tables(full)
+
+
+def _tables_digest(config: Path) -> dict[str, str]:
+    curated = config.parent / "curated"
+    return {k: v for k, v in h.digest(curated).items() if not k.startswith("_servio/")}
+
+
+def _failing(
+    real: Callable[..., Any], nth: int, error: OSError, when: Callable[..., bool] = lambda *a: True
+) -> Callable[..., Any]:
+    calls = 0
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        if when(*args):
+            calls += 1
+            if calls == nth:
+                raise error
+        return real(*args, **kwargs)
+
+    return wrapper
+
+
+FAULTS: dict[str, tuple[Any, str, Callable[[Any], Callable[..., Any]]]] = {
+    "staging a landed file": (pipeline, "_write_stage", lambda real: _failing(real, 3, NO_SPACE)),
+    "staging a partition": (storage, "_write_parquet", lambda real: _failing(real, 4, NO_SPACE)),
+    "writing the journal": (
+        storage,
+        "_atomic_write_json",
+        lambda real: _failing(real, 1, NO_SPACE, lambda path, *_: path.name == "journal.json"),
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_no_space_before_the_commit_changes_nothing_and_a_rerun_succeeds(
+    fault: str, exports: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw_source, first, rest, after_first, expected = exports
+    config = h.new_lake(tmp_path, first + rest, raw_source, after_first)
+    raw, before = h.digest(tmp_path / "raw"), _tables_digest(config)
+    module, name, make = FAULTS[fault]
+    with monkeypatch.context() as patch:
+        patch.setattr(module, name, make(getattr(module, name)))
+        with pytest.raises(OSError) as failure:
+            _run(config)
+    assert failure.value.errno == errno.ENOSPC
+    if fault != "staging a landed file":
+        assert "nothing was published" in str(failure.value)
+    assert _tables_digest(config) == before
+    h.assert_consistent(config, raw)
+    assert not (tmp_path / "curated" / "_servio" / "run.lock").exists()
+    _run(config)  # space is freed
+    h.assert_finished(config)
+    h.assert_same_tables(config, expected)
+
+
+def test_a_write_error_after_the_commit_is_rolled_forward(
+    exports: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal is committed, two partitions moved, then a rename fails (EIO)."""
+    raw_source, first, rest, after_first, expected = exports
+    config = h.new_lake(tmp_path, first + rest, raw_source, after_first)
+    raw = h.digest(tmp_path / "raw")
+    broken = _failing(
+        os.replace,
+        3,
+        OSError(errno.EIO, os.strerror(errno.EIO)),
+        # the moves of `_apply`, not the atomic JSON writes into staging
+        lambda source, *_: "/publish/" in str(source) and not str(source).endswith(".tmp"),
+    )
+    with monkeypatch.context() as patch:
+        patch.setattr(storage.os, "replace", broken)
+        with pytest.raises(OSError):
+            _run(config)
+    assert (tmp_path / "curated" / "_servio" / "journal.json").exists()
+    h.assert_consistent(config, raw)
+    _run(config)
+    h.assert_finished(config)
+    h.assert_same_tables(config, expected)
+
+
+def test_a_really_full_filesystem(exports: tuple, tmp_path: Path) -> None:
+    """The curated root on a tiny tmpfs, filled up: a real ENOSPC wherever it strikes."""
+    raw_source, first, rest, after_first, expected = exports
+    mount = tmp_path / "curated"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        shutil.copytree(after_first, mount, dirs_exist_ok=True)
+        config = h.new_lake(tmp_path, first + rest, raw_source, None)
+        raw, before = h.digest(tmp_path / "raw"), _tables_digest(config)
+        ballast = mount / "ballast"
+        free = shutil.disk_usage(mount).free
+        with open(ballast, "wb") as handle:
+            handle.truncate(0)
+            handle.write(b"\0" * max(free - 48 * 1024, 0))
+        with pytest.raises(OSError) as failure:
+            _run(config)
+        print(f"full tmpfs: {failure.value!r}")
+        assert "nothing was published" in str(failure.value)
+        assert _tables_digest(config) == before | {"ballast": h.digest(mount)["ballast"]}
+        h.assert_consistent(config, raw)
+        ballast.unlink()  # space is freed
+        _run(config)
+        h.assert_finished(config)
+        h.assert_same_tables(config, expected)
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
