@@ -1,0 +1,795 @@
+"""End-to-end benchmark of servio against an I/O floor and an independent DuckDB SQL peer.
+
+    .venv/bin/python benchmarks/run.py --scale 1M [--workdir benchmarks/work] [--no-prefect]
+
+Scale S: S interactions (S/10 customers × 10), ~S/10 survey responses, raw CSV as
+`servio.generate` writes it (default messiness). Every stage runs in a fresh subprocess, so
+its peak RSS (`os.wait4`) is its own: servio ingest (`pending_files` + `stage_file` per file +
+`publish_ingest`), servio snapshots (`build_snapshots`), the I/O floor (Polars
+`scan_csv → sink_parquet`, DuckDB `COPY … TO parquet`), the DuckDB SQL peer (raw CSV →
+curated → snapshots) and the Prefect `run_pipeline` flow. The peer's tables are compared with
+servio's; any difference marks the run INVALID. Results: `benchmarks/results/<date>-<scale>.json`
+and `.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make `servio`, `schemas`, … importable
+    sys.path.insert(0, str(ROOT))
+
+import polars as pl  # noqa: E402
+
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+DEFAULT_WORKDIR = ROOT / "benchmarks" / "work"
+FLOAT_TOLERANCE = 1e-9
+GOAL_PREFECT_OVERHEAD = 0.10
+GOAL_RSS_BYTES = 4 * 1024**3
+STAGES = (
+    "servio_ingest",
+    "servio_snapshots",
+    "floor_polars",
+    "floor_duckdb",
+    "peer",
+    "servio_flowlike",
+    "prefect",
+)
+
+
+# ---------------------------------------------------------------------------------------
+# scale, paths, machine
+
+
+def parse_scale(label: str) -> int:
+    """'20k' → 20 000, '1M' → 1 000 000, '100M', or a plain number."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmM]?)", label.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"scale must look like 100k, 1M or 10M, got {label!r}")
+    factor = {"": 1, "k": 1_000, "m": 1_000_000}[match.group(2).lower()]
+    return int(float(match.group(1)) * factor)
+
+
+class Paths:
+    """Everything one scale writes under the work dir."""
+
+    def __init__(self, workdir: Path, scale: str) -> None:
+        self.base = workdir / scale
+        self.raw = self.base / "raw"
+        self.curated = self.base / "curated-servio"
+        self.curated_prefect = self.base / "curated-prefect"
+        self.peer = self.base / "peer"
+        self.floor = self.base / "floor"
+        self.prefect_home = self.base / "prefect-home"
+        self.stage_results = self.base / "stages"
+
+    def settings(self, curated: Path | None = None) -> Any:
+        from servio.config import Settings
+
+        return Settings(raw_root=str(self.raw), curated_root=str(curated or self.curated))
+
+
+def uptime_load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine_facts() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    from importlib.metadata import version
+
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(memory / 1024**3, 1),
+        "cpu_model": cpu,
+        "python": platform.python_version(),
+        "polars": pl.__version__,
+        "duckdb": version("duckdb"),
+        "prefect": version("prefect"),
+        "load_average_at_start": uptime_load(),
+        "note": "shared machine: other engineers' test runs were active; see load per stage",
+    }
+
+
+def raw_files(paths: Paths) -> list[Path]:
+    return sorted(p for p in paths.raw.rglob("*.csv"))
+
+
+def raw_bytes(paths: Paths) -> int:
+    return sum(p.stat().st_size for p in raw_files(paths))
+
+
+# ---------------------------------------------------------------------------------------
+# stages (each runs in its own subprocess: `run.py --stage NAME`)
+
+
+@contextmanager
+def timed_publish(sink: dict[str, float]) -> Iterator[None]:
+    """Time every `Lake.publish` (the write + atomic rename part of a step)."""
+    from servio.storage import Lake
+
+    original = Lake.publish
+
+    def publish(self: Lake, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            sink["publish_s"] = sink.get("publish_s", 0.0) + time.perf_counter() - start
+
+    Lake.publish = publish  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Lake.publish = original  # type: ignore[method-assign]
+
+
+def stage_servio_ingest(paths: Paths) -> dict[str, Any]:
+    from servio.pipeline import pending_files, publish_ingest, stage_file
+    from servio.storage import Lake
+
+    shutil.rmtree(paths.curated, ignore_errors=True)
+    settings = paths.settings()
+    lake = Lake(settings.curated_root)
+    run_id = "bench-ingest"
+    ingested_at = dt.datetime.now(dt.UTC)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    todo, duplicates = pending_files(settings, lake)
+    timings["discover_s"] = time.perf_counter() - start
+    mark = time.perf_counter()
+    staged = [stage_file(f, settings, lake, run_id, ingested_at) for f in todo]
+    timings["stage_files_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    with timed_publish(timings):
+        summary = publish_ingest(staged, duplicates, settings, lake, run_id)
+    timings["publish_ingest_s"] = time.perf_counter() - mark
+    lake.discard_staging(run_id)
+    timings["total_s"] = time.perf_counter() - start
+    return {
+        "timings": timings,
+        "files": len(todo),
+        "rows_read": summary.rows_read,
+        "rows_valid": summary.rows_valid,
+        "rows_quarantined": summary.rows_quarantined,
+        "table_rows": summary.table_rows,
+    }
+
+
+def stage_servio_snapshots(paths: Paths) -> dict[str, Any]:
+    from servio.pipeline import build_snapshots
+    from servio.storage import Lake
+
+    settings = paths.settings()
+    lake = Lake(settings.curated_root)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    with timed_publish(timings):
+        snap = build_snapshots(settings, lake, "bench-snapshot", None, force=True)
+    timings["total_s"] = time.perf_counter() - start
+    timings["transforms_s"] = timings["total_s"] - timings.get("publish_s", 0.0)
+    return {
+        "timings": timings,
+        "as_of_date": str(snap.as_of_date),
+        "customers": snap.customers,
+        "actions": snap.actions,
+    }
+
+
+def stage_floor_polars(paths: Paths) -> dict[str, Any]:
+    out = paths.floor / "polars"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    start = time.perf_counter()
+    for i, path in enumerate(raw_files(paths)):
+        # infer_schema=False: every column as text, as servio's reader takes it
+        pl.scan_csv(path, infer_schema=False).sink_parquet(out / f"{i:04d}.parquet")
+    return {"timings": {"total_s": time.perf_counter() - start}}
+
+
+def stage_floor_duckdb(paths: Paths) -> dict[str, Any]:
+    import duckdb
+
+    out = paths.floor / "duckdb"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    con = duckdb.connect()
+    start = time.perf_counter()
+    for i, path in enumerate(raw_files(paths)):
+        con.execute(
+            f"COPY (SELECT * FROM read_csv('{path}', all_varchar = true)) "
+            f"TO '{out / f'{i:04d}.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
+        )
+    return {"timings": {"total_s": time.perf_counter() - start}}
+
+
+def _scalar(con: Any, sql: str) -> Any:
+    return con.execute(sql).fetchall()[0][0]
+
+
+def stage_peer(paths: Paths) -> dict[str, Any]:
+    """Raw CSV → curated interactions / survey_responses → the three snapshots, in DuckDB."""
+    import duckdb
+
+    from benchmarks import peer_ingest
+    from benchmarks.peer_profitability import peer_customer_profitability, peer_customer_segments
+    from benchmarks.peer_quality import peer_customer_quality
+    from schemas.tables import INTERACTIONS_RAW, surveys_raw
+
+    settings = paths.settings()
+    shutil.rmtree(paths.peer, ignore_errors=True)
+    paths.peer.mkdir(parents=True)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    ingested_at = dt.datetime.now(dt.UTC)
+    counts: dict[str, int] = {}
+    for source, contract, table in (
+        ("interactions", INTERACTIONS_RAW, "interactions"),
+        ("surveys", surveys_raw(settings.catalog), "survey_responses"),
+    ):
+        files = [(i + 1, str(p)) for i, p in enumerate(sorted((paths.raw / source).glob("*.csv")))]
+        raw = peer_ingest.raw_union(con, files, contract)
+        valid = peer_ingest.valid_rows_sql(raw, contract, settings, ingested_at)
+        con.execute(f"CREATE TEMP TABLE valid_{source} AS {valid}")
+        curated = (
+            peer_ingest.curated_interactions_sql(f"SELECT * FROM valid_{source}", settings)
+            if source == "interactions"
+            else peer_ingest.curated_responses_sql(f"SELECT * FROM valid_{source}", contract)
+        )
+        con.execute(f"CREATE TABLE {table} AS {curated}")
+        counts[f"{source}_valid"] = _scalar(con, f"SELECT count(*) FROM valid_{source}")
+        date = "interaction_date" if source == "interactions" else "submitted_date"
+        con.execute(
+            f"COPY {table} TO '{paths.peer / table}' "
+            f"(FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({date}), OVERWRITE_OR_IGNORE)"
+        )
+    timings["ingest_s"] = time.perf_counter() - start
+    mark = time.perf_counter()
+    as_of = _scalar(
+        con,
+        "SELECT greatest((SELECT max(interaction_date) FROM interactions), "
+        "(SELECT max(submitted_date) FROM survey_responses))",
+    )
+    quality = peer_customer_quality(
+        con,
+        "interactions",
+        "survey_responses",
+        as_of,
+        window_days=settings.window_days,
+        band=settings.service_level_band,
+        catalog=settings.catalog,
+        weights=settings.weights,
+    )
+    profitability = peer_customer_profitability(
+        con, "interactions", "survey_responses", as_of, window_days=settings.window_days
+    )
+    con.register("peer_quality", quality.to_arrow())
+    con.register("peer_profitability", profitability.to_arrow())
+    segments = peer_customer_segments(con, "peer_profitability", "peer_quality")
+    for name, frame in (
+        ("customer_quality", quality),
+        ("customer_profitability", profitability),
+        ("customer_segments", segments),
+    ):
+        frame.write_parquet(paths.peer / f"{name}.parquet", compression="zstd")
+    timings["snapshots_s"] = time.perf_counter() - mark
+    timings["total_s"] = time.perf_counter() - start
+    return {"timings": timings, "as_of_date": str(as_of), "counts": counts}
+
+
+def stage_servio_flowlike(paths: Paths) -> dict[str, Any]:
+    """What `run_pipeline` does, as plain calls in one process: the baseline for Prefect's
+    overhead. Files are staged concurrently, one thread each, as the flow's default
+    ThreadPoolTaskRunner does (the per-stage figures above stage them one after another)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
+    from servio.storage import Lake
+
+    curated = paths.base / "curated-flowlike"
+    shutil.rmtree(curated, ignore_errors=True)
+    settings = paths.settings(curated)
+    lake = Lake(settings.curated_root)
+    run_id = "bench-flowlike"
+    ingested_at = dt.datetime.now(dt.UTC)
+    start = time.perf_counter()
+    with lake.lock(run_id, 0.0):
+        lake.recover()
+        todo, duplicates = pending_files(settings, lake)
+        with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
+            futures = [
+                pool.submit(stage_file, f, settings, lake, run_id, ingested_at) for f in todo
+            ]
+            staged = [future.result() for future in futures]
+        summary = publish_ingest(staged, duplicates, settings, lake, run_id)
+        snap = build_snapshots(settings, lake, run_id, None)
+        lake.discard_staging(run_id)
+    return {
+        "timings": {"total_s": time.perf_counter() - start},
+        "rows_read": summary.rows_read,
+        "customers": snap.customers,
+    }
+
+
+def stage_prefect(paths: Paths) -> dict[str, Any]:
+    """Startup of Prefect's ephemeral server (import + first trivial flow), then the flow."""
+    shutil.rmtree(paths.curated_prefect, ignore_errors=True)
+    config = paths.base / "servio-prefect.toml"
+    config.write_text(
+        f'raw_root = "{paths.raw}"\ncurated_root = "{paths.curated_prefect}"\n', encoding="utf-8"
+    )
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    from prefect import flow
+
+    @flow(name="bench-noop")
+    def noop() -> int:
+        return 1
+
+    noop()
+    timings["startup_s"] = time.perf_counter() - start
+    from flows.run import run_pipeline
+
+    mark = time.perf_counter()
+    summary = run_pipeline(config_path=str(config), write_html_report=False)
+    timings["flow_s"] = time.perf_counter() - mark
+    timings["total_s"] = time.perf_counter() - start
+    return {
+        "timings": timings,
+        "rows_read": summary.ingest.rows_read,
+        "customers": summary.snapshot.customers,
+    }
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Paths], dict[str, Any]]] = {
+    "servio_ingest": stage_servio_ingest,
+    "servio_snapshots": stage_servio_snapshots,
+    "floor_polars": stage_floor_polars,
+    "floor_duckdb": stage_floor_duckdb,
+    "peer": stage_peer,
+    "servio_flowlike": stage_servio_flowlike,
+    "prefect": stage_prefect,
+}
+
+
+def run_stage_subprocess(name: str, paths: Paths, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one stage in a fresh interpreter; its wall time, peak RSS and the load around it."""
+    paths.stage_results.mkdir(parents=True, exist_ok=True)
+    out = paths.stage_results / f"{name}.json"
+    out.unlink(missing_ok=True)
+    env = dict(os.environ)
+    if name == "prefect":
+        shutil.rmtree(paths.prefect_home, ignore_errors=True)
+        env["PREFECT_HOME"] = str(paths.prefect_home)
+        env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # the default (20 s) is too short on a loaded machine: startup is measured, not capped
+        env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "600")
+    # Peak RSS via /usr/bin/time: a child forked from this process would report at least this
+    # process's RSS (Linux keeps the pre-exec high-water mark); time's own child starts small.
+    rss_file = paths.stage_results / f"{name}.rss"
+    timer = (
+        ["/usr/bin/time", "-f", "%M", "-o", str(rss_file)] if Path("/usr/bin/time").exists() else []
+    )
+    command = [
+        *timer,
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--stage",
+        name,
+        "--scale",
+        args.scale,
+        "--workdir",
+        str(args.workdir),
+        "--stage-output",
+        str(out),
+    ]
+    load_before = uptime_load()
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        print(f"  {name}: FAILED (exit code {process.returncode})", flush=True)
+        return {"failed": True, "exit_code": process.returncode, "load_after": uptime_load()}
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["process_wall_s"] = wall
+    kib = int(rss_file.read_text().split()[-1]) if timer else usage.ru_maxrss
+    result["peak_rss_bytes"] = kib * 1024  # Linux reports kilobytes
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime
+    result["load_before"] = load_before
+    result["load_after"] = uptime_load()
+    (paths.stage_results / f"{name}.result.json").write_text(json.dumps(result, indent=2))
+    print(
+        f"  {name}: {result['timings']['total_s']:.2f} s, "
+        f"peak RSS {result['peak_rss_bytes'] / 1024**2:.0f} MiB, load {result['load_after']}",
+        flush=True,
+    )
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# generation
+
+
+def ensure_raw(paths: Paths, rows: int) -> dict[str, Any]:
+    """Generate the raw exports once per scale; later runs reuse them (same options, same bytes)."""
+    from servio.generate import GenerateOptions, generate
+
+    marker = paths.base / "generated.json"
+    if marker.exists():
+        return dict(json.loads(marker.read_text()), reused=True)
+    shutil.rmtree(paths.raw, ignore_errors=True)
+    options = GenerateOptions(
+        customers=max(1, rows // 10),
+        interactions_per_customer=10.0,
+        days=365,
+        survey_rate=0.1,
+        formats=("csv",),
+    )
+    load = uptime_load()
+    report = generate(paths.raw, options)
+    facts = {
+        "interaction_rows": report.interaction_rows,
+        "survey_rows": report.survey_rows,
+        "customers": options.customers,
+        "files": len(raw_files(paths)),
+        "raw_bytes": raw_bytes(paths),
+        "seconds": report.seconds,
+        "load_before": load,
+    }
+    marker.write_text(json.dumps(facts, indent=2))
+    return dict(facts, reused=False)
+
+
+# ---------------------------------------------------------------------------------------
+# comparison of servio's tables with the peer's
+
+
+def _read_hive(path: Path) -> pl.DataFrame:
+    return pl.read_parquet(path / "**" / "*.parquet", hive_partitioning=True)
+
+
+def compare_frames(
+    name: str, ours: pl.DataFrame, peer: pl.DataFrame, key: list[str], columns: list[str]
+) -> dict[str, Any]:
+    """Row counts, key sets and every column: floats within 1e-9 (relative above 1), the rest
+    exactly (money is Decimal: exact)."""
+    result: dict[str, Any] = {"table": name, "rows_servio": ours.height, "rows_peer": peer.height}
+    ours = ours.select(*key, *columns)
+    peer = peer.select(*key, *columns)
+    only_ours = ours.join(peer, on=key, how="anti").height
+    only_peer = peer.join(ours, on=key, how="anti").height
+    result["keys_only_servio"] = only_ours
+    result["keys_only_peer"] = only_peer
+    joined = ours.join(peer, on=key, how="inner", suffix="__peer")
+    differing: dict[str, dict[str, Any]] = {}
+    for column in columns:
+        a, b = pl.col(column), pl.col(f"{column}__peer")
+        dtype = ours.schema[column]
+        if dtype.is_float():
+            tolerance = FLOAT_TOLERANCE * pl.max_horizontal(pl.lit(1.0), a.abs())
+            same = (a.is_null() & b.is_null()) | (
+                a.is_not_null() & b.is_not_null() & ((a - b).abs() <= tolerance)
+            )
+        else:
+            if peer.schema[column] != dtype:
+                b = b.cast(dtype)
+            same = a.eq_missing(b)
+        bad = joined.filter(~same)
+        if bad.height:
+            example = bad.select(*key, column, f"{column}__peer").head(1).to_dicts()[0]
+            differing[column] = {
+                "rows": bad.height,
+                "example": {k: str(v) for k, v in example.items()},
+            }
+    result["differing_columns"] = differing
+    result["equal"] = not differing and only_ours == 0 and only_peer == 0
+    return result
+
+
+def compare(paths: Paths) -> dict[str, Any]:
+    from schemas.tables import CUSTOMER_PROFITABILITY, CUSTOMER_SEGMENTS
+
+    settings = paths.settings()
+    catalog = settings.catalog
+    tables = []
+    interactions_columns = [
+        "customer_id", "channel", "started_at", "interaction_date", "handle_seconds",
+        "queue_seconds", "is_resolved", "reason", "revenue", "margin", "cost_to_serve",
+        "currency", "agent_id", "updated_at",
+    ]  # fmt: skip
+    ours = _read_hive(paths.curated / "interactions")
+    peer = _read_hive(paths.peer / "interactions").with_columns(
+        pl.col("started_at", "updated_at").dt.replace_time_zone("UTC")
+    )
+    tables.append(
+        compare_frames("interactions", ours, peer, ["interaction_id"], interactions_columns)
+    )
+    response_columns = [
+        "customer_id", "interaction_id", "submitted_at", "submitted_date",
+        *catalog.answer_columns, "nps", "csat", "ces",
+    ]  # fmt: skip
+    ours = _read_hive(paths.curated / "survey_responses")
+    peer = _read_hive(paths.peer / "survey_responses").with_columns(
+        pl.col("submitted_at").dt.replace_time_zone("UTC")
+    )
+    tables.append(compare_frames("survey_responses", ours, peer, ["response_id"], response_columns))
+    quality_table = "customer_quality"
+    for name in (quality_table, CUSTOMER_PROFITABILITY.name, CUSTOMER_SEGMENTS.name):
+        ours = _read_hive(paths.curated / name)
+        peer = pl.read_parquet(paths.peer / f"{name}.parquet")
+        columns = [c for c in peer.columns if c not in ("as_of_date", "customer_id")]
+        tables.append(compare_frames(name, ours, peer, ["as_of_date", "customer_id"], columns))
+    return {"valid": all(t["equal"] for t in tables), "tables": tables}
+
+
+# ---------------------------------------------------------------------------------------
+# report
+
+
+def _rate(rows: int, seconds: float) -> float:
+    return rows / seconds if seconds > 0 else float("nan")
+
+
+def summarise(
+    label: str,
+    rows: int,
+    facts: dict[str, Any],
+    generated: dict[str, Any],
+    stages: dict[str, dict[str, Any]],
+    comparison: dict[str, Any],
+) -> dict[str, Any]:
+    mb = generated["raw_bytes"] / 1e6
+    total_rows = generated["interaction_rows"] + generated["survey_rows"]
+    ingest = stages["servio_ingest"]
+    snaps = stages["servio_snapshots"]
+    peer = stages["peer"]
+    publish_s = ingest["timings"].get("publish_s", 0.0) + snaps["timings"].get("publish_s", 0.0)
+    rows_table = []
+
+    def row(stage: str, seconds: float, rss: int | None, load: list[float] | None) -> None:
+        rows_table.append(
+            {
+                "stage": stage,
+                "wall_s": round(seconds, 3),
+                "rows_per_s": round(_rate(total_rows, seconds)),
+                "mb_per_s": round(mb / seconds, 1) if seconds > 0 else None,
+                "peak_rss_mib": round(rss / 1024**2) if rss else None,
+                "load_after": load,
+            }
+        )
+
+    ingest_s = ingest["timings"]["total_s"]
+    snap_s = snaps["timings"]["total_s"]
+    row(
+        "servio ingest (discover+stage+publish_ingest)",
+        ingest_s,
+        ingest["peak_rss_bytes"],
+        ingest["load_after"],
+    )
+    row("  of which stage_file (all files)", ingest["timings"]["stage_files_s"], None, None)
+    row("  of which publish_ingest", ingest["timings"]["publish_ingest_s"], None, None)
+    row("servio snapshots (build_snapshots)", snap_s, snaps["peak_rss_bytes"], snaps["load_after"])
+    row("  of which transforms", snaps["timings"]["transforms_s"], None, None)
+    row("servio publish (Lake.publish, ingest+snapshot)", publish_s, None, None)
+    row(
+        "servio end-to-end (ingest+snapshots)",
+        ingest_s + snap_s,
+        max(ingest["peak_rss_bytes"], snaps["peak_rss_bytes"]),
+        None,
+    )
+    for name, stage in (
+        ("I/O floor: Polars scan_csv→sink_parquet", "floor_polars"),
+        ("I/O floor: DuckDB COPY→parquet", "floor_duckdb"),
+    ):
+        s = stages[stage]
+        row(name, s["timings"]["total_s"], s["peak_rss_bytes"], s["load_after"])
+    row(
+        "DuckDB peer end-to-end",
+        peer["timings"]["total_s"],
+        peer["peak_rss_bytes"],
+        peer["load_after"],
+    )
+    row(
+        "  peer ingest (parse+standardise+validate+dedupe+write)",
+        peer["timings"]["ingest_s"],
+        None,
+        None,
+    )
+    row("  peer snapshots", peer["timings"]["snapshots_s"], None, None)
+    ratios: dict[str, Any] = {
+        "servio_end_to_end_over_peer": (ingest_s + snap_s) / peer["timings"]["total_s"],
+        "servio_ingest_over_peer_ingest": ingest_s / peer["timings"]["ingest_s"],
+        "servio_snapshots_over_peer_snapshots": snap_s / peer["timings"]["snapshots_s"],
+        "servio_ingest_over_floor_duckdb": ingest_s / stages["floor_duckdb"]["timings"]["total_s"],
+        "servio_ingest_over_floor_polars": ingest_s / stages["floor_polars"]["timings"]["total_s"],
+    }
+    prefect = stages.get("prefect")
+    if prefect and prefect.get("failed"):
+        prefect = None
+    flowlike = stages.get("servio_flowlike")
+    if flowlike and not flowlike.get("failed"):
+        row(
+            "servio plain calls, flow-like (concurrent staging, one process)",
+            flowlike["timings"]["total_s"],
+            flowlike["peak_rss_bytes"],
+            flowlike["load_after"],
+        )
+    if prefect:
+        plain = (
+            flowlike["timings"]["total_s"]
+            if flowlike and not flowlike.get("failed")
+            else ingest_s + snap_s
+        )
+        flow_s = prefect["timings"]["flow_s"]
+        row(
+            "Prefect run_pipeline flow (without startup)",
+            flow_s,
+            prefect["peak_rss_bytes"],
+            prefect["load_after"],
+        )
+        row(
+            "Prefect startup (import + ephemeral server + first flow)",
+            prefect["timings"]["startup_s"],
+            None,
+            None,
+        )
+        ratios["prefect_overhead_without_startup"] = flow_s / plain - 1
+        ratios["prefect_overhead_with_startup"] = (
+            flow_s + prefect["timings"]["startup_s"]
+        ) / plain - 1
+    goals = {
+        "end_to_end_le_peer": ratios["servio_end_to_end_over_peer"] <= 1,
+        "ingest_throughput_ge_duckdb_copy": ratios["servio_ingest_over_floor_duckdb"] <= 1,
+        "peak_rss_le_4GiB": max(s.get("peak_rss_bytes", 0) for s in stages.values())
+        <= GOAL_RSS_BYTES,
+    }
+    if prefect:
+        goals["prefect_overhead_le_10pct"] = (
+            ratios["prefect_overhead_without_startup"] <= GOAL_PREFECT_OVERHEAD
+        )
+    return {
+        "date": dt.date.today().isoformat(),
+        "scale": label,
+        "scale_rows": rows,
+        "machine": facts,
+        "input": generated,
+        "stages": stages,
+        "table": rows_table,
+        "ratios": ratios,
+        "goals": goals,
+        "comparison": comparison,
+        "valid": comparison["valid"],
+        "load_average_at_end": uptime_load(),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m, g = result["machine"], result["input"]
+    lines = [
+        f"# servio benchmark {result['scale']} — {result['date']}",
+        "",
+        f"**{'VALID' if result['valid'] else 'INVALID'}**: servio and the DuckDB peer "
+        + ("agree on every compared table." if result["valid"] else "differ (see below)."),
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB; Python "
+        f"{m['python']}, Polars {m['polars']}, DuckDB {m['duckdb']}, Prefect {m['prefect']}. "
+        f"Load average at start {m['load_average_at_start']}, at end "
+        f"{result['load_average_at_end']} — **shared machine**, other test runs were active.",
+        "",
+        f"Input: {g['interaction_rows']:,} interaction rows + {g['survey_rows']:,} survey rows, "
+        f"{g['customers']:,} customers, {g['files']} CSV files, {g['raw_bytes'] / 1e6:.0f} MB "
+        "(rows/s and MB/s below are over all rows and bytes of both sources).",
+        "",
+        "| stage | wall s | rows/s | MB/s | peak RSS MiB | load after (1/5/15 min) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in result["table"]:
+        lines.append(
+            f"| {r['stage']} | {r['wall_s']:.2f} | {r['rows_per_s']:,} | {r['mb_per_s']} | "
+            f"{r['peak_rss_mib'] or ''} | {r['load_after'] or ''} |"
+        )
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    for name, value in result["ratios"].items():
+        shown = f"{value:+.1%}" if "overhead" in name else f"{value:.2f}×"
+        lines.append(f"| {name} | {shown} |")
+    lines += ["", "| goal | met |", "|---|---|"]
+    lines += [f"| {name} | {'yes' if ok else 'no'} |" for name, ok in result["goals"].items()]
+    lines += [
+        "",
+        "## Comparison with the peer",
+        "",
+        "| table | rows servio | rows peer | keys only servio | keys only peer | differing columns |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for t in result["comparison"]["tables"]:
+        diff = ", ".join(f"{c} ({d['rows']})" for c, d in t["differing_columns"].items()) or "—"
+        lines.append(
+            f"| {t['table']} | {t['rows_servio']:,} | {t['rows_peer']:,} | "
+            f"{t['keys_only_servio']} | {t['keys_only_peer']} | {diff} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--scale", default="1M", help="interactions: 100k, 1M, 10M, 100M …")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--no-prefect", action="store_true", help="skip the Prefect flow stage")
+    parser.add_argument(
+        "--reuse-stages",
+        nargs="*",
+        choices=STAGES,
+        default=[],
+        help="reuse these stages' recorded results from an earlier run at the same scale",
+    )
+    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--stage-output", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    rows = parse_scale(args.scale)
+    paths = Paths(args.workdir.resolve(), args.scale)
+
+    if args.stage:  # inside a stage subprocess
+        result = STAGE_FUNCTIONS[args.stage](paths)
+        assert args.stage_output is not None
+        args.stage_output.write_text(json.dumps(result, indent=2, default=str))
+        return 0
+
+    facts = machine_facts()
+    print(f"servio benchmark at {args.scale} ({rows:,} interactions), load {uptime_load()}")
+    generated = ensure_raw(paths, rows)
+    print(f"  input: {generated['files']} files, {generated['raw_bytes'] / 1e6:.0f} MB", flush=True)
+    stages: dict[str, dict[str, Any]] = {}
+    for name in STAGES:
+        if name in ("prefect", "servio_flowlike") and args.no_prefect:
+            continue
+        recorded = paths.stage_results / f"{name}.result.json"
+        if name in args.reuse_stages and recorded.exists():
+            stages[name] = dict(json.loads(recorded.read_text()), reused=True)
+            print(f"  {name}: reused {recorded}", flush=True)
+            continue
+        stages[name] = run_stage_subprocess(name, paths, args)
+    failed = [name for name, stage in stages.items() if stage.get("failed")]
+    if any(name not in ("prefect", "servio_flowlike") for name in failed):
+        raise SystemExit(f"stage(s) failed: {', '.join(failed)}")
+    comparison = compare(paths)
+    result = summarise(args.scale, rows, facts, generated, stages, comparison)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.results_dir / f"{result['date']}-{args.scale}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    stem.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+    return 0 if result["valid"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
