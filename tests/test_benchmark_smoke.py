@@ -1,0 +1,51 @@
+"""The benchmark runs end to end at a tiny scale and servio agrees with the DuckDB SQL peer.
+
+No timing is asserted: only that every stage ran and the comparison found no difference.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import run
+
+
+def test_benchmark_runs_and_servio_agrees_with_the_peer(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+
+    exit_code = run.main(
+        [
+            "--scale",
+            "5k",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--results-dir",
+            str(results),
+            "--no-prefect",
+        ]
+    )
+
+    [report] = results.glob("*-5k.json")
+    result = json.loads(report.read_text())
+    differences = {
+        t["table"]: t["differing_columns"] for t in result["comparison"]["tables"] if not t["equal"]
+    }
+    assert differences == {}
+    assert result["valid"] is True
+    assert exit_code == 0
+    assert {t["table"] for t in result["comparison"]["tables"]} == {
+        "interactions",
+        "survey_responses",
+        "customer_quality",
+        "customer_profitability",
+        "customer_segments",
+    }
+    assert all(t["rows_servio"] > 0 for t in result["comparison"]["tables"])
+    assert (results / report.name.replace(".json", ".md")).exists()
+
+
+def test_scale_labels() -> None:
+    assert run.parse_scale("20k") == 20_000
+    assert run.parse_scale("1M") == 1_000_000
+    assert run.parse_scale("100M") == 100_000_000
