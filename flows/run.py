@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -22,7 +23,9 @@ from servio.pipeline import (
     build_snapshots,
     pending_files,
     publish_ingest,
+    quarantined_in_run,
     stage_file,
+    top_reasons,
 )
 from servio.storage import Lake
 
@@ -128,7 +131,7 @@ def run_pipeline(
         progress.report("snapshot", 1, 1)
         docs = data_docs(staged, lake)
         lake.discard_staging(run_id)
-    _publish_artifacts(staged, ingest, snap)
+    _publish_artifacts(staged, ingest, snap, quarantined_in_run(lake, run_id))
     report_path = None
     if write_html_report and snap.as_of_date is not None:
         from servio.report import default_report_path
@@ -143,7 +146,10 @@ def run_pipeline(
 
 
 def _publish_artifacts(
-    staged: list[StagedFile], ingest: IngestSummary, snap: SnapshotSummary
+    staged: list[StagedFile],
+    ingest: IngestSummary,
+    snap: SnapshotSummary,
+    quarantined: pl.DataFrame,
 ) -> None:
     rows = [
         {
@@ -166,5 +172,8 @@ def _publish_artifacts(
         f"- rows read: {ingest.rows_read}, valid: {ingest.rows_valid}, quarantined: {ingest.rows_quarantined}",
         f"- snapshot as of {snap.as_of_date}: {snap.customers} customers",
         *(f"  - {action}: {n}" for action, n in snap.actions.items()),
+        "",
+        "## Top quarantine reasons",
+        *(f"- `{code}`: {n}" for code, n in top_reasons(quarantined)),
     ]
     create_markdown_artifact(key="servio-run-summary", markdown="\n".join(lines))

@@ -25,6 +25,7 @@ from servio.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
     from flows.run import RunSummary
+    from servio.storage import Lake
 
 app = typer.Typer(
     help="servio: customer-service exports in, curated quality and profitability tables out.",
@@ -150,6 +151,22 @@ def run(
     _print_summary(summary, settings)
 
 
+def _print_quarantine(run_id: str, lake: Lake, shown: int = 10) -> None:
+    """Name the file, the row, the column and the rule of what this run quarantined."""
+    from servio.pipeline import quarantined_in_run, top_reasons
+
+    quarantined = quarantined_in_run(lake, run_id)
+    if quarantined.is_empty():
+        return
+    for file, row, _, detail in quarantined.head(shown).iter_rows():
+        where = f"{file}, row {row}" if row is not None else f"{file} (whole file)"
+        console.print(f"  [yellow]quarantined[/yellow] {where}: {detail}")
+    if quarantined.height > shown:
+        console.print(f"  … and {quarantined.height - shown:,} more (table quarantine)")
+    reasons = ", ".join(f"{code} {n:,}" for code, n in top_reasons(quarantined, 5))
+    console.print(f"  top reasons: {reasons}")
+
+
 def _print_summary(summary: RunSummary, settings: Settings) -> None:
     from servio.pipeline import table_row_counts
     from servio.storage import Lake
@@ -160,9 +177,7 @@ def _print_summary(summary: RunSummary, settings: Settings) -> None:
         f"{ingest.files_rejected} rejected, {ingest.files_duplicate} duplicate(s) skipped; "
         f"{ingest.rows_read:,} rows read, {ingest.rows_valid:,} valid, {ingest.rows_quarantined:,} quarantined."
     )
-    rejected = [s for s in summary.staged if s.status == "rejected"]
-    for item in rejected:
-        console.print(f"  [yellow]rejected[/yellow] {item.landed.relative_path}: {item.reason}")
+    _print_quarantine(summary.run_id, Lake(settings.curated_root))
     table = Table(title=f"Curated tables in {summary.curated_root}")
     table.add_column("table")
     table.add_column("rows", justify="right")

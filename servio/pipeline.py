@@ -576,6 +576,24 @@ def build_snapshots(
     return SnapshotSummary(as_of, segments.height, actions)
 
 
+def quarantined_in_run(lake: Lake, run_id: str) -> pl.DataFrame:
+    """The rows and files this run quarantined, in file and row order."""
+    return (
+        lake.scan(QUARANTINE)
+        .filter(pl.col("run_id") == run_id)
+        .select("source_file", "row_number", "reason_codes", "reason_detail")
+        .sort("source_file", "row_number", nulls_last=False)
+        .collect()
+    )
+
+
+def top_reasons(quarantined: pl.DataFrame, limit: int = 10) -> list[tuple[str, int]]:
+    """The most frequent reason codes (a row with several reasons counts for each)."""
+    codes = quarantined.select(pl.col("reason_codes").str.split(";").alias("code")).explode("code")
+    counted = codes.group_by("code").agg(pl.len()).sort(["len", "code"], descending=[True, False])
+    return [(code, int(n)) for code, n in counted.head(limit).iter_rows()]
+
+
 def table_row_counts(lake: Lake, settings: Settings) -> dict[str, int]:
     return {
         name: lake.scan(table).select(pl.len()).collect().item()
