@@ -13,6 +13,7 @@ from schemas.tables import TIMESTAMP, RawContract, RawField
 
 INVALID = "invalid_fields"  # List[String]: fields whose text could not be parsed
 ROW_NUMBER = "source_row"
+_TYPED = "__typed__"  # prefix of a field's parsed value while its text is still needed
 
 _TRUE = ("true", "1", "yes", "y")
 _FALSE = ("false", "0", "no", "n")
@@ -103,16 +104,18 @@ def standardise(raw: pl.LazyFrame, contract: RawContract, source_timezone: str) 
     present = set(raw.collect_schema().names())
     absent = [f.name for f in contract.fields if f.name not in present]
     raw = raw.with_columns(pl.lit(None, pl.String).alias(name) for name in absent)
-    typed = [_parsed(f, source_timezone).alias(f.name) for f in contract.fields]
+    # Parse each field once (timestamps are the costly part), then compare with its text.
+    parsed = raw.with_columns(
+        _parsed(f, source_timezone).alias(_TYPED + f.name) for f in contract.fields
+    )
     failed = [
-        pl.when(text(f.name).is_not_null() & _parsed(f, source_timezone).is_null()).then(
-            pl.lit(f.name)
-        )
+        pl.when(text(f.name).is_not_null() & pl.col(_TYPED + f.name).is_null()).then(pl.lit(f.name))
         for f in contract.fields
         if f.kind in EXPECTED_FORM
     ]
     invalid = pl.concat_list(failed).list.drop_nulls() if failed else pl.lit([], pl.List(pl.String))
-    return raw.select(pl.col(ROW_NUMBER), *typed, invalid.alias(INVALID))
+    typed = [pl.col(_TYPED + f.name).alias(f.name) for f in contract.fields]
+    return parsed.select(pl.col(ROW_NUMBER), *typed, invalid.alias(INVALID))
 
 
 def type_failures(
