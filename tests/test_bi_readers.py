@@ -13,7 +13,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas.tables import MONEY, TIMESTAMP, CuratedTable, curated_tables
-from servio.config import Settings, load_settings
-from servio.generate import GenerateOptions, generate
-from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
+from servio.config import Settings
 from servio.storage import MANIFEST, PART_FILE, ROW_GROUP_ROWS, Lake
+from tests import lakes
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:PySpark does not yet fully support pandas:FutureWarning"
@@ -62,26 +61,7 @@ class BuiltLake:
 
 
 def build_lake(root: Path) -> BuiltLake:
-    """Generate a small landing zone and run ingest + snapshot as `servio run` does."""
-    generate(root / "raw", GenerateOptions(customers=300, days=60, seed=3))
-    config = root / "servio.toml"
-    config.write_text(
-        f'raw_root = "{(root / "raw").as_posix()}"\n'
-        f'curated_root = "{(root / "curated").as_posix()}"\n'
-    )
-    settings = load_settings(config)
-    lake = Lake(settings.curated_root)
-    run_id = "test-bi-readers"
-    ingested_at = datetime.now(UTC)
-    with lake.lock(run_id):
-        lake.recover()
-        todo, duplicates = pending_files(settings, lake)
-        # Sequential on purpose: Great Expectations validation is not thread-safe.
-        staged = [stage_file(landed, settings, lake, run_id, ingested_at) for landed in todo]
-        publish_ingest(staged, duplicates, settings, lake, run_id)
-        build_snapshots(settings, lake, run_id, as_of=None)
-        lake.discard_staging(run_id)
-    return BuiltLake(settings, lake)
+    return BuiltLake(*lakes.build_lake(root, "test-bi-readers"))
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -26,10 +25,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from schemas.tables import INTERACTIONS
-from servio.config import load_settings
-from servio.generate import GenerateOptions, generate
-from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
 from servio.storage import Lake, PartitionValue, TableChange
+from tests import lakes
 
 REPUBLISHED = "republished"  # agent_id marking every row of the second version
 PUBLICATIONS = 41  # alternating second, first, …, second; the reader runs until done
@@ -40,26 +37,7 @@ Seen = tuple[int, int]
 
 
 def build_lake(root: Path) -> Lake:
-    """Generate a small landing zone and run ingest + snapshot as `servio run` does."""
-    generate(root / "raw", GenerateOptions(customers=300, days=60, seed=3))
-    config = root / "servio.toml"
-    config.write_text(
-        f'raw_root = "{(root / "raw").as_posix()}"\n'
-        f'curated_root = "{(root / "curated").as_posix()}"\n'
-    )
-    settings = load_settings(config)
-    lake = Lake(settings.curated_root)
-    run_id = "test-concurrent-readers"
-    ingested_at = datetime.now(UTC)
-    with lake.lock(run_id):
-        lake.recover()
-        todo, duplicates = pending_files(settings, lake)
-        # Sequential on purpose: Great Expectations validation is not thread-safe.
-        staged = [stage_file(landed, settings, lake, run_id, ingested_at) for landed in todo]
-        publish_ingest(staged, duplicates, settings, lake, run_id)
-        build_snapshots(settings, lake, run_id, as_of=None)
-        lake.discard_staging(run_id)
-    return lake
+    return lakes.build_lake(root, "test-concurrent-readers")[1]
 
 
 @pytest.fixture(scope="module")

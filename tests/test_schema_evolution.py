@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -25,10 +25,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from schemas.tables import INTERACTIONS, CuratedTable
-from servio.config import load_settings
-from servio.generate import GenerateOptions, generate
-from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
 from servio.storage import MANIFEST, PART_FILE, Lake, TableChange
+from tests import lakes
 
 ADDED = "agent_id"  # the additive column: absent from the older schema
 KEY = "interaction_id"
@@ -39,26 +37,7 @@ OLDER = dataclasses.replace(
 
 
 def build_lake(root: Path) -> Lake:
-    """Generate a small landing zone and run ingest + snapshot as `servio run` does."""
-    generate(root / "raw", GenerateOptions(customers=300, days=60, seed=3))
-    config = root / "servio.toml"
-    config.write_text(
-        f'raw_root = "{(root / "raw").as_posix()}"\n'
-        f'curated_root = "{(root / "curated").as_posix()}"\n'
-    )
-    settings = load_settings(config)
-    lake = Lake(settings.curated_root)
-    run_id = "test-schema-evolution"
-    ingested_at = datetime.now(UTC)
-    with lake.lock(run_id):
-        lake.recover()
-        todo, duplicates = pending_files(settings, lake)
-        # Sequential on purpose: Great Expectations validation is not thread-safe.
-        staged = [stage_file(landed, settings, lake, run_id, ingested_at) for landed in todo]
-        publish_ingest(staged, duplicates, settings, lake, run_id)
-        build_snapshots(settings, lake, run_id, as_of=None)
-        lake.discard_staging(run_id)
-    return lake
+    return lakes.build_lake(root, "test-schema-evolution")[1]
 
 
 @dataclasses.dataclass(frozen=True)
