@@ -4,6 +4,7 @@ directly. Steps hand each other paths (staged Parquet files), never DataFrames."
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -160,7 +161,31 @@ def build_data_docs(staged: Iterable[StagedFile], lake: Lake) -> Path | None:
         return None
     from servio.validation import build_data_docs as render
 
-    return render(results, lake.data_docs_dir)
+    gx_index = render(results, lake.data_docs_dir)
+    return _offline_index(gx_index)
+
+
+def _offline_index(gx_index: Path) -> Path:
+    """A plain list of every validation page. GX's own index draws its table with scripts
+    from public CDNs, so without internet it shows no results; this page needs none."""
+    docs = gx_index.parent
+    pages = sorted((docs / "validations").rglob("*.html"))
+    items = "\n".join(
+        f'<li><a href="{html.escape(p.relative_to(docs).as_posix())}">'
+        f"{html.escape(p.relative_to(docs / 'validations').parent.parent.as_posix())}</a> "
+        f"— {html.escape(p.parent.name)}</li>"
+        for p in pages
+    )
+    index = docs / "servio-validations.html"
+    index.write_text(
+        "<!doctype html><meta charset=utf-8><title>servio validations</title>"
+        "<h1>Great Expectations validation results</h1>"
+        f'<p>One page per validated file and run (newest runs last). <a href="{gx_index.name}">'
+        "GX Data Docs home</a> (needs internet for its styling and table).</p>"
+        f"<ul>\n{items}\n</ul>\n",
+        encoding="utf-8",
+    )
+    return index
 
 
 def _malformed_rows(raw: pl.DataFrame) -> pl.DataFrame:
