@@ -3,7 +3,6 @@ curated tables, then the snapshots for one as-of date — in one process, no ser
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -21,6 +20,7 @@ from servio.pipeline import (
     StagedFile,
     build_data_docs,
     build_snapshots,
+    new_run_id,
     pending_files,
     publish_ingest,
     quarantined_in_run,
@@ -115,7 +115,7 @@ def run_pipeline(
     then draw the HTML report when the snapshot changed."""
     settings = load_settings(config_path)
     lake = Lake(settings.curated_root)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+    run_id = new_run_id()
     ingested_at = datetime.now(UTC)
     with lake.lock(run_id, wait_seconds):
         lake.recover()

@@ -53,25 +53,13 @@ def checkpoint(name: str) -> None:
 
 def run_without_prefect(config_path: str | None, wait_seconds: float = 0.0) -> dict[str, int]:
     """The steps of `flows.run.run_pipeline` (lock, recover, stage, publish, snapshot)."""
-    import uuid
-    from datetime import UTC, datetime
-
     from servio.config import load_settings
-    from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
+    from servio.pipeline import new_run_id, run_steps
     from servio.storage import Lake
 
     settings = load_settings(config_path)
-    lake = Lake(settings.curated_root)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
-    ingested_at = datetime.now(UTC)
-    with lake.lock(run_id, wait_seconds):
-        lake.recover()
-        todo, duplicates = pending_files(settings, lake)
-        staged = [stage_file(f, settings, lake, run_id, ingested_at) for f in todo]
-        ingest = publish_ingest(staged, duplicates, settings, lake, run_id)
-        build_snapshots(settings, lake, run_id, None)
-        lake.discard_staging(run_id)
-    return {"files_ingested": ingest.files_ingested, "files_seen": len(todo) + len(duplicates)}
+    seen, ingest = run_steps(settings, Lake(settings.curated_root), new_run_id(), wait_seconds)
+    return {"files_ingested": ingest.files_ingested, "files_seen": seen}
 
 
 def _required_only(typed: Any, contract: Any, *_args: object, **_kwargs: object) -> Any:

@@ -601,6 +601,29 @@ def build_snapshots(
     return SnapshotSummary(as_of, segments.height, actions)
 
 
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC start time plus a random suffix."""
+    import uuid
+
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+
+
+def run_steps(
+    settings: Settings, lake: Lake, run_id: str, wait_seconds: float = 0.0
+) -> tuple[int, IngestSummary]:
+    """The main job's steps in this thread, without Prefect (files staged one after another):
+    lock, recover, discover, stage, publish, snapshot. Returns (files seen, ingest summary)."""
+    ingested_at = datetime.now(UTC)
+    with lake.lock(run_id, wait_seconds):
+        lake.recover()
+        todo, duplicates = pending_files(settings, lake)
+        staged = [stage_file(f, settings, lake, run_id, ingested_at) for f in todo]
+        ingest = publish_ingest(staged, duplicates, settings, lake, run_id)
+        build_snapshots(settings, lake, run_id, None)
+        lake.discard_staging(run_id)
+    return len(todo) + len(duplicates), ingest
+
+
 def quarantined_in_run(lake: Lake, run_id: str) -> pl.DataFrame:
     """The rows and files this run quarantined, in file and row order."""
     return (

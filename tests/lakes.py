@@ -3,12 +3,11 @@ pipeline steps `servio run` uses, without Prefect (faster; no server needed)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from servio.config import Settings, load_settings
 from servio.generate import GenerateOptions, generate
-from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
+from servio.pipeline import run_steps
 from servio.storage import Lake
 
 
@@ -22,12 +21,5 @@ def build_lake(root: Path, run_id: str) -> tuple[Settings, Lake]:
     )
     settings = load_settings(config)
     lake = Lake(settings.curated_root)
-    ingested_at = datetime.now(UTC)
-    with lake.lock(run_id):
-        lake.recover()
-        todo, duplicates = pending_files(settings, lake)
-        staged = [stage_file(landed, settings, lake, run_id, ingested_at) for landed in todo]
-        publish_ingest(staged, duplicates, settings, lake, run_id)
-        build_snapshots(settings, lake, run_id, as_of=None)
-        lake.discard_staging(run_id)
+    run_steps(settings, lake, run_id)
     return settings, lake
