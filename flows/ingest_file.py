@@ -14,7 +14,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.snapshot import DEFAULT_WAIT_SECONDS, _transient, new_run_id, writing
+from flows.runners import transient_error
+from flows.snapshot import DEFAULT_WAIT_SECONDS, new_run_id, writing
 from schemas.tables import INGEST_LEDGER
 from servio.config import Settings, load_settings
 from servio.landing import LandedFile
@@ -39,7 +40,7 @@ def _ledger_state(lake: Lake, landed: LandedFile) -> str | None:
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=2,
-    retry_condition_fn=_transient,
+    retry_condition_fn=transient_error,
 )
 def describe(settings: Settings, path: str) -> LandedFile:
     return landed_file(settings.raw_root, path)
@@ -50,7 +51,7 @@ def describe(settings: Settings, path: str) -> LandedFile:
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=5,
-    retry_condition_fn=_transient,
+    retry_condition_fn=transient_error,
     task_run_name="stage {landed.relative_path}",
 )
 def stage(landed: LandedFile, settings: Settings, lake: Lake, run_id: str) -> StagedFile:

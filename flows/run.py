@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.runners import task_mapper
 from servio import progress
 from servio.config import Settings, load_settings
 from servio.landing import LandedFile
@@ -78,11 +79,6 @@ def publish(
     return publish_ingest(staged, duplicates, settings, lake, run_id)
 
 
-@task(name="build-snapshot", cache_policy=NO_CACHE)
-def snapshot(settings: Settings, lake: Lake, run_id: str, as_of: date | None) -> SnapshotSummary:
-    return build_snapshots(settings, lake, run_id, as_of)
-
-
 @task(name="build-data-docs", cache_policy=NO_CACHE)
 def data_docs(staged: list[StagedFile], lake: Lake) -> str | None:
     index = build_data_docs(staged, lake)
@@ -127,7 +123,8 @@ def run_pipeline(
             progress.report("ingest", done, len(futures))
         ingest = publish(staged, duplicates, settings, lake, run_id)
         progress.report("snapshot", 0, 1)
-        snap = snapshot(settings, lake, run_id, as_of)
+        # The bucket tasks go to the flow's task runner (threads, or a Dask cluster).
+        snap = build_snapshots(settings, lake, run_id, as_of, mapper=task_mapper)
         progress.report("snapshot", 1, 1)
         docs = data_docs(staged, lake)
         lake.discard_staging(run_id)

@@ -14,6 +14,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.runners import task_mapper, transient_error
+from servio import snapshots
 from servio.config import Settings, load_settings
 from servio.pipeline import SnapshotSummary, build_snapshots
 from servio.storage import Lake
@@ -45,22 +47,13 @@ def snapshot_for_date(
     as_of: date | None,
     force: bool = False,
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    mapper: snapshots.Mapper[Any] = snapshots.in_order,
 ) -> SnapshotSummary:
-    """One snapshot under the lock; unchanged inputs publish nothing unless `force`."""
+    """One snapshot under the lock; unchanged inputs publish nothing unless `force`.
+    `mapper` runs its bucket tasks (in this thread by default)."""
     run_id = new_run_id("snapshot")
     with writing(lake, run_id, wait_seconds):
-        return build_snapshots(settings, lake, run_id, as_of, force=force)
-
-
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what a retry can fix: an OSError (disk, NFS hiccup), never bad data."""
-    try:
-        state.result()
-    except OSError:
-        return True
-    except Exception:
-        return False
-    return False
+        return build_snapshots(settings, lake, run_id, as_of, force=force, mapper=mapper)
 
 
 @task(
@@ -68,7 +61,7 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=5,
-    retry_condition_fn=_transient,
+    retry_condition_fn=transient_error,
     task_run_name="snapshot {as_of}",
 )
 def snapshot_task(
@@ -94,7 +87,8 @@ def build_snapshot(
     """Publish the snapshot for `as_of` (default: the latest date in the data)."""
     settings = load_settings(config_path)
     lake = Lake(settings.curated_root)
-    summary = snapshot_task(settings, lake, as_of, force, wait_seconds)
+    # The bucket tasks go to the flow's task runner (threads, or a Dask cluster).
+    summary = snapshot_for_date(settings, lake, as_of, force, wait_seconds, mapper=task_mapper)
     lines = [
         f"# snapshot as of {summary.as_of_date}",
         f"- {'published' if summary.published else 'unchanged (inputs identical)'}",

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from servio.config import ConfigError, Settings, load_settings
+from servio.config import ENV_PREFIX, ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
     from flows.run import RunSummary
@@ -109,12 +109,29 @@ def run(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait if another run holds the lake.")
     ] = 0.0,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the tasks on this Dask scheduler (tcp://host:8786), or 'local' for a "
+            "temporary local cluster. Default: setting dask_address, else threads here."
+        ),
+    ] = None,
+    buckets: Annotated[
+        int | None,
+        typer.Option(help="Customer-hash buckets for the snapshot (setting snapshot_buckets)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Ingest every pending export and publish the curated tables and the latest snapshot."""
     _quiet_defaults()
+    # Command-line choices win over the file; the flow reads its settings again from both.
+    if dask_address is not None:
+        os.environ[ENV_PREFIX + "DASK_ADDRESS"] = dask_address
+    if buckets is not None:
+        os.environ[ENV_PREFIX + "SNAPSHOT_BUCKETS"] = str(buckets)
     settings = _settings(config)
     from flows.run import run_pipeline
+    from flows.runners import with_runner
     from servio import progress
     from servio.storage import LakeBusy, ReconciliationError
 
@@ -136,7 +153,8 @@ def run(
 
         progress.plug(on_step)
         try:
-            summary = run_pipeline(str(config) if config else None, snapshot_date, wait)
+            flow = with_runner(run_pipeline, settings)
+            summary = flow(str(config) if config else None, snapshot_date, wait)
         except LakeBusy as exc:
             console.print(f"[yellow]{exc}[/yellow]")
             raise typer.Exit(3) from None

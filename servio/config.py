@@ -10,7 +10,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -45,7 +45,9 @@ DEFAULT_WEIGHTS = {
 
 
 class Settings(BaseModel):
-    """Every key of SPEC §2; each is optional."""
+    """Every key of SPEC §2, and how the work runs; each is optional."""
+
+    EXECUTION_KEYS: ClassVar[frozenset[str]] = frozenset({"snapshot_buckets", "dask_address"})
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,6 +60,18 @@ class Settings(BaseModel):
     service_level_band: float = Field(default=0.5, ge=0)
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     cost_to_serve: dict[str, ChannelRate] = Field(default_factory=lambda: dict(DEFAULT_RATES))
+    # How the work runs, not what it computes (left out of snapshot fingerprints):
+    snapshot_buckets: int = Field(
+        default=1,
+        ge=1,
+        le=4096,
+        description="Customer-hash buckets a snapshot is computed in, each an independent task.",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Run flow tasks on this Dask scheduler (tcp://host:8786), or 'local' for a "
+        "temporary local cluster; unset: threads in the flow's process.",
+    )
     item_catalog: str = str(DEFAULT_CATALOG_PATH)
 
     @field_validator("source_timezone")
@@ -67,6 +81,17 @@ class Settings(BaseModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"an IANA time zone such as 'Europe/Paris', got {value!r}") from exc
+        return value
+
+    @field_validator("dask_address")
+    @classmethod
+    def _dask_scheme(cls, value: str | None) -> str | None:
+        if value in (None, "", "local"):
+            return value or None
+        if "://" not in value:
+            raise ValueError(
+                f"expected 'local' or a scheduler address like tcp://host:8786, got {value!r}"
+            )
         return value
 
     @field_validator("currency")

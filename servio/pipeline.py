@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -27,14 +28,11 @@ from schemas.tables import (
     survey_responses_table,
     surveys_raw,
 )
-from servio import faults, landing
+from servio import faults, landing, snapshots
 from servio.config import Settings
 from servio.landing import FileRejected, LandedFile
 from servio.storage import Lake, PartitionValue, ReconciliationError, TableChange
 from transforms import curate, standardise
-from transforms.profitability import customer_profitability
-from transforms.quality import customer_quality
-from transforms.segments import customer_segments
 
 log = logging.getLogger("servio.pipeline")
 
@@ -525,6 +523,7 @@ class SnapshotSummary:
     customers: int
     actions: dict[str, int]
     published: bool = True
+    shuffle_bytes: int = 0  # written between the shuffle and bucket tasks
 
 
 def latest_activity_date(lake: Lake, settings: Settings) -> date | None:
@@ -549,17 +548,25 @@ def snapshot_fingerprint(lake: Lake, settings: Settings, as_of: date) -> str:
         .sort("source_seq")
         .collect()
     )
-    payload = f"{as_of}|{settings.model_dump_json()}|{ledger.write_csv()}"
+    computed_by = settings.model_dump_json(exclude=set(Settings.EXECUTION_KEYS))
+    payload = f"{as_of}|{computed_by}|{ledger.write_csv()}"
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def build_snapshots(
-    settings: Settings, lake: Lake, run_id: str, as_of: date | None, force: bool = False
+    settings: Settings,
+    lake: Lake,
+    run_id: str,
+    as_of: date | None,
+    force: bool = False,
+    mapper: snapshots.Mapper[Any] = snapshots.in_order,
 ) -> SnapshotSummary:
     """Compute and publish the customer_* partitions for one as-of date. Call under the lock.
 
-    A snapshot whose inputs have not changed since it was published is left as it is, so a
-    run with nothing new changes no file.
+    The work runs in `settings.snapshot_buckets` customer-hash buckets, whose tasks `mapper`
+    runs (in order here by default; a flow passes its task runner). A snapshot whose inputs
+    have not changed since it was published is left as it is, so a run with nothing new
+    changes no file.
     """
     as_of = as_of or latest_activity_date(lake, settings)
     if as_of is None:
@@ -571,26 +578,13 @@ def build_snapshots(
         segments = lake.scan(CUSTOMER_SEGMENTS).filter(pl.col("as_of_date") == as_of).collect()
         actions = dict(segments.group_by("action").agg(pl.len()).sort("action").iter_rows())
         return SnapshotSummary(as_of, segments.height, actions, published=False)
-    catalog = settings.catalog
-    interactions = lake.scan(INTERACTIONS)
-    responses = lake.scan(survey_responses_table(catalog))
-    quality = customer_quality(
-        interactions,
-        responses,
-        as_of,
-        window_days=settings.window_days,
-        band=settings.service_level_band,
-        catalog=catalog,
-    ).collect()
-    profitability = customer_profitability(
-        interactions, responses, as_of, window_days=settings.window_days
-    ).collect()
-    segments = customer_segments(profitability.lazy(), quality.lazy()).collect()
+    combined = snapshots.compute(snapshots.SnapshotJob(settings, lake, run_id, as_of), mapper)
+    quality, profitability, segments = combined.quality, combined.profitability, combined.segments
     fingerprints[as_of.isoformat()] = fingerprint
     lake.publish(
         run_id,
         [
-            TableChange(customer_quality_table(catalog), {as_of: quality}),
+            TableChange(customer_quality_table(settings.catalog), {as_of: quality}),
             TableChange(CUSTOMER_PROFITABILITY, {as_of: profitability}),
             TableChange(CUSTOMER_SEGMENTS, {as_of: segments}),
         ],
@@ -598,7 +592,7 @@ def build_snapshots(
     )
     faults.checkpoint("after_snapshot_publish")
     actions = dict(segments.group_by("action").agg(pl.len()).sort("action").iter_rows())
-    return SnapshotSummary(as_of, segments.height, actions)
+    return SnapshotSummary(as_of, segments.height, actions, shuffle_bytes=combined.shuffle_bytes)
 
 
 def new_run_id() -> str:

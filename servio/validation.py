@@ -37,9 +37,11 @@ process, and validations take turns on it (a lock), since its batch bookkeeping 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -142,7 +144,7 @@ def _gx() -> _Gx:
 
 def _load_gx() -> _Gx:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _main_module_with_a_file():
         # GX probes the installed PySpark, which warns about pandas 3; servio uses no Spark.
         warnings.filterwarnings("ignore", "PySpark does not yet", FutureWarning)
         import great_expectations as gx
@@ -155,6 +157,28 @@ def _load_gx() -> _Gx:
     context = _ephemeral_context(gx, ProgressBarsConfig)
     asset = context.data_sources.add_pandas("servio_raw").add_dataframe_asset("standardised")
     return _Gx(gx, context, asset.add_batch_definition_whole_dataframe("one_column"))
+
+
+@contextlib.contextmanager
+def _main_module_with_a_file() -> Iterator[None]:
+    """PySpark (imported by GX when installed) exits the process when `__main__` has neither a
+    spec nor a file, taking it for a doctest run: that is how a Dask worker process starts.
+    Give `__main__` a file name while GX is imported."""
+    main = sys.modules.get("__main__")
+    bare = (
+        main is not None
+        and getattr(main, "__spec__", None) is None
+        and not hasattr(main, "__file__")
+        and not hasattr(sys, "ps1")
+    )
+    if not bare:
+        yield
+        return
+    main.__file__ = "<servio worker>"  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        del main.__file__  # type: ignore[union-attr]
 
 
 def _ephemeral_context(gx: Any, progress_bars_config: Any) -> Any:

@@ -87,6 +87,20 @@ def customer_profitability(
     only has zero money. The RFM columns describe purchases (interactions with revenue > 0)
     and are all null, monetary included, for a customer without one (`no_purchase`).
     """
+    money = customer_money(interactions, survey_responses, as_of, window_days=window_days)
+    return rank_customers(money, as_of)
+
+
+def customer_money(
+    interactions: pl.LazyFrame,
+    survey_responses: pl.LazyFrame,
+    as_of: dt.date,
+    *,
+    window_days: int,
+) -> pl.LazyFrame:
+    """The per-customer half of `customer_profitability`: money, profit, recency, frequency
+    and monetary. Each row depends only on that customer's own rows, so a snapshot can compute
+    it bucket by bucket (all of a customer's rows in one bucket) and concatenate the buckets."""
     window_start = as_of - dt.timedelta(days=window_days)
 
     def in_window(day: str) -> pl.Expr:
@@ -105,9 +119,18 @@ def customer_profitability(
         money.join(respondents, on="customer_id", how="full", coalesce=True)
         .with_columns(pl.col("revenue", "margin", "cost_to_serve").fill_null(no_money))
         .with_columns(profit=pl.col("margin") - pl.col("cost_to_serve"))
-        .pipe(_whale_curve)
-        .pipe(_kaplan_quadrant)
         .join(_purchases(contacts, as_of), on="customer_id", how="left")
+    )
+
+
+def rank_customers(customers: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
+    """The whole-population half of `customer_profitability`, over every customer's
+    `customer_money` row: whale-curve ranks and shares, Kaplan quadrants (medians over all
+    buying customers) and RFM quintile scores (ranks over all purchasers). The result does not
+    depend on the order of the input rows."""
+    return (
+        customers.pipe(_whale_curve)
+        .pipe(_kaplan_quadrant)
         # The output order, and the order in which equal RFM values are ranked.
         .sort("customer_id")
         .with_columns(

@@ -1,0 +1,78 @@
+"""Where a flow's tasks run: threads in the flow's process (default), or a Dask cluster.
+
+`with_runner(flow, settings)` returns the flow set to run its tasks on `settings.dask_address`
+through prefect-dask's `DaskTaskRunner`: an existing scheduler (`tcp://host:8786`) or, with
+`local`, a temporary cluster of worker processes on this machine. Tasks receive settings and
+storage paths (never DataFrames), so a worker needs only servio installed and the lake's
+storage reachable at the same address.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from prefect import Flow, task
+from prefect.cache_policies import NO_CACHE
+
+from servio.config import Settings
+
+F = TypeVar("F", bound=Flow[Any, Any])
+T = TypeVar("T")
+
+
+def task_runner(settings: Settings) -> Any | None:
+    """The Dask task runner the settings ask for, or None for the flow's default (threads)."""
+    address = settings.dask_address
+    if address is None:
+        return None
+    from prefect_dask import DaskTaskRunner
+
+    if address == "local":
+        workers = max(1, min(4, os.cpu_count() or 1))
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "host": "127.0.0.1",  # nothing listens beyond this machine
+                "dashboard_address": None,
+            }
+        )
+    return DaskTaskRunner(address=address)
+
+
+def with_runner(flow: F, settings: Settings) -> F:
+    runner = task_runner(settings)
+    return flow if runner is None else flow.with_options(task_runner=runner)  # type: ignore[return-value]
+
+
+def transient_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a retry can fix: an OSError (disk, network storage), never bad data."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="snapshot-part",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=transient_error,
+    task_run_name="{label}",
+)
+def _snapshot_part(label: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    return fn(*args)
+
+
+def task_mapper(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
+    """A `servio.snapshots.Mapper` that runs each call as a task of the current flow's runner."""
+    name = fn.__name__.strip("_")
+    futures = [_snapshot_part.submit(f"{name} {i}", fn, args) for i, args in enumerate(calls)]
+    return [future.result() for future in futures]

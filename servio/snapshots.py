@@ -1,0 +1,196 @@
+"""A snapshot computed in customer-hash buckets, each an independent task (SPEC §5).
+
+    shuffle (one task per range of date partitions) → bucket (one task per bucket) → combine
+
+- **shuffle**: a task reads one range of the window's date partitions of `interactions` and
+  `survey_responses` and writes its rows split by `bucket = hash(customer_id) mod B` to
+  staging. All of a customer's rows land in one bucket, whichever task wrote them.
+- **bucket**: a task reads its bucket's files and computes every per-customer figure:
+  `customer_quality` in full (it has no whole-population figure) and `customer_money`
+  (money, profit, recency, frequency, monetary).
+- **combine** (the flow's process): concatenates the buckets' customer rows — one row per
+  customer, so a tenth of the interactions at the default data shape — and computes the
+  whole-population figures on them with `rank_customers`: whale-curve ranks and cumulative
+  shares (one sort of all customers by profit), Kaplan medians, RFM quintile ranks. Then the
+  segments, which join the two snapshots customer by customer.
+
+The combine step runs the same code as a single-process snapshot on the same customer rows,
+so any bucket count gives the same tables. With one bucket nothing is shuffled: the bucket
+task reads the lake directly. Tasks hand each other staging paths, never DataFrames; with a
+Dask cluster the staging folder must be reachable from every worker (it is under the lake).
+
+The bucket hash is Polars' `hash(seed=0)`, stable within one Polars version (pinned in
+constraints.txt): every worker of a cluster must run the same version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import polars as pl
+
+from schemas.tables import INTERACTIONS, CuratedTable, survey_responses_table
+from servio.config import Settings
+from servio.storage import Lake
+from transforms.profitability import customer_money, rank_customers
+from transforms.quality import customer_quality
+from transforms.segments import customer_segments
+
+T = TypeVar("T")
+# Runs fn(*args) once per argument tuple, possibly in parallel, and returns the results in order.
+Mapper = Callable[[Callable[..., T], Sequence[tuple[Any, ...]]], list[T]]
+HASH_SEED = 0
+
+
+def in_order(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
+    """The default mapper: one call after another in this process."""
+    return [fn(*args) for args in calls]
+
+
+@dataclass(frozen=True)
+class SnapshotJob:
+    """Everything a shuffle or bucket task needs, small enough to send to a worker."""
+
+    settings: Settings
+    lake: Lake
+    run_id: str
+    as_of: dt.date
+
+    @property
+    def buckets(self) -> int:
+        return self.settings.snapshot_buckets
+
+    @property
+    def window_start(self) -> dt.date:  # excluded
+        return self.as_of - dt.timedelta(days=self.settings.window_days)
+
+    @property
+    def work_dir(self) -> Path:
+        return self.lake.staging_dir(self.run_id) / "snapshot" / self.as_of.isoformat()
+
+    def sources(self) -> dict[str, CuratedTable]:
+        return {
+            "interactions": INTERACTIONS,
+            "survey_responses": survey_responses_table(self.settings.catalog),
+        }
+
+
+@dataclass(frozen=True)
+class BucketOutput:
+    bucket: int
+    quality_path: str
+    money_path: str
+    customers: int
+
+
+@dataclass(frozen=True)
+class Combined:
+    quality: pl.DataFrame
+    profitability: pl.DataFrame
+    segments: pl.DataFrame
+    shuffle_bytes: int
+
+
+def bucket_of(customer_id: pl.Expr, buckets: int) -> pl.Expr:
+    return (customer_id.hash(seed=HASH_SEED) % buckets).cast(pl.Int32)
+
+
+def compute(job: SnapshotJob, mapper: Mapper[Any] = in_order) -> Combined:
+    """The three snapshot tables for `job.as_of`, computed bucket by bucket through `mapper`."""
+    shuffle_bytes = 0
+    if job.buckets > 1:
+        ranges = date_ranges(job)
+        written: list[int] = mapper(shuffle, [(job, index, lo, hi) for index, (lo, hi) in ranges])
+        shuffle_bytes = sum(written)
+    outputs: list[BucketOutput] = mapper(reduce_bucket, [(job, b) for b in range(job.buckets)])
+    return combine(job, outputs, shuffle_bytes)
+
+
+def date_ranges(job: SnapshotJob) -> list[tuple[int, tuple[dt.date, dt.date]]]:
+    """The window's published dates split into about `buckets` contiguous ranges, one per
+    shuffle task (so a task holds a range of days, never the whole window)."""
+    days: set[dt.date] = set()
+    for table in job.sources().values():
+        for text in job.lake.partitions(table):
+            day = dt.date.fromisoformat(text)
+            if job.window_start < day <= job.as_of:
+                days.add(day)
+    ordered = sorted(days)
+    if not ordered:
+        return []
+    size = math.ceil(len(ordered) / job.buckets)
+    chunks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+    return list(enumerate((chunk[0], chunk[-1]) for chunk in chunks))
+
+
+def shuffle(job: SnapshotJob, index: int, first: dt.date, last: dt.date) -> int:
+    """Split the rows of the dates [first, last] by customer bucket; returns bytes written."""
+    written = 0
+    for name, table in job.sources().items():
+        day = table.partition_by
+        assert day is not None
+        rows = (
+            job.lake.scan(table)
+            .filter(pl.col(day).is_between(first, last))
+            .with_columns(bucket_of(pl.col("customer_id"), job.buckets).alias("_bucket"))
+            .collect()
+        )
+        folder = job.work_dir / "shuffle" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for (bucket,), part in rows.partition_by("_bucket", as_dict=True).items():
+            path = folder / f"b{bucket:05d}-p{index:05d}.parquet"
+            part.drop("_bucket").write_parquet(path)
+            written += path.stat().st_size
+    return written
+
+
+def reduce_bucket(job: SnapshotJob, bucket: int) -> BucketOutput:
+    """Every per-customer figure of one bucket's customers, written to staging."""
+    frames = {name: _bucket_rows(job, name, table, bucket) for name, table in job.sources().items()}
+    settings = job.settings
+    quality = customer_quality(
+        frames["interactions"],
+        frames["survey_responses"],
+        job.as_of,
+        window_days=settings.window_days,
+        band=settings.service_level_band,
+        catalog=settings.catalog,
+    ).collect()
+    money = customer_money(
+        frames["interactions"],
+        frames["survey_responses"],
+        job.as_of,
+        window_days=settings.window_days,
+    ).collect()
+    folder = job.work_dir / "buckets"
+    folder.mkdir(parents=True, exist_ok=True)
+    quality_path = folder / f"quality-{bucket:05d}.parquet"
+    money_path = folder / f"money-{bucket:05d}.parquet"
+    quality.write_parquet(quality_path)
+    money.write_parquet(money_path)
+    return BucketOutput(bucket, str(quality_path), str(money_path), quality.height)
+
+
+def _bucket_rows(job: SnapshotJob, name: str, table: CuratedTable, bucket: int) -> pl.LazyFrame:
+    if job.buckets == 1:
+        return job.lake.scan(table)
+    files = sorted((job.work_dir / "shuffle" / name).glob(f"b{bucket:05d}-p*.parquet"))
+    if not files:
+        return pl.LazyFrame(schema=table.schema)
+    # Files in shuffle-task order, i.e. date order, as a whole-table scan reads them.
+    return pl.scan_parquet(files)
+
+
+def combine(job: SnapshotJob, outputs: Sequence[BucketOutput], shuffle_bytes: int) -> Combined:
+    """Concatenate the buckets' customer rows and compute the whole-population figures."""
+    ordered = sorted(outputs, key=lambda o: o.bucket)
+    quality = pl.concat([pl.read_parquet(o.quality_path) for o in ordered]).sort("customer_id")
+    money = pl.concat([pl.scan_parquet(o.money_path) for o in ordered])
+    profitability = rank_customers(money, job.as_of).collect()
+    segments = customer_segments(profitability.lazy(), quality.lazy()).collect()
+    return Combined(quality, profitability, segments, shuffle_bytes)
