@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from schemas.catalog import DEFAULT_CATALOG_PATH, CatalogError, ItemCatalog, load_catalog
 from schemas.tables import CHANNELS
+from servio.objectstore import check_root
 
 DEFAULT_CONFIG_FILE = "servio.toml"
 ENV_PREFIX = "SERVIO_"
@@ -45,9 +46,11 @@ DEFAULT_WEIGHTS = {
 
 
 class Settings(BaseModel):
-    """Every key of SPEC §2; each is optional."""
+    """Every key of SPEC §2; each is optional. Storage credentials are deliberately not
+    settings: they come from the AWS environment, so no dump or fingerprint can hold them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input: a root URL wrongly carrying credentials must not be echoed in the error.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     raw_root: str = "data/raw"
     curated_root: str = "data/curated"
@@ -59,6 +62,11 @@ class Settings(BaseModel):
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     cost_to_serve: dict[str, ChannelRate] = Field(default_factory=lambda: dict(DEFAULT_RATES))
     item_catalog: str = str(DEFAULT_CATALOG_PATH)
+
+    @field_validator("raw_root", "curated_root")
+    @classmethod
+    def _local_or_object_store(cls, value: str) -> str:
+        return check_root(value)
 
     @field_validator("source_timezone")
     @classmethod
