@@ -8,12 +8,14 @@ import io
 import json
 import logging
 import os
+import pickle
 import socket
 import subprocess
 import sys
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -206,6 +208,38 @@ def test_reading_an_object_checks_it_against_the_discovered_hash(aws: None, expo
     write_object(RAW, key, b"customer_id,submitted_at\nc1,2026-11-01T00:00:00Z\n")
     with pytest.raises(landing.FileRejected, match="changed after it was discovered"):
         landing.read_raw(landed)
+
+
+def test_gx_results_are_staged_in_the_lake_and_data_docs_rendered_locally(
+    aws: None, exports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real suite: a task on any worker writes its GX result beside its staged rows in
+    the lake; the flow renders Data Docs into the local site folder."""
+    monkeypatch.chdir(tmp_path)
+    prefix = f"gx-{uuid.uuid4().hex[:8]}"
+    upload_tree(exports / "surveys", RAW, f"{prefix}/surveys")
+    settings = Settings(raw_root=f"s3://{RAW}/{prefix}", curated_root=f"s3://{LAKE}/{prefix}")
+    lake = pickle.loads(pickle.dumps(Lake(settings.curated_root)))  # as a Dask worker gets it
+    landed = min(landing.discover(settings.raw_root), key=lambda f: f.size_bytes)
+    staged = pipeline.stage_file(landed, settings, lake, "gx-run", datetime.now(UTC))
+    assert staged.validation_path == (
+        f"s3://{LAKE}/{prefix}/_servio/staging/gx-run/files/{landed.sha256}/validation.json"
+    )
+    assert json.loads(read_object(LAKE, staged.validation_path.removeprefix(f"s3://{LAKE}/")))
+    index = pipeline.build_data_docs([staged], lake)
+    assert index is not None
+    assert index.resolve().is_relative_to(tmp_path / "servio-site" / LAKE / prefix)
+    assert Path(landed.relative_path).name in index.read_text()  # its validation page
+
+
+def test_watching_an_object_store_raw_root_is_refused_clearly() -> None:
+    from servio.watch import Watcher, landed_file
+
+    settings = Settings(raw_root="s3://raw/landing")
+    with pytest.raises(ValueError, match="need a local or mounted raw root"):
+        Watcher(settings)
+    with pytest.raises(ValueError, match="need a local or mounted raw root"):
+        landed_file(settings.raw_root, "interactions/a.csv")
 
 
 # ---------------------------------------------------------------------------------------
