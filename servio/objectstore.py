@@ -44,9 +44,10 @@ def check_root(location: str) -> str:
 
 
 def open_root(url: str) -> tuple[AbstractFileSystem, str]:
-    """A filesystem of its own (no cached instance, no cached listings: several processes
-    write the lake, so a listing must be fresh) and the root as `bucket/prefix`."""
-    fs, root = fsspec.core.url_to_fs(url, skip_instance_cache=True, use_listings_cache=False)
+    """The filesystem (one per process: a new one costs a new AWS session, which reads the
+    AWS settings then) and the root as `bucket/prefix`. Listings are never cached: other
+    processes write the lake and land raw files, so a listing must be fresh."""
+    fs, root = fsspec.core.url_to_fs(url, use_listings_cache=False)
     return fs, root.rstrip("/")
 
 

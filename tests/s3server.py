@@ -4,12 +4,15 @@ and the AWS settings that point servio at it."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import boto3
+import pytest
 from moto.server import ThreadedMotoServer
+from s3fs import S3FileSystem
 
 ACCESS_KEY_ID = "AKIASERVIOTESTKEY0001"
 # Distinctive, so that finding it anywhere (logs, lake objects, errors) is unambiguous.
@@ -42,15 +45,32 @@ def aws_environment(endpoint: str, config_dir: Path) -> dict[str, str]:
     }
 
 
+@contextmanager
+def s3_environment(config_dir: Path, buckets: tuple[str, ...]) -> Iterator[str]:
+    """Loopback S3 with the buckets made, and only these AWS variables set (a test's own
+    AWS settings, if any, are hidden and restored afterwards)."""
+    # servio keeps one S3 filesystem per process, made with the settings of its time.
+    S3FileSystem.clear_instance_cache()
+    with loopback_s3() as endpoint, pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("AWS_")]:
+            patch.delenv(name)
+        for name, value in aws_environment(endpoint, config_dir).items():
+            patch.setenv(name, value)
+        for bucket in buckets:
+            create_bucket(bucket)
+        yield endpoint
+    S3FileSystem.clear_instance_cache()
+
+
 def create_bucket(name: str) -> None:
     client = boto3.client("s3")
     with suppress(client.exceptions.BucketAlreadyOwnedByYou):
         client.create_bucket(Bucket=name)
 
 
-def upload_tree(local: Path, bucket: str, prefix: str) -> None:
+def upload_tree(local: Path, bucket: str, prefix: str, only: str = "") -> None:
     client = boto3.client("s3")
-    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+    for path in sorted(p for p in local.rglob("*") if p.is_file() and only in p.name):
         client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(local).as_posix()}")
 
 

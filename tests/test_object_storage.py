@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import pickle
 import socket
 import subprocess
@@ -15,14 +14,13 @@ import sys
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.tables import INGEST_LEDGER
+from schemas.tables import INGEST_LEDGER, curated_tables
 from servio import faults, landing, pipeline
 from servio.config import ConfigError, Settings, load_settings
 from servio.pipeline import new_run_id, run_steps
@@ -31,11 +29,9 @@ from tests.faults_harness import assert_same_tables, fast_run, finish, make_expo
 from tests.s3server import (
     ACCESS_KEY_ID,
     SECRET_ACCESS_KEY,
-    aws_environment,
-    create_bucket,
-    loopback_s3,
     objects,
     read_object,
+    s3_environment,
     upload_tree,
     write_object,
 )
@@ -46,13 +42,7 @@ RAW, LAKE = "raw", "lake"
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A loopback S3 and the standard AWS variables pointing at it, for the whole module."""
-    with loopback_s3() as endpoint, pytest.MonkeyPatch.context() as patch:
-        for name in [n for n in os.environ if n.startswith("AWS_")]:
-            patch.delenv(name)
-        for name, value in aws_environment(endpoint, tmp_path_factory.mktemp("aws")).items():
-            patch.setenv(name, value)
-        create_bucket(RAW)
-        create_bucket(LAKE)
+    with s3_environment(tmp_path_factory.mktemp("aws"), (RAW, LAKE)):
         yield
 
 
@@ -88,11 +78,11 @@ def _config(folder: Path, raw_root: str, curated_root: str) -> Path:
     return config
 
 
-def _s3_lake(exports: Path, folder: Path) -> tuple[Path, str]:
-    """Exports uploaded to s3://raw/<prefix>, curated root s3://lake/<prefix>; a prefix of
-    its own per test."""
+def _s3_lake(exports: Path, folder: Path, only: str = "") -> tuple[Path, str]:
+    """Exports (those whose name contains `only`) uploaded to s3://raw/<prefix>, curated
+    root s3://lake/<prefix>; a prefix of its own per test."""
     prefix = f"t-{uuid.uuid4().hex[:8]}"
-    upload_tree(exports, RAW, prefix)
+    upload_tree(exports, RAW, prefix, only)
     return _config(folder, f"s3://{RAW}/{prefix}", f"s3://{LAKE}/{prefix}"), prefix
 
 
@@ -210,26 +200,17 @@ def test_reading_an_object_checks_it_against_the_discovered_hash(aws: None, expo
         landing.read_raw(landed)
 
 
-def test_gx_results_are_staged_in_the_lake_and_data_docs_rendered_locally(
-    aws: None, exports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_lake_sent_to_a_worker_reads_the_same_tables(
+    s3_run: tuple[Path, str, pipeline.IngestSummary],
 ) -> None:
-    """The real suite: a task on any worker writes its GX result beside its staged rows in
-    the lake; the flow renders Data Docs into the local site folder."""
-    monkeypatch.chdir(tmp_path)
-    prefix = f"gx-{uuid.uuid4().hex[:8]}"
-    upload_tree(exports / "surveys", RAW, f"{prefix}/surveys")
-    settings = Settings(raw_root=f"s3://{RAW}/{prefix}", curated_root=f"s3://{LAKE}/{prefix}")
-    lake = pickle.loads(pickle.dumps(Lake(settings.curated_root)))  # as a Dask worker gets it
-    landed = min(landing.discover(settings.raw_root), key=lambda f: f.size_bytes)
-    staged = pipeline.stage_file(landed, settings, lake, "gx-run", datetime.now(UTC))
-    assert staged.validation_path == (
-        f"s3://{LAKE}/{prefix}/_servio/staging/gx-run/files/{landed.sha256}/validation.json"
-    )
-    assert json.loads(read_object(LAKE, staged.validation_path.removeprefix(f"s3://{LAKE}/")))
-    index = pipeline.build_data_docs([staged], lake)
-    assert index is not None
-    assert index.resolve().is_relative_to(tmp_path / "servio-site" / LAKE / prefix)
-    assert Path(landed.relative_path).name in index.read_text()  # its validation page
+    """Tasks on Dask workers get the lake pickled: it carries the URL, not a connection."""
+    config, _, _ = s3_run
+    settings = load_settings(str(config))
+    lake = Lake(settings.curated_root)
+    sent = pickle.loads(pickle.dumps(lake))
+    assert isinstance(sent, ObjectLake) and sent.root == lake.root
+    for table in curated_tables(settings.catalog).values():
+        assert sent.scan(table).collect().equals(lake.scan(table).collect()), table.name
 
 
 def test_watching_an_object_store_raw_root_is_refused_clearly() -> None:
@@ -364,7 +345,7 @@ def test_credentials_appear_in_no_log_object_setting_or_error(
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    config, prefix = _s3_lake(exports, tmp_path)
+    config, prefix = _s3_lake(exports, tmp_path, only="_001_")
     with caplog.at_level(logging.DEBUG):
         for name in ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3", "moto"):
             logging.getLogger(name).setLevel(logging.INFO)  # DEBUG there: MBs of wire dumps
