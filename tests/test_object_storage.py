@@ -394,3 +394,18 @@ def test_a_bad_object_store_root_stops_before_any_data(
     with pytest.raises(ValueError) as direct:
         Settings(curated_root=root)
     assert "topsecret" not in str(direct.value)
+
+
+def test_generate_wants_a_local_folder_when_the_raw_root_is_on_s3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from servio import cli
+
+    monkeypatch.chdir(tmp_path)  # where a Path("s3://…") would have been written
+    config = _config(tmp_path, "s3://raw/landing", str(tmp_path / "curated"))
+    refused = CliRunner().invoke(cli.app, ["generate", "--config", str(config)])
+    assert refused.exit_code == 2
+    assert "give a local folder with --out" in refused.output
+    assert not (tmp_path / "s3:").exists()
