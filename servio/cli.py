@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from servio.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from servio.objectstore import is_object_url
 
 if TYPE_CHECKING:
     from flows.run import RunSummary
@@ -77,7 +78,12 @@ def generate(
     from servio.generate import GenerateOptions
     from servio.generate import generate as write_exports
 
-    target = out or Path(_settings(config).raw_root)
+    raw_root = _settings(config).raw_root
+    if out is None and is_object_url(raw_root):
+        # The generator writes local files; upload them with your usual S3 tooling.
+        console.print(f"[red]raw_root is {raw_root}: give a local folder with --out[/red]")
+        raise typer.Exit(2)
+    target = out or Path(raw_root)
     options = GenerateOptions(
         customers=customers,
         days=days,

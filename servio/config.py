@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from schemas.catalog import DEFAULT_CATALOG_PATH, CatalogError, ItemCatalog, load_catalog
 from schemas.tables import CHANNELS
+from servio.objectstore import check_root
 
 DEFAULT_CONFIG_FILE = "servio.toml"
 ENV_PREFIX = "SERVIO_"
@@ -45,11 +46,14 @@ DEFAULT_WEIGHTS = {
 
 
 class Settings(BaseModel):
-    """Every key of SPEC §2, and how the work runs; each is optional."""
+    """Every key of SPEC §2, and how the work runs; each is optional. Storage credentials are
+    deliberately not settings: they come from the AWS environment, so no dump or fingerprint
+    can hold them."""
 
     EXECUTION_KEYS: ClassVar[frozenset[str]] = frozenset({"snapshot_buckets", "dask_address"})
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input: a root URL wrongly carrying credentials must not be echoed in the error.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     raw_root: str = "data/raw"
     curated_root: str = "data/curated"
@@ -73,6 +77,11 @@ class Settings(BaseModel):
         "temporary local cluster; unset: threads in the flow's process.",
     )
     item_catalog: str = str(DEFAULT_CATALOG_PATH)
+
+    @field_validator("raw_root", "curated_root")
+    @classmethod
+    def _local_or_object_store(cls, value: str) -> str:
+        return check_root(value)
 
     @field_validator("source_timezone")
     @classmethod

@@ -1,22 +1,31 @@
 """The landing zone (raw root): discover complete exports, hash them, read them as text.
 
-Raw files are only ever read here: never modified, moved or deleted (SPEC §1.1).
+Raw files are only ever read here: never modified, moved or deleted (SPEC §1.1). The raw
+root may be `s3://bucket/prefix`: objects are listed and hashed streaming, and an object is
+read by downloading it to a local temporary file checked against its hash, then read by the
+same readers as a local file (bounded by local disk, not memory).
 Every reader returns the same shape: one String column per header (names trimmed and
 lower-cased) plus `source_row`, the 1-based record number in the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
 import io
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
+
+from servio import objectstore
 
 SOURCES = ("interactions", "surveys")
 FORMATS = (".csv.gz", ".jsonl.gz", ".csv", ".jsonl", ".ndjson", ".parquet")
@@ -37,7 +46,7 @@ class FileRejected(Exception):
 class LandedFile:
     """A complete file in the landing zone, identified by its content hash."""
 
-    path: str  # absolute
+    path: str  # absolute, or the object's s3:// URL
     relative_path: str  # to the raw root; what tables and messages show
     source: str  # interactions, surveys, or unknown
     file_format: str  # csv, csv.gz, jsonl, jsonl.gz, ndjson, parquet, or the bad suffix
@@ -54,11 +63,20 @@ def file_format_of(name: str) -> str | None:
     return next((fmt.lstrip(".") for fmt in FORMATS if lower.endswith(fmt)), None)
 
 
+HASH_CHUNK_BYTES = 8 * 1024 * 1024
+
+
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(8 * 1024 * 1024):
-            digest.update(chunk)
+        return _sha256_stream(handle)
+
+
+def _sha256_stream(handle: BinaryIO, copy_to: BinaryIO | None = None) -> str:
+    digest = hashlib.sha256()
+    while chunk := handle.read(HASH_CHUNK_BYTES):
+        digest.update(chunk)
+        if copy_to is not None:
+            copy_to.write(chunk)
     return digest.hexdigest()
 
 
@@ -68,9 +86,12 @@ def source_of(raw_root: Path, path: Path) -> str:
     return first if first in SOURCES else "unknown"
 
 
-def discover(raw_root: Path) -> Iterator[LandedFile]:
+def discover(raw_root: str | Path) -> Iterator[LandedFile]:
     """Every complete file under the raw root, in path order (which sets ingestion order)."""
-    root = raw_root.resolve()
+    if objectstore.is_object_url(raw_root):
+        yield from _discover_objects(str(raw_root))
+        return
+    root = Path(raw_root).resolve()
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
         if any(is_in_flight(part) for part in relative.parts) or not path.is_file():
@@ -82,6 +103,34 @@ def discover(raw_root: Path) -> Iterator[LandedFile]:
             file_format=file_format_of(path.name) or path.suffix.lstrip(".").lower(),
             size_bytes=path.stat().st_size,
             sha256=sha256_of(path),
+        )
+
+
+def _discover_objects(url: str) -> Iterator[LandedFile]:
+    """The same rules over an object listing; keys play the part of relative paths."""
+    fs, root = objectstore.open_root(url)
+    try:
+        listing = fs.find(root, detail=True)
+    except FileNotFoundError as exc:  # the bucket: s3fs's message does not name it
+        raise FileNotFoundError(
+            f"{url}: the bucket does not exist or cannot be reached with the AWS settings in use"
+        ) from exc
+    for key, info in sorted(listing.items()):
+        relative = key.removeprefix(root + "/")
+        parts = relative.split("/")
+        if any(is_in_flight(part) for part in parts) or info.get("type") != "file":
+            continue
+        with fs.open(key, "rb", block_size=HASH_CHUNK_BYTES) as handle:
+            sha256 = _sha256_stream(handle)
+        yield LandedFile(
+            path=objectstore.to_url(fs, key),
+            relative_path=relative,
+            source=(parts[0] if parts[0] in SOURCES else "unknown")
+            if len(parts) > 1
+            else "unknown",
+            file_format=file_format_of(parts[-1]) or Path(parts[-1]).suffix.lstrip(".").lower(),
+            size_bytes=int(info["size"]),
+            sha256=sha256,
         )
 
 
@@ -208,8 +257,34 @@ def _parquet_text(name: str, dtype: pl.DataType) -> pl.Expr:
 
 def read_raw(landed: LandedFile) -> pl.DataFrame:
     """The file's records as text, columns normalised, with `source_row` first."""
-    path = Path(landed.path)
-    fmt = landed.file_format
+    if objectstore.is_object_url(landed.path):
+        with _downloaded(landed) as local:
+            return _read_local(local, landed.file_format)
+    return _read_local(Path(landed.path), landed.file_format)
+
+
+@contextlib.contextmanager
+def _downloaded(landed: LandedFile) -> Iterator[Path]:
+    """The object in a local temporary file (removed afterwards), checked against the hash
+    discovery recorded: the ledger must describe the bytes that were ingested."""
+    fs, key = objectstore.open_root(landed.path)
+    descriptor, name = tempfile.mkstemp(prefix="servio-raw-", suffix="." + landed.file_format)
+    local = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as copy, fs.open(key, "rb") as remote:
+            sha256 = _sha256_stream(remote, copy_to=copy)
+        if sha256 != landed.sha256:
+            raise FileRejected(
+                "unreadable",
+                "the object changed after it was discovered; its new content is a new export "
+                "and is ingested by the next run",
+            )
+        yield local
+    finally:
+        local.unlink(missing_ok=True)
+
+
+def _read_local(path: Path, fmt: str) -> pl.DataFrame:
     if fmt in ("csv", "csv.gz"):
         frame = _read_csv(path, compressed=fmt == "csv.gz")
     elif fmt in ("jsonl", "ndjson", "jsonl.gz"):

@@ -74,7 +74,7 @@ def pending_files(settings: Settings, lake: Lake) -> tuple[list[LandedFile], lis
     todo: list[LandedFile] = []
     duplicates: list[LandedFile] = []
     seen: set[str] = set()
-    for landed in landing.discover(Path(settings.raw_root)):
+    for landed in landing.discover(settings.raw_root):
         if (landed.relative_path, landed.sha256) in known_paths:
             continue  # this very file was handled by an earlier run
         if landed.sha256 in known_hashes or landed.sha256 in seen:
@@ -120,7 +120,7 @@ def _stage(
             "missing_column", f"required column(s) {', '.join(missing)} not in the header"
         )
     malformed = _malformed_rows(raw)
-    validation_path = lake.staging_dir(run_id) / "files" / landed.sha256 / "validation.json"
+    validation_path = lake.staging_file(run_id, "files", landed.sha256, "validation.json")
     typed = standardise.standardise(raw.lazy(), contract, settings.source_timezone).collect()
     rule_failures = _rule_failures(
         typed, contract, settings, ingested_at, landed.relative_path, validation_path
@@ -148,13 +148,13 @@ def _stage(
         quarantine.height,
         _write_stage(lake, run_id, landed, "valid", curated),
         _write_stage(lake, run_id, landed, "quarantine", quarantine),
-        str(validation_path),
+        validation_path,
     )
 
 
 def build_data_docs(staged: Iterable[StagedFile], lake: Lake) -> Path | None:
     """Add this run's validation results to the lake's Great Expectations Data Docs."""
-    results = [Path(s.validation_path) for s in staged if s.validation_path]
+    results = [s.validation_path for s in staged if s.validation_path]
     if not results:
         return None
     from servio.validation import build_data_docs as render
@@ -204,7 +204,7 @@ def _rule_failures(
     settings: Settings,
     ingested_at: datetime,
     label: str,
-    result_path: Path,
+    result_path: str,
 ) -> pl.DataFrame:
     """Great Expectations rule failures; the GX result is saved for the run's Data Docs."""
     from servio.validation import validate_rows, write_gx_result  # GX is slow to import
@@ -291,8 +291,7 @@ def _file_quarantine(landed: LandedFile, rejected: FileRejected, run_id: str) ->
 def _write_stage(
     lake: Lake, run_id: str, landed: LandedFile, kind: str, frame: pl.DataFrame
 ) -> str:
-    path = lake.staging_dir(run_id) / "files" / landed.sha256 / f"{kind}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = lake.staging_file(run_id, "files", landed.sha256, f"{kind}.parquet")
     try:
         frame.write_parquet(path)
     except pl.exceptions.ComputeError as exc:  # polars reports a full disk this way
@@ -300,7 +299,7 @@ def _write_stage(
             f"cannot stage {landed.relative_path} ({exc}); nothing was published"
         ) from exc
     faults.checkpoint("file_staged")
-    return str(path)
+    return path
 
 
 # ---------------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ class Section:
 
 def default_report_path(lake: Lake) -> Path:
     """Where `servio run` and `servio report` put the report: beside the tables, not among them."""
-    return lake.control / "report.html"
+    return lake.site_dir / "report.html"
 
 
 def write_report(lake: Lake, settings: Settings, out_path: Path, as_of: date | None = None) -> Path:

@@ -17,7 +17,8 @@
 The combine step runs the same code as a single-process snapshot on the same customer rows,
 so any bucket count gives the same tables. With one bucket nothing is shuffled: the bucket
 task reads the lake directly. Tasks hand each other staging paths, never DataFrames; with a
-Dask cluster the staging folder must be reachable from every worker (it is under the lake).
+Dask cluster the staging files must be reachable from every worker: they are under the
+lake (`Lake.staging_file`), on local disk or object storage alike.
 
 The bucket hash is Polars' `hash(seed=0)`, stable within one Polars version (pinned in
 constraints.txt): every worker of a cluster must run the same version.
@@ -29,9 +30,9 @@ import datetime as dt
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
+import fsspec
 import polars as pl
 
 from schemas.tables import INTERACTIONS, CuratedTable, survey_responses_table
@@ -69,15 +70,21 @@ class SnapshotJob:
     def window_start(self) -> dt.date:  # excluded
         return self.as_of - dt.timedelta(days=self.settings.window_days)
 
-    @property
-    def work_dir(self) -> Path:
-        return self.lake.staging_dir(self.run_id) / "snapshot" / self.as_of.isoformat()
+    def staging_file(self, *parts: str) -> str:
+        """A file of this snapshot's staging, on the lake's storage (reachable by workers)."""
+        return self.lake.staging_file(self.run_id, "snapshot", self.as_of.isoformat(), *parts)
 
     def sources(self) -> dict[str, CuratedTable]:
         return {
             "interactions": INTERACTIONS,
             "survey_responses": survey_responses_table(self.settings.catalog),
         }
+
+
+@dataclass(frozen=True)
+class ShuffleOutput:
+    files: dict[tuple[str, int], str]  # (source, bucket) → staged file
+    bytes_written: int
 
 
 @dataclass(frozen=True)
@@ -102,13 +109,14 @@ def bucket_of(customer_id: pl.Expr, buckets: int) -> pl.Expr:
 
 def compute(job: SnapshotJob, mapper: Mapper[Any] = in_order) -> Combined:
     """The three snapshot tables for `job.as_of`, computed bucket by bucket through `mapper`."""
-    shuffle_bytes = 0
+    shuffled: list[ShuffleOutput] = []
     if job.buckets > 1:
         ranges = date_ranges(job)
-        written: list[int] = mapper(shuffle, [(job, index, lo, hi) for index, (lo, hi) in ranges])
-        shuffle_bytes = sum(written)
-    outputs: list[BucketOutput] = mapper(reduce_bucket, [(job, b) for b in range(job.buckets)])
-    return combine(job, outputs, shuffle_bytes)
+        shuffled = mapper(shuffle, [(job, index, lo, hi) for index, (lo, hi) in ranges])
+    outputs: list[BucketOutput] = mapper(
+        reduce_bucket, [(job, b, shuffled) for b in range(job.buckets)]
+    )
+    return combine(job, outputs, sum(s.bytes_written for s in shuffled))
 
 
 def date_ranges(job: SnapshotJob) -> list[tuple[int, tuple[dt.date, dt.date]]]:
@@ -128,8 +136,9 @@ def date_ranges(job: SnapshotJob) -> list[tuple[int, tuple[dt.date, dt.date]]]:
     return list(enumerate((chunk[0], chunk[-1]) for chunk in chunks))
 
 
-def shuffle(job: SnapshotJob, index: int, first: dt.date, last: dt.date) -> int:
-    """Split the rows of the dates [first, last] by customer bucket; returns bytes written."""
+def shuffle(job: SnapshotJob, index: int, first: dt.date, last: dt.date) -> ShuffleOutput:
+    """Split the rows of the dates [first, last] by customer bucket into staging files."""
+    files: dict[tuple[str, int], str] = {}
     written = 0
     for name, table in job.sources().items():
         day = table.partition_by
@@ -140,18 +149,23 @@ def shuffle(job: SnapshotJob, index: int, first: dt.date, last: dt.date) -> int:
             .with_columns(bucket_of(pl.col("customer_id"), job.buckets).alias("_bucket"))
             .collect()
         )
-        folder = job.work_dir / "shuffle" / name
-        folder.mkdir(parents=True, exist_ok=True)
         for (bucket,), part in rows.partition_by("_bucket", as_dict=True).items():
-            path = folder / f"b{bucket:05d}-p{index:05d}.parquet"
+            path = job.staging_file("shuffle", name, f"b{bucket:05d}-p{index:05d}.parquet")
             part.drop("_bucket").write_parquet(path)
-            written += path.stat().st_size
-    return written
+            files[(name, int(bucket))] = path
+            written += _size(path)
+    return ShuffleOutput(files, written)
 
 
-def reduce_bucket(job: SnapshotJob, bucket: int) -> BucketOutput:
-    """Every per-customer figure of one bucket's customers, written to staging."""
-    frames = {name: _bucket_rows(job, name, table, bucket) for name, table in job.sources().items()}
+def reduce_bucket(
+    job: SnapshotJob, bucket: int, shuffled: Sequence[ShuffleOutput] = ()
+) -> BucketOutput:
+    """Every per-customer figure of one bucket's customers, written to staging. `shuffled`
+    are the shuffle tasks' outputs (in task order); none with one bucket (reads the lake)."""
+    frames = {
+        name: _bucket_rows(job, name, table, bucket, shuffled)
+        for name, table in job.sources().items()
+    }
     settings = job.settings
     quality = customer_quality(
         frames["interactions"],
@@ -167,23 +181,32 @@ def reduce_bucket(job: SnapshotJob, bucket: int) -> BucketOutput:
         job.as_of,
         window_days=settings.window_days,
     ).collect()
-    folder = job.work_dir / "buckets"
-    folder.mkdir(parents=True, exist_ok=True)
-    quality_path = folder / f"quality-{bucket:05d}.parquet"
-    money_path = folder / f"money-{bucket:05d}.parquet"
+    quality_path = job.staging_file("buckets", f"quality-{bucket:05d}.parquet")
+    money_path = job.staging_file("buckets", f"money-{bucket:05d}.parquet")
     quality.write_parquet(quality_path)
     money.write_parquet(money_path)
-    return BucketOutput(bucket, str(quality_path), str(money_path), quality.height)
+    return BucketOutput(bucket, quality_path, money_path, quality.height)
 
 
-def _bucket_rows(job: SnapshotJob, name: str, table: CuratedTable, bucket: int) -> pl.LazyFrame:
+def _bucket_rows(
+    job: SnapshotJob,
+    name: str,
+    table: CuratedTable,
+    bucket: int,
+    shuffled: Sequence[ShuffleOutput],
+) -> pl.LazyFrame:
     if job.buckets == 1:
         return job.lake.scan(table)
-    files = sorted((job.work_dir / "shuffle" / name).glob(f"b{bucket:05d}-p*.parquet"))
+    # In shuffle-task order, i.e. date order, as a whole-table scan reads them.
+    files = [out.files[(name, bucket)] for out in shuffled if (name, bucket) in out.files]
     if not files:
         return pl.LazyFrame(schema=table.schema)
-    # Files in shuffle-task order, i.e. date order, as a whole-table scan reads them.
     return pl.scan_parquet(files)
+
+
+def _size(path: str) -> int:
+    filesystem, key = fsspec.core.url_to_fs(path)
+    return int(filesystem.size(key))
 
 
 def combine(job: SnapshotJob, outputs: Sequence[BucketOutput], shuffle_bytes: int) -> Combined:

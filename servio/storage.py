@@ -6,7 +6,12 @@ rename, then the moves are applied with `os.replace`. A run killed before the jo
 commit leaves the tables untouched; one killed after it is rolled forward by the next
 run's `recover()`. Readers globbing `<table>/**/*.parquet` see, for each partition,
 the old file or the new one, never a half-written file (staged files live outside the
-table folders). See ARCHITECTURE.md for the limits (object stores without rename).
+table folders).
+
+`Lake("s3://bucket/prefix")` is an `ObjectLake`: object stores have no rename, so there
+partition files get new names per publication and a journal object, written with one PUT,
+is the commit point; table manifests then name each partition's current file
+(docs/OBJECT_STORAGE.md).
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
 
 from schemas.tables import CuratedTable
-from servio import faults
+from servio import faults, objectstore
 
 log = logging.getLogger("servio.storage")
 
@@ -37,6 +43,12 @@ PART_FILE = "part-00000.parquet"
 MANIFEST = "_manifest.json"
 STAGING_OWNER = "_owner.json"
 ROW_GROUP_ROWS = 1_000_000
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "row_group_size": ROW_GROUP_ROWS,
+    "use_dictionary": True,
+    "write_statistics": True,
+}
 PartitionValue = date | str | None  # None: the table is not partitioned
 
 
@@ -76,13 +88,24 @@ def to_arrow(frame: pl.DataFrame, table: CuratedTable) -> pa.Table:
 
 
 class Lake:
+    """The curated lake on a local or mounted filesystem; `Lake("s3://…")` gives an
+    `ObjectLake`, with the same interface the pipeline and flows use."""
+
+    root: Path | str  # what messages and summaries show
+
+    def __new__(cls, curated_root: str | Path = "") -> Lake:
+        if cls is Lake and objectstore.is_object_url(curated_root):
+            return super().__new__(ObjectLake)
+        return super().__new__(cls)
+
     def __init__(self, curated_root: str | Path) -> None:
-        self.root = Path(curated_root)
-        self.control = self.root / "_servio"
+        self._dir = Path(curated_root)
+        self.root = self._dir
+        self.control = self._dir / "_servio"
 
     # -- paths -------------------------------------------------------------------------
     def table_dir(self, table: CuratedTable) -> Path:
-        return self.root / table.name
+        return self._dir / table.name
 
     def partition_dir(self, table: CuratedTable, value: PartitionValue) -> Path:
         if table.partition_by is None:
@@ -92,13 +115,25 @@ class Lake:
     def staging_dir(self, run_id: str) -> Path:
         return self.control / "staging" / run_id
 
+    def staging_file(self, run_id: str, *parts: str) -> str:
+        """Where a step writes one staged file (its folder created); every worker and the
+        flow can reach it when they share the lake's storage."""
+        path = self.staging_dir(run_id).joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return str(path)
+
+    @property
+    def site_dir(self) -> Path:
+        """The local folder for the HTML report and Data Docs: beside the tables."""
+        return self.control
+
     @property
     def data_docs_dir(self) -> Path:
-        return self.control / "data_docs"
+        return self.site_dir / "data_docs"
 
     # -- reading -----------------------------------------------------------------------
-    def files(self, table: CuratedTable) -> list[Path]:
-        return sorted(self.table_dir(table).glob("**/*.parquet"))
+    def files(self, table: CuratedTable) -> list[str]:
+        return [str(p) for p in sorted(self.table_dir(table).glob("**/*.parquet"))]
 
     def scan(self, table: CuratedTable) -> pl.LazyFrame:
         """The whole table with its partition key typed as in the schema; empty if unpublished."""
@@ -194,7 +229,7 @@ class Lake:
         with contextlib.suppress(OSError):
             staging.rmdir()  # only if no live run's folder is left
 
-    def claim_staging(self, run_id: str) -> Path:
+    def claim_staging(self, run_id: str) -> Path | str:
         """Mark a run's staging folder as owned by this live process, so that another run's
         `recover()` keeps it (staging outside the lock); a dead owner's folder is dropped."""
         owner = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname()}
@@ -303,32 +338,25 @@ class Lake:
 
     def _apply(self, journal: Mapping[str, Any]) -> None:
         for staged_rel, final_rel in journal["moves"]:
-            staged, final = self.root / staged_rel, self.root / final_rel
+            staged, final = self._dir / staged_rel, self._dir / final_rel
             if staged.exists():
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, final)
                 faults.checkpoint("between_moves")
         for final_rel in journal["deletes"]:
-            final = self.root / final_rel
+            final = self._dir / final_rel
             with contextlib.suppress(FileNotFoundError):
                 final.unlink()
             with contextlib.suppress(OSError):
                 final.parent.rmdir()
-        _fsync_dir(self.root)
+        _fsync_dir(self._dir)
 
     def _rel(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+        return path.relative_to(self._dir).as_posix()
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    pq.write_table(
-        table,
-        path,
-        compression="zstd",
-        row_group_size=ROW_GROUP_ROWS,
-        use_dictionary=True,
-        write_statistics=True,
-    )
+    pq.write_table(table, path, **PARQUET_OPTIONS)
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
 
@@ -370,3 +398,298 @@ def _is_stale(holder: Mapping[str, object]) -> bool:
     except (PermissionError, ValueError):
         return False
     return False
+
+
+CONTROL = "_servio"
+JOURNAL = "journal.json"
+PENDING = "pending.json"
+
+
+class ObjectLake(Lake):
+    """The curated lake on an object store (`s3://bucket/prefix`), which has no rename.
+
+    A publication PUTs each new partition file under a name of its own
+    (`part-<run_id>-<token>.parquet`, never overwritten), then commits with one PUT of
+    `_servio/journal.json` holding every new table manifest (and the run state); applying it
+    PUTs the manifests, then deletes the superseded files. Readers of `scan`/`files` see the
+    files a manifest names — the committed journal's, while one is pending — so always one
+    whole publication. A publication that dies before its commit leaves files no manifest
+    names; `_servio/staging/<run>/publish/pending.json` lists them for `recover()` to delete.
+    """
+
+    root: str
+
+    def __init__(self, curated_root: str | Path) -> None:
+        self.root = objectstore.check_root(str(curated_root))
+        self._base = self.root.split("://", 1)[1]  # bucket/prefix, as fsspec names keys
+        self._fs: AbstractFileSystem | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        # Tasks on Dask workers get the lake pickled; each process opens its own connection.
+        return {**self.__dict__, "_fs": None}
+
+    @property
+    def fs(self) -> AbstractFileSystem:
+        if self._fs is None:
+            self._fs, _ = objectstore.open_root(self.root)
+        return self._fs
+
+    # -- keys --------------------------------------------------------------------------
+    def _key(self, *parts: str) -> str:
+        return "/".join((self._base, *parts))
+
+    def _url(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def table_dir(self, table: CuratedTable) -> Path:
+        raise TypeError(f"{self.root} is an object store: tables have keys, not folders")
+
+    def partition_dir(self, table: CuratedTable, value: PartitionValue) -> Path:
+        raise TypeError(f"{self.root} is an object store: partitions have keys, not folders")
+
+    def staging_dir(self, run_id: str) -> Path:
+        raise TypeError(f"{self.root} is an object store: use staging_file()")
+
+    def staging_file(self, run_id: str, *parts: str) -> str:
+        # Under the lake, not on local disk: a Dask worker on another machine stages there
+        # and the flow (or another worker) reads it back.
+        return self._url("/".join((CONTROL, "staging", run_id, *parts)))
+
+    @property
+    def site_dir(self) -> Path:
+        return objectstore.local_site_dir(self.root)
+
+    # -- reading -----------------------------------------------------------------------
+    def files(self, table: CuratedTable) -> list[str]:
+        """The files the current manifest names (not a listing: a listing may show files
+        of a publication that is not committed, or superseded files not yet deleted)."""
+        manifest = self._manifest(table.name)
+        files: dict[str, str] = manifest.get("files", {}) if manifest else {}
+        return [self._url(relative) for _, relative in sorted(files.items())]
+
+    def partitions(self, table: CuratedTable) -> list[str]:
+        manifest = self._manifest(table.name)
+        if table.partition_by is None or manifest is None:
+            return []
+        return sorted(manifest.get("files", {}))
+
+    def state(self) -> dict[str, object]:
+        journal = self._read_json(self._key(CONTROL, JOURNAL))
+        if journal is not None and journal.get("state") is not None:
+            return dict(journal["state"])
+        return self._read_json(self._key(CONTROL, "state.json")) or {}
+
+    def _manifest(self, table_name: str) -> dict | None:
+        """The committed manifest: a pending journal's if it has one for this table."""
+        journal = self._read_json(self._key(CONTROL, JOURNAL))
+        if journal is not None and table_name in journal["manifests"]:
+            return dict(journal["manifests"][table_name])
+        return self._read_json(self._key(table_name, MANIFEST))
+
+    # -- locking -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, run_id: str, wait_seconds: float = 0.0) -> Iterator[None]:
+        """One writer at a time: the lock object is created by a conditional PUT
+        (If-None-Match: *), which the store refuses when the object exists."""
+        key = self._key(CONTROL, "run.lock")
+        holder = {
+            "run_id": run_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.now(UTC).isoformat(),
+        }
+        payload = json.dumps(holder, indent=2).encode()
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                self.fs.pipe_file(key, payload, mode="create")
+                break
+            except FileExistsError:
+                pass
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(
+                    f"{self.root}: the bucket does not exist or cannot be reached with the AWS "
+                    "settings in use"
+                ) from exc
+            other = self._read_json(key)
+            if other is not None and _is_stale(other):
+                log.warning("taking over a stale lock from dead process %s", other.get("pid"))
+                self._delete(key)
+                continue
+            if time.monotonic() >= deadline:
+                raise LakeBusy(
+                    f"{self.root} is busy: run {other and other.get('run_id')} "
+                    f"(pid {other and other.get('pid')} on {other and other.get('host')}) "
+                    "is writing; try again when it ends"
+                )
+            time.sleep(0.2)
+        faults.checkpoint("lock_taken")
+        try:
+            yield
+        finally:
+            self._delete(key)
+
+    # -- publishing --------------------------------------------------------------------
+    def recover(self) -> None:
+        """Finish a committed publication; drop staging (and uncommitted partition files)
+        left by dead runs."""
+        journal = self._read_json(self._key(CONTROL, JOURNAL))
+        if journal is not None:
+            log.warning("rolling forward the publication of run %s", journal["run_id"])
+            self._apply(journal)
+            self._delete(self._key(CONTROL, JOURNAL))
+        try:
+            run_dirs = self.fs.ls(self._key(CONTROL, "staging"), detail=False)
+        except FileNotFoundError:
+            return
+        for run_dir in sorted(run_dirs):
+            # Event-driven ingests stage outside the lock: keep staging of live processes.
+            owner = self._read_json(f"{run_dir}/{STAGING_OWNER}")
+            if owner is None or _is_stale(owner):
+                self._drop_staging(run_dir)
+
+    def claim_staging(self, run_id: str) -> str:
+        owner = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname()}
+        self._write_json(self._key(CONTROL, "staging", run_id, STAGING_OWNER), owner)
+        return self.staging_file(run_id)
+
+    def discard_staging(self, run_id: str) -> None:
+        self._drop_staging(self._key(CONTROL, "staging", run_id))
+
+    def publish(
+        self, run_id: str, changes: list[TableChange], state: Mapping[str, object] | None = None
+    ) -> list[Published]:
+        """Replace the given partitions of several tables as one crash-safe unit (see class)."""
+        token = f"{run_id}-{os.urandom(3).hex()}"
+        new_files = {
+            change.table.name: {
+                value: self._new_file(change.table, value, token)
+                for value, frame in change.partitions.items()
+                if frame is not None and not frame.is_empty()
+            }
+            for change in changes
+        }
+        pending_key = self._key(CONTROL, "staging", run_id, "publish", PENDING)
+        now = datetime.now(UTC).isoformat()
+        try:
+            # Named before any is written, so a crash never leaves a file recover cannot find.
+            pending = {name: sorted(files.values()) for name, files in new_files.items()}
+            self._write_json(pending_key, {"run_id": run_id, "files": pending})
+            manifests: dict[str, dict[str, object]] = {}
+            deletes: list[str] = []
+            report: list[Published] = []
+            for change in changes:
+                table = change.table
+                previous = self._manifest(table.name) or {}
+                counts: dict[str, int] = dict(previous.get("partitions", {}))
+                files: dict[str, str] = dict(previous.get("files", {}))
+                written = deleted = rows = 0
+                for value, frame in change.partitions.items():
+                    key = partition_text(value) if table.partition_by else ""
+                    superseded = files.pop(key, None)
+                    counts.pop(key, None)
+                    if superseded is not None:
+                        deletes.append(superseded)
+                    if frame is None or frame.is_empty():
+                        deleted += superseded is not None
+                        continue
+                    relative = new_files[table.name][value]
+                    self._put_parquet(to_arrow(frame, table), self._key(relative))
+                    faults.checkpoint("partition_staged")
+                    files[key], counts[key] = relative, frame.height
+                    written += 1
+                    rows += frame.height
+                manifests[table.name] = {
+                    "table": table.name,
+                    "grain": table.grain,
+                    "key": list(table.key),
+                    "partition_by": table.partition_by,
+                    "schema_version": table.schema_version,
+                    "published_at": now,
+                    "run_id": run_id,
+                    "row_count": sum(counts.values()),
+                    "partitions": dict(sorted(counts.items())),
+                    "files": dict(sorted(files.items())),
+                }
+                report.append(Published(table.name, written, deleted, rows))
+            journal = {
+                "run_id": run_id,
+                "manifests": manifests,
+                "state": {**self.state(), **state} if state else None,
+                "deletes": deletes,
+            }
+            faults.checkpoint("before_journal_commit")
+            self._write_json(self._key(CONTROL, JOURNAL), journal)  # the commit point
+        except OSError as exc:
+            # Files already written are named in pending.json: the next recover() (or this
+            # run's discard_staging) deletes them; no manifest names them meanwhile.
+            raise OSError(
+                exc.errno,
+                f"{exc.strerror or exc} while staging run {run_id}'s publication to "
+                f"{self.root}; nothing was published, the tables are unchanged",
+            ) from exc
+        faults.checkpoint("after_journal_commit")
+        self._apply(journal)
+        faults.checkpoint("after_apply")
+        self._delete(self._key(CONTROL, JOURNAL))
+        self._delete(pending_key)
+        for item in report:
+            log.info(
+                "published %s to %s: %d partitions written (%d rows), %d deleted",
+                item.table,
+                self.root,
+                item.partitions_written,
+                item.rows_written,
+                item.partitions_deleted,
+            )
+        return report
+
+    def _new_file(self, table: CuratedTable, value: PartitionValue, token: str) -> str:
+        folder = table.name
+        if table.partition_by is not None:
+            folder += f"/{table.partition_by}={partition_text(value)}"
+        return f"{folder}/part-{token}.parquet"
+
+    def _apply(self, journal: Mapping[str, Any]) -> None:
+        """Idempotent: manifests are rewritten whole, deleting a missing file is a no-op."""
+        for name, manifest in sorted(journal["manifests"].items()):
+            self._write_json(self._key(name, MANIFEST), manifest)
+            faults.checkpoint("between_moves")
+        if journal["state"] is not None:
+            self._write_json(self._key(CONTROL, "state.json"), journal["state"])
+        for relative in journal["deletes"]:
+            self._delete(self._key(relative))
+
+    def _drop_staging(self, run_dir: str) -> None:
+        """Delete a run's staging and the partition files of its uncommitted publication."""
+        pending = self._read_json(f"{run_dir}/publish/{PENDING}")
+        if pending is not None:
+            journal = self._read_json(self._key(CONTROL, JOURNAL)) or {"manifests": {}}
+            for name, files in pending["files"].items():
+                manifest = journal["manifests"].get(name) or self._read_json(
+                    self._key(name, MANIFEST)
+                )
+                committed = set(manifest.get("files", {}).values()) if manifest else set()
+                for relative in set(files) - committed:
+                    self._delete(self._key(relative))
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(run_dir, recursive=True)
+
+    # -- objects -----------------------------------------------------------------------
+    def _read_json(self, key: str) -> dict | None:
+        try:
+            return json.loads(self.fs.cat_file(key))
+        except FileNotFoundError:
+            return None
+
+    def _write_json(self, key: str, payload: object) -> None:
+        self.fs.pipe_file(key, json.dumps(payload, indent=2, default=str).encode())
+
+    def _put_parquet(self, table: pa.Table, key: str) -> None:
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, **PARQUET_OPTIONS)
+        self.fs.pipe_file(key, buffer.getvalue().to_pybytes())
+
+    def _delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(key)

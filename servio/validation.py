@@ -53,6 +53,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import polars as pl
 
@@ -65,6 +66,7 @@ from schemas.suites import (
     load_suite,
 )
 from schemas.tables import RawContract, RawField
+from servio.objectstore import is_object_url
 
 SOURCE_ROW = "source_row"
 FAILURE_SCHEMA = pl.Schema({SOURCE_ROW: pl.Int64, "reason_code": pl.String, "detail": pl.String})
@@ -660,15 +662,20 @@ def _trim_row_ids(outcome: dict[str, Any]) -> None:
 # Data Docs
 
 
-def write_gx_result(result: ValidationResult, path: Path) -> Path:
-    """Save the file's GX result as JSON, for `build_data_docs` in another task or process."""
+def write_gx_result(result: ValidationResult, path: str | Path) -> str | Path:
+    """Save the file's GX result as JSON, for `build_data_docs` in another task or process.
+    An object-store URL (staging of an s3:// lake) is written with one PUT, whole or not."""
+    if is_object_url(path):
+        with fsspec.open(str(path), "w", encoding="utf-8") as handle:
+            handle.write(_gx_document(result.gx_result))
+        return path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomically(path, _gx_document(result.gx_result))
     return path
 
 
-def build_data_docs(results: Iterable[ValidationResult | Path], docs_dir: Path) -> Path:
+def build_data_docs(results: Iterable[ValidationResult | Path | str], docs_dir: Path) -> Path:
     """Render validation results as a static GX Data Docs site under `docs_dir`.
 
     `results` are `ValidationResult`s or JSON files written by `write_gx_result`. Each is also
@@ -690,7 +697,7 @@ def build_data_docs(results: Iterable[ValidationResult | Path], docs_dir: Path) 
         if isinstance(result, ValidationResult):
             document = _gx_document(result.gx_result)
         else:
-            document = Path(result).read_text(encoding="utf-8")
+            document = _read_text(result)
         _write_atomically(kept_dir / f"{_result_stem(json.loads(document))}.json", document)
 
     with _GX_LOCK:
@@ -707,6 +714,13 @@ def build_data_docs(results: Iterable[ValidationResult | Path], docs_dir: Path) 
             context.validation_results_store.set(key, suite_result)
         context.build_data_docs(site_names=[DOCS_SITE])
     return docs_dir / "index.html"
+
+
+def _read_text(location: str | Path) -> str:
+    if is_object_url(location):
+        with fsspec.open(str(location), "r", encoding="utf-8") as handle:
+            return str(handle.read())
+    return Path(location).read_text(encoding="utf-8")
 
 
 def _gx_document(suite_result: Any) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from servio import landing
+from servio import landing, objectstore
 from servio.config import Settings
 from servio.landing import LandedFile
 
@@ -34,7 +34,7 @@ def resolve_raw_path(raw_root: str | Path, path: str | Path) -> Path:
     Refuses `..` components, absolute paths elsewhere and symlinks that resolve outside the
     root: an event is outside input, and the raw zone is the only place servio reads from.
     """
-    root = Path(raw_root).resolve()
+    root = _local_root(raw_root).resolve()
     candidate = Path(path)
     if ".." in candidate.parts:
         raise UnsafePath(f"refused {str(path)!r}: '..' is not allowed in a raw-zone path")
@@ -45,6 +45,17 @@ def resolve_raw_path(raw_root: str | Path, path: str | Path) -> Path:
             f"refused {str(path)!r}: it resolves to {resolved}, outside the raw root {root}"
         )
     return resolved
+
+
+def _local_root(raw_root: str | Path) -> Path:
+    """Watching and file events need a local or mounted raw zone: an object store has no
+    folder to poll (its own event notifications would be the way; docs/OBJECT_STORAGE.md)."""
+    if objectstore.is_object_url(raw_root):
+        raise ValueError(
+            f"{raw_root}: watching and file events need a local or mounted raw root; "
+            "for an object store run `servio run` (cron) instead"
+        )
+    return Path(raw_root)
 
 
 def landed_file(raw_root: str | Path, path: str | Path) -> LandedFile:
@@ -159,7 +170,7 @@ class Watcher:
     mtime are the same on two polls in a row. Each (path, content) is emitted once."""
 
     def __init__(self, settings: Settings, poll_seconds: float = 1.0) -> None:
-        self.root = Path(settings.raw_root)
+        self.root = _local_root(settings.raw_root)
         self.settings = settings
         self.poll_seconds = poll_seconds
         self._previous: dict[str, _Seen] = {}

@@ -59,9 +59,10 @@ def test_every_customer_lands_in_exactly_one_bucket(ingested: tuple[Settings, La
     assert as_of is not None
     job = snapshots.SnapshotJob(_bucketed(settings, 5), lake, "20260101T000000Z-shuffle", as_of)
     try:
-        written = [snapshots.shuffle(job, i, lo, hi) for i, (lo, hi) in snapshots.date_ranges(job)]
-        assert len(written) > 1  # several shuffle tasks, each over its own days
-        outputs = [snapshots.reduce_bucket(job, b) for b in range(job.buckets)]
+        ranges = snapshots.date_ranges(job)
+        shuffled = [snapshots.shuffle(job, i, lo, hi) for i, (lo, hi) in ranges]
+        assert len(shuffled) > 1  # several shuffle tasks, each over its own days
+        outputs = [snapshots.reduce_bucket(job, b, shuffled) for b in range(job.buckets)]
         per_bucket = [
             pl.read_parquet(o.quality_path).select("customer_id").with_columns(bucket=o.bucket)
             for o in outputs

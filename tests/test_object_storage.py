@@ -1,0 +1,411 @@
+"""Raw and curated roots on an S3-compatible server (moto on loopback, started here): the
+same tables as on local disk row for row, reruns that change nothing, crashes finished
+without rename, and credentials that never leave the AWS environment."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import pickle
+import socket
+import subprocess
+import sys
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from schemas.tables import INGEST_LEDGER, curated_tables
+from servio import faults, landing, pipeline
+from servio.config import ConfigError, Settings, load_settings
+from servio.pipeline import new_run_id, run_steps
+from servio.storage import Lake, LakeBusy, ObjectLake
+from tests.faults_harness import assert_same_tables, fast_run, finish, make_exports, tables
+from tests.s3server import (
+    ACCESS_KEY_ID,
+    SECRET_ACCESS_KEY,
+    objects,
+    read_object,
+    s3_environment,
+    upload_tree,
+    write_object,
+)
+
+RAW, LAKE = "raw", "lake"
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A loopback S3 and the standard AWS variables pointing at it, for the whole module."""
+    with s3_environment(tmp_path_factory.mktemp("aws"), (RAW, LAKE)):
+        yield
+
+
+@pytest.fixture
+def required_checks_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publishing and storage are under test, not rules: the GX suite costs ~1.5 s a file."""
+    monkeypatch.setattr(pipeline, "_rule_failures", faults._required_only)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("exports")
+    make_exports(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def local_tables(
+    exports: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, pl.DataFrame]:
+    """The reference: the same exports, one process, local disk."""
+    base = tmp_path_factory.mktemp("local")
+    config = _config(base, str(exports), str(base / "curated"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "_rule_failures", faults._required_only)
+        _run(config)
+    return tables(config)
+
+
+def _config(folder: Path, raw_root: str, curated_root: str) -> Path:
+    config = folder / "servio.toml"
+    config.write_text(f'raw_root = "{raw_root}"\ncurated_root = "{curated_root}"\n')
+    return config
+
+
+def _s3_lake(exports: Path, folder: Path, only: str = "") -> tuple[Path, str]:
+    """Exports (those whose name contains `only`) uploaded to s3://raw/<prefix>, curated
+    root s3://lake/<prefix>; a prefix of its own per test."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    upload_tree(exports, RAW, prefix, only)
+    return _config(folder, f"s3://{RAW}/{prefix}", f"s3://{LAKE}/{prefix}"), prefix
+
+
+def _run(config: Path) -> pipeline.IngestSummary:
+    settings = load_settings(str(config))
+    _, summary = run_steps(settings, Lake(settings.curated_root), new_run_id())
+    return summary
+
+
+def _named_by_manifests(prefix: str) -> set[str]:
+    named: set[str] = set()
+    for key in objects(LAKE, prefix):
+        if key.endswith("/_manifest.json"):
+            manifest = json.loads(read_object(LAKE, key))
+            named |= {f"{prefix}/{relative}" for relative in manifest["files"].values()}
+    return named
+
+
+def _assert_finished(prefix: str) -> None:
+    """No journal, lock or staging left, and every Parquet object is one a manifest names
+    (superseded and uncommitted files deleted)."""
+    keys = set(objects(LAKE, prefix))
+    assert not {k for k in keys if k.startswith(f"{prefix}/_servio/")} - {
+        f"{prefix}/_servio/state.json"
+    }
+    assert {k for k in keys if k.endswith(".parquet")} == _named_by_manifests(prefix)
+
+
+# ---------------------------------------------------------------------------------------
+# the main path
+
+
+@pytest.fixture(scope="module")
+def s3_run(
+    aws: None, exports: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str, pipeline.IngestSummary]:
+    config, prefix = _s3_lake(exports, tmp_path_factory.mktemp("s3"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "_rule_failures", faults._required_only)
+        summary = _run(config)
+    return config, prefix, summary
+
+
+def test_a_run_on_s3_equals_the_local_disk_run_row_for_row(
+    s3_run: tuple[Path, str, pipeline.IngestSummary], local_tables: dict[str, pl.DataFrame]
+) -> None:
+    config, prefix, summary = s3_run
+    assert isinstance(Lake(load_settings(str(config)).curated_root), ObjectLake)
+    assert summary.files_ingested == 7
+    assert_same_tables(config, local_tables)
+    _assert_finished(prefix)
+
+
+def test_the_tables_on_s3_are_hive_partitioned_parquet_named_per_publication(
+    s3_run: tuple[Path, str, pipeline.IngestSummary],
+) -> None:
+    _, prefix, _ = s3_run
+    keys = [k for k in objects(LAKE, f"{prefix}/interactions/") if k.endswith(".parquet")]
+    assert keys
+    assert all("/interaction_date=" in k and "/part-" in k for k in keys)
+    # Read by a plain reader with the key (as BI tools would read a listed file).
+    frame = pl.read_parquet(f"s3://{LAKE}/{keys[0]}")
+    assert frame.height > 0 and "interaction_id" in frame.columns
+
+
+def test_a_second_run_on_s3_changes_no_object(
+    s3_run: tuple[Path, str, pipeline.IngestSummary], required_checks_only: None
+) -> None:
+    config, prefix, _ = s3_run
+    before = objects(LAKE, prefix)
+    summary = _run(config)
+    assert summary.files_ingested == 0
+    assert objects(LAKE, prefix) == before
+
+
+def test_discovery_on_s3_skips_in_flight_names_and_hashes_like_local(
+    aws: None, exports: Path, tmp_path: Path
+) -> None:
+    local = tmp_path / "raw"
+    local.mkdir()
+    (local / "interactions").mkdir()
+    (local / "interactions" / "late.csv.part").write_text("half")
+    (local / "interactions" / ".hidden.csv").write_text("x")
+    (local / "_incoming").mkdir()
+    (local / "_incoming" / "a.csv").write_text("x")
+    (local / "notes.txt").write_text("loose file")
+    for path in exports.rglob("*"):
+        if path.is_file():
+            target = local / path.relative_to(exports)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    prefix = f"d-{uuid.uuid4().hex[:8]}"
+    upload_tree(local, RAW, prefix)
+
+    def described(root: str) -> list[tuple[str, str, str, int, str]]:
+        return [
+            (f.relative_path, f.source, f.file_format, f.size_bytes, f.sha256)
+            for f in landing.discover(root)
+        ]
+
+    on_s3 = described(f"s3://{RAW}/{prefix}")
+    assert on_s3 == described(str(local))
+    assert [name for name, *_ in on_s3 if "part" in name or "hidden" in name] == []
+    assert ("notes.txt", "unknown", "txt") in {row[:3] for row in on_s3}
+
+
+def test_reading_an_object_checks_it_against_the_discovered_hash(aws: None, exports: Path) -> None:
+    prefix = f"h-{uuid.uuid4().hex[:8]}"
+    upload_tree(exports / "surveys", RAW, f"{prefix}/surveys")
+    landed = next(iter(landing.discover(f"s3://{RAW}/{prefix}")))
+    assert landing.read_raw(landed).height > 0
+    key = landed.path.removeprefix(f"s3://{RAW}/")
+    write_object(RAW, key, b"customer_id,submitted_at\nc1,2026-11-01T00:00:00Z\n")
+    with pytest.raises(landing.FileRejected, match="changed after it was discovered"):
+        landing.read_raw(landed)
+
+
+def test_a_lake_sent_to_a_worker_reads_the_same_tables(
+    s3_run: tuple[Path, str, pipeline.IngestSummary],
+) -> None:
+    """Tasks on Dask workers get the lake pickled: it carries the URL, not a connection."""
+    config, _, _ = s3_run
+    settings = load_settings(str(config))
+    lake = Lake(settings.curated_root)
+    sent = pickle.loads(pickle.dumps(lake))
+    assert isinstance(sent, ObjectLake) and sent.root == lake.root
+    for table in curated_tables(settings.catalog).values():
+        assert sent.scan(table).collect().equals(lake.scan(table).collect()), table.name
+
+
+def test_watching_an_object_store_raw_root_is_refused_clearly() -> None:
+    from servio.watch import Watcher, landed_file
+
+    settings = Settings(raw_root="s3://raw/landing")
+    with pytest.raises(ValueError, match="need a local or mounted raw root"):
+        Watcher(settings)
+    with pytest.raises(ValueError, match="need a local or mounted raw root"):
+        landed_file(settings.raw_root, "interactions/a.csv")
+
+
+# ---------------------------------------------------------------------------------------
+# crashes: no rename, the journal is the commit point
+
+
+def test_a_kill_after_the_journal_commit_is_rolled_forward_by_the_next_run(
+    aws: None,
+    exports: Path,
+    tmp_path: Path,
+    local_tables: dict[str, pl.DataFrame],
+    required_checks_only: None,
+) -> None:
+    config, prefix = _s3_lake(exports, tmp_path)
+    killed = fast_run(config, "--no-rules", SERVIO_KILL_AT="after_journal_commit")
+    code, _, err = finish(killed, timeout=120)
+    assert code == -9, err
+    keys = set(objects(LAKE, prefix))
+    assert f"{prefix}/_servio/journal.json" in keys
+    assert f"{prefix}/_servio/run.lock" in keys  # left by the dead process
+    assert not any(k.endswith("/_manifest.json") for k in keys)  # nothing applied yet
+    # A reader already sees the committed publication whole: the journal's manifests.
+    lake = Lake(load_settings(str(config)).curated_root)
+    assert lake.scan(INGEST_LEDGER).collect().height == local_tables["ingest_ledger"].height
+
+    _run(config)  # takes over the dead process's lock, rolls forward, then carries on
+    assert_same_tables(config, local_tables)
+    _assert_finished(prefix)
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_at(name: str, nth: int, after: str) -> Callable[[str], None]:
+    """A checkpoint that raises at the nth `name` reached once `after` has been reached."""
+    seen = {"after": False, "hits": 0}
+
+    def checkpoint(reached: str) -> None:
+        seen["after"] = seen["after"] or reached == after
+        if reached == name and seen["after"]:
+            seen["hits"] += 1
+            if seen["hits"] == nth:
+                raise _Crash(f"{name} #{nth} after {after}")
+
+    return checkpoint
+
+
+def test_a_crash_before_the_commit_leaves_the_tables_and_its_files_are_removed(
+    aws: None,
+    exports: Path,
+    tmp_path: Path,
+    local_tables: dict[str, pl.DataFrame],
+    required_checks_only: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config, prefix = _s3_lake(exports, tmp_path)
+    with monkeypatch.context() as patch:
+        # The ingest publication commits; the snapshot one dies with 2 of 3 files written.
+        patch.setattr(
+            faults, "checkpoint", _crash_at("partition_staged", 2, "after_ingest_publish")
+        )
+        with pytest.raises(_Crash):
+            _run(config)
+    table_files = {
+        k for k in objects(LAKE, prefix) if k.endswith(".parquet") and "/_servio/" not in k
+    }
+    orphans = table_files - _named_by_manifests(prefix)
+    assert len(orphans) == 2 and all("/customer_" in k for k in orphans)
+    after_crash = tables(config)
+    for name, frame in local_tables.items():
+        if name.startswith("customer_"):
+            assert after_crash[name].is_empty(), name  # no manifest names the new files
+        else:
+            assert after_crash[name].equals(frame), name
+
+    _run(config)  # recover() deletes the uncommitted files; the snapshot is built again
+    assert not orphans & set(objects(LAKE, prefix))
+    assert_same_tables(config, local_tables)
+    _assert_finished(prefix)
+
+
+# ---------------------------------------------------------------------------------------
+# the run lock
+
+
+def test_the_s3_lock_refuses_a_second_writer_and_takes_over_a_dead_ones(aws: None) -> None:
+    prefix = f"lock-{uuid.uuid4().hex[:8]}"
+    lake = Lake(f"s3://{LAKE}/{prefix}")
+    with lake.lock("first"), pytest.raises(LakeBusy, match="busy"), lake.lock("second"):
+        pass
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = {"run_id": "dead", "pid": int(finished.stdout), "host": socket.gethostname()}
+    lock_key = f"{prefix}/_servio/run.lock"
+    write_object(LAKE, lock_key, json.dumps(dead).encode())
+    with lake.lock("alive"):
+        assert json.loads(read_object(LAKE, lock_key))["run_id"] == "alive"
+    assert lock_key not in objects(LAKE, prefix)
+
+
+# ---------------------------------------------------------------------------------------
+# credentials
+
+
+def _text_of(body: bytes, key: str) -> str:
+    if key.endswith(".parquet"):  # compressed: look at the values and the metadata
+        table = pq.read_table(io.BytesIO(body))
+        return f"{table.schema.metadata} {table.to_pylist()}"
+    return body.decode("utf-8", errors="replace")
+
+
+def test_credentials_appear_in_no_log_object_setting_or_error(
+    aws: None,
+    exports: Path,
+    tmp_path: Path,
+    required_checks_only: None,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    config, prefix = _s3_lake(exports, tmp_path, only="_001_")
+    with caplog.at_level(logging.DEBUG):
+        for name in ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3", "moto"):
+            logging.getLogger(name).setLevel(logging.INFO)  # DEBUG there: MBs of wire dumps
+        _run(config)
+        with pytest.raises(FileNotFoundError) as missing_lake:
+            _run(_config(tmp_path, f"s3://{RAW}/{prefix}", "s3://no-such-bucket/x"))
+        with pytest.raises(FileNotFoundError) as missing_raw:
+            _run(_config(tmp_path, "s3://no-such-raw-bucket/x", f"s3://{LAKE}/{prefix}-2"))
+    assert "s3://no-such-bucket/x: the bucket does not exist" in str(missing_lake.value)
+    assert "s3://no-such-raw-bucket/x: the bucket does not exist" in str(missing_raw.value)
+    lake_objects = objects(LAKE, prefix)
+    assert any(k.endswith("quarantine/_manifest.json") for k in lake_objects)
+    assert any(k.endswith("state.json") for k in lake_objects)
+    texts = {
+        "logs": caplog.text + "".join(r.getMessage() for r in caplog.records),
+        "output": "".join(capfd.readouterr()),
+        "settings": load_settings(str(config)).model_dump_json(),
+        "errors": "".join(
+            line
+            for e in (missing_lake, missing_raw)
+            for line in traceback.format_exception(e.value)
+        ),
+        **{key: _text_of(read_object(LAKE, key), key) for key in lake_objects},
+    }
+    assert len(texts["logs"]) > 0
+    for where, text in texts.items():
+        assert SECRET_ACCESS_KEY not in text, where
+        assert ACCESS_KEY_ID not in text, where
+
+
+@pytest.mark.parametrize(
+    ("root", "says"),
+    [
+        ("s3://AKIAX:topsecret@bucket/prefix", "credentials do not belong in the URL"),
+        ("gs://bucket/prefix", "scheme 'gs' is not supported"),
+        ("s3://bucket/prefix?versionId=1", "no query"),
+    ],
+)
+def test_a_bad_object_store_root_stops_before_any_data(
+    tmp_path: Path, root: str, says: str
+) -> None:
+    with pytest.raises(ConfigError, match="curated_root") as error:
+        load_settings(_config(tmp_path, "data/raw", root))
+    assert says in str(error.value)
+    assert "topsecret" not in str(error.value)
+    with pytest.raises(ValueError) as direct:
+        Settings(curated_root=root)
+    assert "topsecret" not in str(direct.value)
+
+
+def test_generate_wants_a_local_folder_when_the_raw_root_is_on_s3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from servio import cli
+
+    monkeypatch.chdir(tmp_path)  # where a Path("s3://…") would have been written
+    config = _config(tmp_path, "s3://raw/landing", str(tmp_path / "curated"))
+    refused = CliRunner().invoke(cli.app, ["generate", "--config", str(config)])
+    assert refused.exit_code == 2
+    assert "give a local folder with --out" in refused.output
+    assert not (tmp_path / "s3:").exists()
