@@ -1,9 +1,12 @@
-"""`servio-run` on a two-worker Dask cluster (prefect-dask) equals the single-process run, row
-for row: files staged on the workers, the snapshot in customer-hash buckets across them."""
+"""`servio-run` on a two-worker Dask cluster (prefect-dask) equals the single-process,
+local-disk run, row for row: files staged on the workers, the snapshot in customer-hash
+buckets across them — with the lake on local disk, and with raw and curated roots on a
+loopback S3 (moto) that the workers reach with the standard AWS settings."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from servio.config import load_settings
 from servio.generate import GenerateOptions, generate
 from servio.pipeline import new_run_id, run_steps
 from servio.storage import Lake
+from tests.s3server import objects, s3_environment, upload_tree
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +29,9 @@ pytestmark = pytest.mark.e2e
 RUN_COLUMNS = {"run_id", "ingested_at", "quarantined_at"}
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
+@contextmanager
+def two_workers() -> Iterator[Any]:
+    """A scheduler and two worker processes on loopback; workers inherit this environment."""
     from distributed import LocalCluster
 
     with LocalCluster(
@@ -39,14 +44,32 @@ def cluster() -> Iterator[Any]:
         yield local
 
 
-def _config(root: Path, raw: Path, name: str) -> Path:
-    config = root / f"{name}.toml"
-    config.write_text(f'raw_root = "{raw}"\ncurated_root = "{root / name}"\n')
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    raw = tmp_path_factory.mktemp("exports")
+    generate(raw, GenerateOptions(customers=250, days=60, seed=11, end_date=date(2026, 11, 20)))
+    return raw
+
+
+@pytest.fixture(scope="module")
+def single_process(
+    exports: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, pl.DataFrame]:
+    """The reference: one process, no Prefect, local disk, one bucket."""
+    root = tmp_path_factory.mktemp("single")
+    settings = load_settings(_config(root, str(exports), str(root / "curated")))
+    run_steps(settings, Lake(settings.curated_root), new_run_id())
+    return _tables(settings)
+
+
+def _config(root: Path, raw_root: str, curated_root: str) -> Path:
+    config = root / "servio.toml"
+    config.write_text(f'raw_root = "{raw_root}"\ncurated_root = "{curated_root}"\n')
     return config
 
 
-def _tables(curated: Path, settings: Any) -> dict[str, pl.DataFrame]:
-    lake = Lake(curated)
+def _tables(settings: Any) -> dict[str, pl.DataFrame]:
+    lake = Lake(settings.curated_root)
     out: dict[str, pl.DataFrame] = {}
     for name, table in curated_tables(settings.catalog).items():
         frame = lake.scan(table).collect()
@@ -66,31 +89,53 @@ def _gx_loaded() -> bool:
     return validation._GX is not None
 
 
-def test_a_dask_run_equals_the_single_process_run(
-    tmp_path: Path, cluster: Any, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _run_on_dask(config: Path, cluster: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     from flows.run import run_pipeline
     from flows.runners import with_runner
 
-    raw = tmp_path / "raw"
-    generate(raw, GenerateOptions(customers=250, days=60, seed=11, end_date=date(2026, 11, 20)))
-    single = load_settings(_config(tmp_path, raw, "single"))
-    run_steps(single, Lake(single.curated_root), new_run_id())
-
     monkeypatch.setenv("SERVIO_DASK_ADDRESS", cluster.scheduler_address)
     monkeypatch.setenv("SERVIO_SNAPSHOT_BUCKETS", "3")
-    config = _config(tmp_path, raw, "dask")
     settings = load_settings(config)
     assert settings.dask_address == cluster.scheduler_address
-
     summary = with_runner(run_pipeline, settings)(str(config))
-
     assert summary.snapshot.shuffle_bytes > 0
     # The files were validated in the worker processes: Great Expectations is loaded there.
     loaded = cluster.get_client().run(_gx_loaded)
     assert len(loaded) == 2 and any(loaded.values()), loaded
-    expected = _tables(tmp_path / "single", single)
-    got = _tables(tmp_path / "dask", settings)
+    return settings
+
+
+def _assert_same_tables(got: dict[str, pl.DataFrame], expected: dict[str, pl.DataFrame]) -> None:
+    assert got.keys() == expected.keys()
     for name, frame in expected.items():
         assert frame.height > 0, name
         assert_frame_equal(got[name], frame, check_exact=True)
+
+
+def test_a_dask_run_equals_the_single_process_run(
+    tmp_path: Path,
+    exports: Path,
+    single_process: dict[str, pl.DataFrame],
+    prefect_harness: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = _config(tmp_path, str(exports), str(tmp_path / "curated"))
+    with two_workers() as cluster:
+        settings = _run_on_dask(config, cluster, monkeypatch)
+    _assert_same_tables(_tables(settings), single_process)
+
+
+def test_a_dask_run_against_s3_equals_the_single_process_local_run(
+    tmp_path: Path,
+    exports: Path,
+    single_process: dict[str, pl.DataFrame],
+    prefect_harness: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with s3_environment(tmp_path / "aws", ("raw", "lake")):
+        upload_tree(exports, "raw", "crm")
+        config = _config(tmp_path, "s3://raw/crm", "s3://lake/crm")
+        with two_workers() as cluster:  # started here: the workers get the AWS settings
+            settings = _run_on_dask(config, cluster, monkeypatch)
+        assert not any(key.endswith(".parquet") for key in objects("lake", "crm/_servio/"))
+        _assert_same_tables(_tables(settings), single_process)

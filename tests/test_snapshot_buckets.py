@@ -8,12 +8,19 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from schemas.tables import CUSTOMER_PROFITABILITY, CUSTOMER_SEGMENTS, customer_quality_table
+from schemas.tables import (
+    CUSTOMER_PROFITABILITY,
+    CUSTOMER_SEGMENTS,
+    INTERACTIONS,
+    customer_quality_table,
+    survey_responses_table,
+)
 from servio import snapshots
 from servio.config import Settings
 from servio.pipeline import build_snapshots, latest_activity_date, snapshot_fingerprint
 from servio.storage import Lake
 from tests.lakes import build_lake
+from transforms.quality import customer_quality
 
 
 @pytest.fixture(scope="module")
@@ -88,4 +95,38 @@ def test_how_the_work_runs_does_not_change_the_snapshot_fingerprint(
     assert snapshot_fingerprint(lake, same, as_of) == snapshot_fingerprint(lake, settings, as_of)
     assert snapshot_fingerprint(lake, different, as_of) != snapshot_fingerprint(
         lake, settings, as_of
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_customer_quality_does_not_depend_on_the_order_rows_arrive_in(
+    ingested: tuple[Settings, Lake], seed: int
+) -> None:
+    """Buckets hand the same rows over in other orders and chunks; float means must not
+    notice (Polars' grouped mean does: it found a 1-ulp difference on S3)."""
+    settings, lake = ingested
+    as_of = latest_activity_date(lake, settings)
+    assert as_of is not None
+    interactions = lake.scan(INTERACTIONS).collect()
+    responses = lake.scan(survey_responses_table(settings.catalog)).collect()
+
+    def quality(i: pl.DataFrame, r: pl.DataFrame) -> pl.DataFrame:
+        return customer_quality(
+            i.lazy(),
+            r.lazy(),
+            as_of,
+            window_days=settings.window_days,
+            band=settings.service_level_band,
+            catalog=settings.catalog,
+        ).collect()
+
+    def scrambled(frame: pl.DataFrame, chunk: int) -> pl.DataFrame:
+        rows = frame.sample(fraction=1.0, shuffle=True, seed=seed)
+        parts = [rows.slice(i, chunk) for i in range(0, rows.height, chunk)]
+        return pl.concat(parts, rechunk=False)
+
+    assert_frame_equal(
+        quality(scrambled(interactions, 53), scrambled(responses, 37)),
+        quality(interactions, responses),
+        check_exact=True,
     )

@@ -165,12 +165,24 @@ def customer_quality(
     )
     gap_columns = [f"{d}_gap" for d in catalog.dimensions]
     gap_columns += ["technical_gap", "functional_gap", "service_gap"]
-    responses = window_responses.group_by("customer_id").agg(
-        pl.len().cast(pl.Int64).alias("n_responses"),
-        *[pl.col(column).mean() for column in gap_columns],
-        pl.col("nps").sort_by("submitted_at", "response_id").drop_nulls().last().alias("nps_last"),
-        pl.col("csat").mean().alias("csat_mean"),
-        pl.col("ces").mean().alias("ces_mean"),
+    # The means sum floats, and Polars' grouped mean adds a group's values in an order that
+    # depends on how the rows arrive (chunks, sortedness). Each customer's values are
+    # therefore collected in ascending order and averaged as a list, so the same responses
+    # give the same bits whatever their order (file order, or customer-hash buckets).
+    responses = (
+        window_responses.group_by("customer_id")
+        .agg(
+            pl.len().cast(pl.Int64).alias("n_responses"),
+            *[_in_order(column) for column in gap_columns],
+            pl.col("nps")
+            .sort_by("submitted_at", "response_id")
+            .drop_nulls()
+            .last()
+            .alias("nps_last"),
+            _in_order("csat").alias("csat_mean"),
+            _in_order("ces").alias("ces_mean"),
+        )
+        .with_columns(pl.col(*gap_columns, "csat_mean", "ces_mean").list.mean())
     )
 
     return (
@@ -184,6 +196,11 @@ def customer_quality(
         .select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
         .sort("customer_id")
     )
+
+
+def _in_order(column: str) -> pl.Expr:
+    """A group's non-null values of `column`, ascending (averaged later as a list)."""
+    return pl.col(column).drop_nulls().sort()
 
 
 def _mean_of_answered(values: Sequence[pl.Expr]) -> pl.Expr:
