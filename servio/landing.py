@@ -2,7 +2,8 @@
 
 Raw files are only ever read here: never modified, moved or deleted (SPEC §1.1).
 Every reader returns the same shape: one String column per header (names trimmed and
-lower-cased) plus `source_row`, the 1-based record number in the file.
+lower-cased) plus `source_row`, the 1-based record number in the file. `read_raw` returns the
+whole file; `read_raw_chunks` the same rows in frames of a bounded number of rows.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import gzip
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+import shutil
+import tempfile
+import zlib
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,3 +228,61 @@ def read_raw(landed: LandedFile) -> pl.DataFrame:
     return frame.with_row_index(ROW_NUMBER, offset=1).with_columns(
         pl.col(ROW_NUMBER).cast(pl.Int64)
     )
+
+
+def read_raw_chunks(landed: LandedFile, chunk_rows: int) -> Generator[pl.DataFrame, None, None]:
+    """The rows of `read_raw`, in order, in frames of at most `chunk_rows` rows (at least one
+    frame, possibly empty); `source_row` numbers the file's records as `read_raw` does.
+
+    CSV streams (Polars' streaming CSV reader, one chunk in memory at a time); csv.gz is first
+    decompressed to a temporary file, then streams the same way. JSON Lines and Parquet are
+    read whole and then sliced: bounded staging downstream, but not a bounded read.
+    A `FileRejected` may come from any chunk, so a caller must discard earlier chunks' output.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be ≥ 1, got {chunk_rows}")
+    fmt = landed.file_format
+    if fmt == "csv":
+        yield from _csv_chunks(Path(landed.path), chunk_rows)
+    elif fmt == "csv.gz":
+        with tempfile.TemporaryDirectory(prefix="servio-gunzip-") as scratch:
+            plain = Path(scratch) / "export.csv"
+            _gunzip(Path(landed.path), plain)
+            yield from _csv_chunks(plain, chunk_rows)
+    else:
+        whole = read_raw(landed)
+        for offset in range(0, max(whole.height, 1), chunk_rows):
+            yield whole.slice(offset, chunk_rows)
+
+
+def _gunzip(path: Path, target: Path) -> None:
+    _csv_header(path, compressed=True)  # the same rejections as `read_raw`, checked first
+    try:
+        with gzip.open(path, "rb") as source, target.open("wb") as out:
+            shutil.copyfileobj(source, out, 8 * 1024 * 1024)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
+
+
+def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pl.DataFrame]:
+    header = _normalised(_csv_header(path, compressed=False))
+    empty = pl.DataFrame(schema={ROW_NUMBER: pl.Int64, **dict.fromkeys(header, pl.String)})
+    scan = pl.scan_csv(
+        path, infer_schema=False, has_header=True, new_columns=header, encoding="utf8"
+    ).with_row_index(ROW_NUMBER, offset=1)
+    batches = scan.collect_batches(chunk_size=chunk_rows, maintain_order=True)
+    produced = False
+    try:
+        for batch in batches:
+            produced = True
+            typed = batch.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+            for offset in range(0, typed.height, chunk_rows):  # a batch may exceed the size
+                yield typed.slice(offset, chunk_rows)
+    except pl.exceptions.NoDataError:
+        pass
+    except pl.exceptions.ComputeError as exc:
+        message = str(exc).splitlines()[0]
+        code = "encoding" if "utf-8" in message else "malformed_csv"
+        raise FileRejected(code, message) from exc
+    if not produced:
+        yield empty

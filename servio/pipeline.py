@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
 
 from schemas.tables import (
@@ -36,7 +39,14 @@ from transforms.profitability import customer_profitability
 from transforms.quality import customer_quality
 from transforms.segments import customer_segments
 
+if TYPE_CHECKING:
+    from servio.validation import ValidationResult
+
 log = logging.getLogger("servio.pipeline")
+
+# Rows staged at a time: bounds staging memory (a 1 M-row interactions chunk peaks near
+# 1.5 GB with the GX suite); a file up to this size is staged in one piece, as before.
+STAGE_CHUNK_ROWS = 1_000_000
 
 INGESTED, REJECTED, DUPLICATE = "ingested", "rejected", "duplicate"
 
@@ -51,8 +61,8 @@ class StagedFile:
     rows_read: int
     rows_valid: int
     rows_quarantined: int
-    valid_path: str | None
-    quarantine_path: str | None
+    valid_path: str | None  # glob of the staged Parquet parts (valid-00000.parquet, …)
+    quarantine_path: str | None  # glob of quarantine parts, or the rejected file's one row
     validation_path: str | None = None  # GX result (JSON) for Data Docs
 
 
@@ -99,6 +109,8 @@ def stage_file(
         return _stage(landed, settings, lake, run_id, ingested_at)
     except FileRejected as rejected:
         log.warning("%s rejected: %s", landed.relative_path, rejected)
+        # A late chunk may reject the file: nothing of it stays staged but this row.
+        shutil.rmtree(lake.staging_dir(run_id) / "files" / landed.sha256, ignore_errors=True)
         path = _write_stage(
             lake, run_id, landed, "quarantine", _file_quarantine(landed, rejected, run_id)
         )
@@ -110,22 +122,75 @@ def stage_file(
 def _stage(
     landed: LandedFile, settings: Settings, lake: Lake, run_id: str, ingested_at: datetime
 ) -> StagedFile:
+    """Stage the file chunk by chunk (`STAGE_CHUNK_ROWS` rows at a time), each chunk's valid
+    and quarantined rows to their own Parquet part, so memory is bounded by a chunk."""
     if landed.source == "unknown":
         raise FileRejected(
             "unknown_source", "the folder under the raw root must be interactions/ or surveys/"
         )
-    raw = landing.read_raw(landed)
     contract = contract_for(landed.source, settings)
-    missing = standardise.missing_required(raw.columns, contract)
+    chunk_rows = STAGE_CHUNK_ROWS
+    reader = landing.read_raw_chunks(landed, chunk_rows)
+    first = next(reader)
+    missing = standardise.missing_required(first.columns, contract)
     if missing:
         raise FileRejected(
             "missing_column", f"required column(s) {', '.join(missing)} not in the header"
         )
+    conflicts: pl.DataFrame | None = None
+    second = next(reader, None)
+    chunks: Iterator[pl.DataFrame] = iter([first])  # the whole file is this one chunk
+    if second is not None:
+        # Rules spanning rows see the whole file first; then read again from the start.
+        del first, second, chunks
+        reader.close()
+        conflicts = _file_conflicts(landed, contract, settings, chunk_rows)
+        chunks = landing.read_raw_chunks(landed, chunk_rows)
+    file_dir = lake.staging_dir(run_id) / "files" / landed.sha256
+    validation_path = file_dir / "validation.json"
+    validations: list[ValidationResult] = []
+    rows_read = rows_valid = rows_quarantined = 0
+    for part, raw in enumerate(chunks):
+        valid, quarantined = _stage_chunk(
+            raw, part, contract, landed, settings, lake, run_id, ingested_at, validations, conflicts
+        )
+        rows_read += raw.height
+        rows_valid += valid
+        rows_quarantined += quarantined
+    if validations:
+        from servio.validation import combine_results, write_gx_result
+
+        write_gx_result(combine_results(validations), validation_path)
+    return StagedFile(
+        landed,
+        INGESTED,
+        None,
+        rows_read,
+        rows_valid,
+        rows_quarantined,
+        str(file_dir / "valid-*.parquet"),
+        str(file_dir / "quarantine-*.parquet"),
+        str(validation_path),
+    )
+
+
+def _stage_chunk(
+    raw: pl.DataFrame,
+    part: int,
+    contract: RawContract,
+    landed: LandedFile,
+    settings: Settings,
+    lake: Lake,
+    run_id: str,
+    ingested_at: datetime,
+    validations: list[ValidationResult],
+    conflicts: pl.DataFrame | None,
+) -> tuple[int, int]:
+    """Standardise and check one chunk; write its valid and quarantine parts. (valid, quarantined)"""
     malformed = _malformed_rows(raw)
-    validation_path = lake.staging_dir(run_id) / "files" / landed.sha256 / "validation.json"
     typed = standardise.standardise(raw.lazy(), contract, settings.source_timezone).collect()
     rule_failures = _rule_failures(
-        typed, contract, settings, ingested_at, landed.relative_path, validation_path
+        typed, contract, settings, ingested_at, landed.relative_path, validations, conflicts
     )
     # A line that is not a record has no values: its only reason is that it is malformed.
     others = pl.concat(
@@ -134,6 +199,7 @@ def _stage(
     failures = _without_redundant_required(pl.concat([malformed, others]))
     bad_rows = failures.select("source_row").unique()
     valid = typed.join(bad_rows, on="source_row", how="anti").drop(standardise.INVALID)
+    del typed
     curated = _curated_rows(valid.lazy(), landed, settings).collect()
     quarantine = _row_quarantine(raw, failures, contract, landed, run_id)
     if curated.height + quarantine.height != raw.height:
@@ -141,17 +207,41 @@ def _stage(
             f"{landed.relative_path}: read {raw.height} rows but {curated.height} valid + "
             f"{quarantine.height} quarantined"
         )
-    return StagedFile(
-        landed,
-        INGESTED,
-        None,
-        raw.height,
-        curated.height,
-        quarantine.height,
-        _write_stage(lake, run_id, landed, "valid", curated),
-        _write_stage(lake, run_id, landed, "quarantine", quarantine),
-        str(validation_path),
-    )
+    _write_stage(lake, run_id, landed, f"valid-{part:05d}", curated)
+    _write_stage(lake, run_id, landed, f"quarantine-{part:05d}", quarantine)
+    return curated.height, quarantine.height
+
+
+def _file_conflicts(
+    landed: LandedFile, contract: RawContract, settings: Settings, chunk_rows: int
+) -> pl.DataFrame | None:
+    """`validation.conflicting_rows` over the whole file, in two reading passes that keep only
+    a 64-bit hash per row, then the rows whose key repeats (in a normal export, none)."""
+    from servio.validation import conflict_recipe, conflicting_rows
+
+    recipe = conflict_recipe(contract)
+    if recipe is None:
+        return None
+    key, version, content = recipe
+    key_value = standardise.parsed(contract, key, settings.source_timezone)
+    hashes = [
+        chunk.select(key_value).to_series().drop_nulls().hash().to_numpy()
+        for chunk in landing.read_raw_chunks(landed, chunk_rows)
+    ]
+    ordered = np.sort(np.concatenate(hashes))
+    del hashes
+    repeated = pl.Series(np.unique(ordered[1:][ordered[1:] == ordered[:-1]])).implode()
+    del ordered
+    is_candidate = key_value.is_not_null() & key_value.hash().is_in(repeated)
+    candidates = [
+        standardise.standardise(
+            chunk.filter(is_candidate).lazy(), contract, settings.source_timezone
+        )
+        .select("source_row", *dict.fromkeys([key, *version, *content]))
+        .collect()
+        for chunk in landing.read_raw_chunks(landed, chunk_rows)
+    ]
+    return conflicting_rows(pl.concat(candidates), key, version, content)
 
 
 def build_data_docs(staged: Iterable[StagedFile], lake: Lake) -> Path | None:
@@ -206,10 +296,12 @@ def _rule_failures(
     settings: Settings,
     ingested_at: datetime,
     label: str,
-    result_path: Path,
+    validations: list[ValidationResult],
+    conflicts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Great Expectations rule failures; the GX result is saved for the run's Data Docs."""
-    from servio.validation import validate_rows, write_gx_result  # GX is slow to import
+    """Great Expectations rule failures of one chunk. Its GX result joins `validations` (without
+    the failures, which become quarantine rows), to be combined into the file's result."""
+    from servio.validation import validate_rows  # GX is slow to import
 
     result = validate_rows(
         typed.drop(standardise.INVALID),
@@ -217,8 +309,9 @@ def _rule_failures(
         currency=settings.currency,
         ingested_at=ingested_at,
         file_label=label,
+        conflicts=conflicts,
     )
-    write_gx_result(result, result_path)
+    validations.append(replace(result, failures=result.failures.clear()))
     return result.failures.select("source_row", "reason_code", "detail")
 
 
