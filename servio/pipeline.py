@@ -33,7 +33,14 @@ from schemas.tables import (
 from servio import faults, landing
 from servio.config import Settings
 from servio.landing import FileRejected, LandedFile
-from servio.storage import Lake, PartitionValue, ReconciliationError, TableChange
+from servio.storage import (
+    Lake,
+    PartitionRows,
+    PartitionValue,
+    ReconciliationError,
+    TableChange,
+    partition_text,
+)
 from transforms import curate, standardise
 from transforms.profitability import customer_profitability
 from transforms.quality import customer_quality
@@ -463,7 +470,8 @@ def publish_ingest(
     for source in landing.SOURCES:
         table = table_for(source, settings)
         batch = [(seq, s) for seq, s in accepted if s.landed.source == source and s.valid_path]
-        change, dropped, counts, total = _merge_source(lake, table, batch)
+        scratch = lake.staging_dir(run_id) / "merge" / table.name
+        change, dropped, counts, total = _merge_source(lake, table, batch, scratch)
         if change is not None:
             changes.append(change)
         superseded_now.update(dropped)
@@ -484,6 +492,7 @@ def publish_ingest(
     if accepted or new_entries:
         lake.publish(run_id, changes)
         faults.checkpoint("after_ingest_publish")
+    shutil.rmtree(lake.staging_dir(run_id) / "merge", ignore_errors=True)
     table_rows[QUARANTINE.name] = lake.scan(QUARANTINE).select(pl.len()).collect().item()
     return IngestSummary(
         files_ingested=sum(1 for _, s in accepted if s.status == INGESTED),
@@ -526,52 +535,121 @@ def _ledger_entry(
 
 
 def _merge_source(
-    lake: Lake, table: CuratedTable, batch: list[tuple[int, StagedFile]]
+    lake: Lake, table: CuratedTable, batch: list[tuple[int, StagedFile]], scratch: Path
 ) -> tuple[TableChange | None, dict[int, int], dict[int, int], int]:
     """Merge a batch into one table; returns the change, rows superseded per file (this run),
-    current rows per file, and the table's row count after the merge."""
+    current rows per file, and the table's row count after the merge.
+
+    Memory stays bounded for big inputs: versions are ranked only for rows whose key hash
+    occurs twice among the table's and the batch's rows (8 bytes per row to find them); new
+    rows are split by partition one staged part at a time into `scratch`; each touched
+    partition (its kept rows + its winners) is merged alone and handed to `Lake.publish` as
+    a Parquet file.
+    """
     existing = lake.scan(table)
+    per_file = dict(existing.group_by("source_seq").agg(pl.len()).collect().iter_rows())
     if not batch:
-        per_file = existing.group_by("source_seq").agg(pl.len()).collect()
-        return None, {}, dict(per_file.iter_rows()), int(per_file["len"].sum())
+        return None, {}, per_file, sum(per_file.values())
+    key, part = list(table.key), table.partition_by
+    assert part is not None
+    lineage = list(curate.LINEAGE_ORDER)
+    new_parts = [(seq, path) for seq, s in batch for path in _staged_parts(s.valid_path)]
     new = pl.concat(
         [
-            pl.scan_parquet(s.valid_path).with_columns(pl.lit(seq, pl.Int64).alias("source_seq"))
-            for seq, s in batch
-            if s.valid_path
+            pl.scan_parquet(path).with_columns(pl.lit(seq, pl.Int64).alias("source_seq"))
+            for seq, path in new_parts
         ]
     )
-    new_keys = new.select(list(table.key)).unique()
-    key = list(table.key)
-    contested = existing.join(new_keys, on=key, how="semi")
-    untouched = existing.join(new_keys, on=key, how="anti")
-    ranked = curate.latest_versions(pl.concat([contested, new]), table).collect()
-    winners = ranked.filter("is_latest").drop("is_latest")
-    losers = ranked.filter(~pl.col("is_latest"))
-    part = table.partition_by
-    assert part is not None
-    touched = pl.concat([winners.select(part), losers.select(part)]).unique()[part].to_list()
-    after = pl.concat([untouched.filter(pl.col(part).is_in(touched)).collect(), winners])
-    partitions: dict[PartitionValue, pl.DataFrame | None] = dict.fromkeys(touched)
-    for (value,), frame in after.sort(key).partition_by(part, as_dict=True).items():
-        partitions[value] = frame
+    losers = _superseded(existing, new, table)
+    # Existing losers leave their partitions; new rows (winners and losers alike) touch theirs.
+    touched: set[PartitionValue] = set(losers.get_column(part).to_list())
+    new_dir = scratch / "new"
+    new_counts: dict[int, int] = {}
+    for index, (seq, path) in enumerate(new_parts):
+        rows = pl.read_parquet(path).with_columns(pl.lit(seq, pl.Int64).alias("source_seq"))
+        new_counts[seq] = new_counts.get(seq, 0) + rows.height
+        winners = rows.join(losers.select(lineage), on=lineage, how="anti")
+        touched.update(rows.get_column(part).unique().to_list())
+        for (value,), frame in winners.partition_by(part, as_dict=True).items():
+            _write_scratch(frame, new_dir / partition_text(value) / f"{index:05d}.parquet")
+    existing_losers = losers.filter(~pl.col("source_seq").is_in([seq for seq, _ in batch]))
+    partitions: dict[PartitionValue, PartitionRows] = {}
+    for value in sorted(touched, key=partition_text):
+        kept = (
+            existing.filter(pl.col(part) == value)
+            .join(existing_losers.lazy().select(lineage), on=lineage, how="anti")
+            .collect()
+        )
+        arrived = sorted((new_dir / partition_text(value)).glob("*.parquet"))
+        frames = [kept, *(pl.read_parquet(p).select(kept.columns) for p in arrived)]
+        merged = pl.concat(frames).sort(key)
+        if merged.is_empty():
+            partitions[value] = None
+            continue
+        partitions[value] = _write_scratch(
+            merged, scratch / "merged" / f"{partition_text(value)}.parquet"
+        )
     dropped = dict(losers.group_by("source_seq").agg(pl.len()).iter_rows())
-    current = pl.concat([untouched.select("source_seq").collect(), winners.select("source_seq")])
-    counts = dict(current.group_by("source_seq").agg(pl.len()).iter_rows())
-    return TableChange(table, partitions), dropped, counts, current.height
+    counts = {
+        seq: per_file.get(seq, 0) + new_counts.get(seq, 0) - dropped.get(seq, 0)
+        for seq in per_file.keys() | new_counts.keys()
+    }
+    counts = {seq: n for seq, n in counts.items() if n}
+    return TableChange(table, partitions), dropped, counts, sum(counts.values())
+
+
+def _superseded(existing: pl.LazyFrame, new: pl.LazyFrame, table: CuratedTable) -> pl.DataFrame:
+    """The versions (existing or new) that lose to a later one: source_seq, source_row and
+    partition. Only rows whose key hash repeats are ranked, with `curate.latest_versions`."""
+    key, part = list(table.key), table.partition_by
+    assert part is not None
+    key_hash = pl.struct(key).hash().alias("_key_hash")
+    hashes = (
+        pl.concat([existing.select(key_hash), new.select(key_hash)])
+        .collect(engine="streaming")
+        .get_column("_key_hash")
+        .to_numpy()
+    )
+    ordered = np.sort(hashes)
+    del hashes
+    repeated = pl.Series(np.unique(ordered[1:][ordered[1:] == ordered[:-1]])).implode()
+    del ordered
+    narrow = [*key, curate.version_column(table), *curate.LINEAGE_ORDER, part]
+    candidates = pl.concat([existing.select(narrow), new.select(narrow)]).filter(
+        key_hash.is_in(repeated)
+    )
+    ranked = curate.latest_versions(candidates, table).collect()
+    return ranked.filter(~pl.col("is_latest")).select(*curate.LINEAGE_ORDER, part)
+
+
+def _staged_parts(pattern: str | None) -> list[Path]:
+    """The staged Parquet files a `StagedFile` path names (a glob of parts, or one file)."""
+    if pattern is None:
+        return []
+    path = Path(pattern)
+    return sorted(path.parent.glob(path.name))
+
+
+def _write_scratch(frame: pl.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        frame.write_parquet(path)
+    except pl.exceptions.ComputeError as exc:  # polars reports a full disk this way
+        raise OSError(f"cannot write {path} ({exc}); nothing was published") from exc
+    return path
 
 
 def _quarantine_change(lake: Lake, accepted: Iterable[StagedFile]) -> TableChange | None:
     paths = [s.quarantine_path for s in accepted if s.quarantine_path]
     if not paths:
         return None
-    new = pl.concat([pl.read_parquet(p) for p in paths])
+    new = pl.concat([pl.read_parquet(p) for path in paths for p in _staged_parts(path)])
     if new.is_empty():
         return None
     sources = new["source"].unique().to_list()
     existing = lake.scan(QUARANTINE).filter(pl.col("source").is_in(sources)).collect()
     merged = pl.concat([existing, new])
-    partitions: dict[PartitionValue, pl.DataFrame | None] = {
+    partitions: dict[PartitionValue, PartitionRows] = {
         str(value): frame for (value,), frame in merged.partition_by("source", as_dict=True).items()
     }
     return TableChange(QUARANTINE, partitions)

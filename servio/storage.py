@@ -38,6 +38,10 @@ MANIFEST = "_manifest.json"
 STAGING_OWNER = "_owner.json"
 ROW_GROUP_ROWS = 1_000_000
 PartitionValue = date | str | None  # None: the table is not partitioned
+# A partition's new rows: a frame, or a Parquet file holding them (read one partition at a
+# time while publishing, so a big publication need not hold every partition in memory);
+# None or no rows deletes the partition.
+PartitionRows = pl.DataFrame | Path | None
 
 
 class LakeBusy(RuntimeError):
@@ -53,7 +57,7 @@ class TableChange:
     """New contents of some partitions of one table; a None frame deletes the partition."""
 
     table: CuratedTable
-    partitions: dict[PartitionValue, pl.DataFrame | None] = field(default_factory=dict)
+    partitions: dict[PartitionValue, PartitionRows] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -220,8 +224,9 @@ class Lake:
             report: list[Published] = []
             for change in changes:
                 written = deleted = rows = 0
-                for value, frame in change.partitions.items():
+                for value, rows_or_file in change.partitions.items():
                     final = self.partition_dir(change.table, value) / PART_FILE
+                    frame = _rows(rows_or_file)
                     if frame is None or frame.is_empty():
                         if final.exists():
                             deletes.append(self._rel(final))
@@ -278,12 +283,13 @@ class Lake:
         for change in changes:
             table = change.table
             counts = self._partition_rows(table)
-            for value, frame in change.partitions.items():
+            for value, rows_or_file in change.partitions.items():
                 key = partition_text(value) if table.partition_by else ""
-                if frame is None or frame.is_empty():
+                height = _height(rows_or_file)
+                if height == 0:
                     counts.pop(key, None)
                 else:
-                    counts[key] = frame.height
+                    counts[key] = height
             manifest = {
                 "table": table.name,
                 "grain": table.grain,
@@ -318,6 +324,16 @@ class Lake:
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+
+def _rows(rows_or_file: PartitionRows) -> pl.DataFrame | None:
+    return pl.read_parquet(rows_or_file) if isinstance(rows_or_file, Path) else rows_or_file
+
+
+def _height(rows_or_file: PartitionRows) -> int:
+    if isinstance(rows_or_file, Path):
+        return int(pq.read_metadata(rows_or_file).num_rows)
+    return 0 if rows_or_file is None else rows_or_file.height
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:

@@ -706,7 +706,8 @@ def combine_results(parts: list[ValidationResult]) -> ValidationResult:
 
 def _combined_expectation(chunk_results: list[Any]) -> Any:
     """One expectation's result over the chunks: the suite's rules have no `mostly`, so it
-    succeeds when every chunk does; percentages are recomputed from the summed counts."""
+    succeeds when every chunk does; percentages are recomputed from the summed counts (in
+    GX's own order of operations, so a one-chunk and a many-chunk result agree exactly)."""
     combined = copy.deepcopy(chunk_results[0])
     outcomes = [result.result or {} for result in chunk_results]
     merged: dict[str, Any] = dict(outcomes[0])
@@ -717,13 +718,13 @@ def _combined_expectation(chunk_results: list[Any]) -> Any:
     present = elements - (merged.get("missing_count") or 0)
     if "unexpected_percent" in merged:
         denominator = present if "missing_count" in merged else elements
-        merged["unexpected_percent"] = 100 * unexpected / denominator if denominator else None
+        merged["unexpected_percent"] = unexpected / denominator * 100 if denominator else None
     if "missing_percent" in merged:
-        merged["missing_percent"] = 100 * merged["missing_count"] / elements if elements else None
+        merged["missing_percent"] = merged["missing_count"] / elements * 100 if elements else None
     if "unexpected_percent_total" in merged:
-        merged["unexpected_percent_total"] = 100 * unexpected / elements if elements else None
+        merged["unexpected_percent_total"] = unexpected / elements * 100 if elements else None
     if "unexpected_percent_nonmissing" in merged:
-        merged["unexpected_percent_nonmissing"] = 100 * unexpected / present if present else None
+        merged["unexpected_percent_nonmissing"] = unexpected / present * 100 if present else None
     for name in ("unexpected_index_list", "partial_unexpected_index_list"):
         if name in merged:
             rows = [row for outcome in outcomes for row in _listed_rows(outcome.get(name))]
