@@ -10,6 +10,10 @@ CSV until it reaches the requested size. The ingest (`pending_files` + `stage_fi
 `publish_ingest`, `benchmarks/run.py`'s ingest stage) runs in a fresh subprocess; its wall
 time, rows, MB/s and peak RSS (`os.wait4` / `/usr/bin/time`) are written to
 `benchmarks/results/<date>-bigfile-<size>.json` and `.md`. No goal is asserted here.
+
+`--one-chunk` measures instead `stage_file` alone on the big file's first
+`STAGE_CHUNK_ROWS − 1` rows (one chunk, no whole-file passes): the memory of staging one
+chunk (`<date>-bigfile-one-chunk.json`).
 """
 
 from __future__ import annotations
@@ -109,8 +113,43 @@ def ensure_big_file(paths: run.Paths, size_bytes: int) -> dict[str, Any]:
     return dict(facts, reused=False)
 
 
-def run_ingest_subprocess(paths: run.Paths, label: str) -> dict[str, Any]:
-    """`run.stage_servio_ingest` in a fresh interpreter: its own wall time and peak RSS."""
+def one_chunk_paths(paths: run.Paths) -> run.Paths:
+    """A landing zone holding one chunk's worth of the big file's rows."""
+    from servio.pipeline import STAGE_CHUNK_ROWS
+
+    small = run.Paths(paths.base, "one-chunk")
+    target = small.raw / "interactions" / "one_chunk.csv"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        big = pl.scan_csv(paths.raw / "interactions" / BIG_FILE, infer_schema=False)
+        big.head(STAGE_CHUNK_ROWS - 1).sink_csv(target)
+    return small
+
+
+def stage_only(paths: run.Paths) -> dict[str, Any]:
+    """`stage_file` for every pending file, nothing published."""
+    from servio.pipeline import pending_files, stage_file
+    from servio.storage import Lake
+
+    shutil.rmtree(paths.curated, ignore_errors=True)
+    settings = paths.settings()
+    lake = Lake(settings.curated_root)
+    start = time.perf_counter()
+    todo, _ = pending_files(settings, lake)
+    ingested_at = dt.datetime.now(dt.UTC)
+    staged = [stage_file(f, settings, lake, "bench-stage", ingested_at) for f in todo]
+    lake.discard_staging("bench-stage")
+    return {
+        "timings": {"total_s": time.perf_counter() - start},
+        "rows_read": sum(s.rows_read for s in staged),
+        "rows_valid": sum(s.rows_valid for s in staged),
+        "rows_quarantined": sum(s.rows_quarantined for s in staged),
+    }
+
+
+def run_ingest_subprocess(paths: run.Paths, label: str, *extra: str) -> dict[str, Any]:
+    """`run.stage_servio_ingest` (or `stage_only` with `--one-chunk`) in a fresh interpreter:
+    its own wall time and peak RSS."""
     out = paths.base / "ingest.json"
     out.unlink(missing_ok=True)
     rss_file = paths.base / "ingest.rss"
@@ -126,6 +165,7 @@ def run_ingest_subprocess(paths: run.Paths, label: str) -> dict[str, Any]:
         label,
         "--workdir",
         str(paths.base.parent),
+        *extra,
     ]
     load_before = run.uptime_load()
     start = time.perf_counter()
@@ -183,13 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--results-dir", type=Path, default=run.RESULTS_DIR)
     parser.add_argument("--generate-only", action="store_true")
+    parser.add_argument("--one-chunk", action="store_true", help="stage one chunk's rows only")
     parser.add_argument("--ingest-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     size = parse_size(args.size)
     paths = run.Paths(args.workdir.resolve(), args.size)
 
     if args.ingest_child:  # inside the measured subprocess
-        result = run.stage_servio_ingest(paths)
+        if args.one_chunk:
+            result = stage_only(run.Paths(paths.base, "one-chunk"))
+        else:
+            result = run.stage_servio_ingest(paths)
         (paths.base / "ingest.json").write_text(json.dumps(result, indent=2, default=str))
         return 0
 
@@ -201,6 +245,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from servio.pipeline import STAGE_CHUNK_ROWS
 
+    if args.one_chunk:
+        one_chunk_paths(paths)
+        ingest = run_ingest_subprocess(paths, args.size, "--one-chunk")
+        result = {
+            "date": dt.date.today().isoformat(),
+            "what": "stage_file of one chunk's rows (no publish)",
+            "chunk_rows": STAGE_CHUNK_ROWS,
+            "rows": ingest["rows_read"],
+            "stage": ingest,
+        }
+        stem = args.results_dir / f"{result['date']}-bigfile-one-chunk"
+        stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(
+            f"  one chunk ({result['rows']:,} rows): {ingest['timings']['total_s']:.1f} s, "
+            f"peak RSS {ingest['peak_rss_bytes'] / 1024**2:,.0f} MiB, load {ingest['load_after']}"
+        )
+        return 0
     ingest = run_ingest_subprocess(paths, args.size)
     shutil.rmtree(paths.curated, ignore_errors=True)  # the lake itself is not kept
     result = {
