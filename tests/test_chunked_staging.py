@@ -203,3 +203,36 @@ def test_tiny_chunks_of_every_format_give_the_tables_of_one_chunk(
     whole, chunked = results
     assert whole["interactions"].height > 3 * TINY_CHUNK
     _assert_same_tables(chunked, whole)
+
+
+def test_a_file_malformed_in_a_late_chunk_is_rejected_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unterminated quote in the third chunk: no part of the file stays staged."""
+    broken = [
+        *FIRST_EXPORT[:16],
+        'i99,c9,phone,"2026-01-13T09:00:00Z,30,,0,,,,,,',
+        *FIRST_EXPORT[16:],
+    ]
+    path = tmp_path / "raw" / "interactions" / "broken.csv"
+    _write(path, INTERACTIONS_HEADER + _lines(broken))
+    settings = load_settings(str(h.new_lake(tmp_path, [], tmp_path, None)))
+    lake = Lake(settings.curated_root)
+    [landed] = landing.discover(Path(settings.raw_root))
+    ingested_at = datetime(2026, 2, 2, tzinfo=UTC)
+
+    def staged_as(run_id: str) -> tuple[pipeline.StagedFile, list[str]]:
+        staged = pipeline.stage_file(landed, settings, lake, run_id, ingested_at)
+        folder = lake.staging_dir(run_id) / "files" / landed.sha256
+        return staged, sorted(p.name for p in folder.iterdir())
+
+    whole, whole_files = staged_as("whole")
+    monkeypatch.setattr(pipeline, "STAGE_CHUNK_ROWS", TINY_CHUNK)
+    chunked, chunked_files = staged_as("chunked")
+    assert whole.status == chunked.status == pipeline.REJECTED
+    assert chunked.reason == whole.reason
+    assert (chunked.rows_read, chunked.valid_path) == (0, None)
+    assert chunked_files == whole_files == ["quarantine.parquet"]
+    assert chunked.quarantine_path is not None
+    [row] = pl.read_parquet(chunked.quarantine_path).to_dicts()
+    assert row["reason_codes"] == "file:malformed_csv"
