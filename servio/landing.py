@@ -134,8 +134,35 @@ def _read_csv(path: Path, compressed: bool) -> pl.DataFrame:
 
 def _json_lines(path: Path, compressed: bool) -> pl.DataFrame:
     """Read JSON Lines; a line that is not a JSON object becomes a row with `__malformed__` set."""
+    records = list(_json_records(path, compressed))
+    return _records_frame(records, list(dict.fromkeys(n for record in records for n in record)))
+
+
+def _json_chunks(path: Path, compressed: bool, chunk_rows: int) -> Iterator[pl.DataFrame]:
+    """`_json_lines` in frames of `chunk_rows` records: a first pass collects the field names
+    of the whole file (every frame gets them all, as the whole file's frame would)."""
+    names = list(dict.fromkeys(n for record in _json_records(path, compressed) for n in record))
+    offset = 1
+    batch: list[dict[str, str | None]] = []
+    for record in _json_records(path, compressed):
+        batch.append(record)
+        if len(batch) == chunk_rows:
+            yield _numbered(_records_frame(batch, names), offset)
+            offset += len(batch)
+            batch = []
+    if batch or offset == 1:
+        yield _numbered(_records_frame(batch, names), offset)
+
+
+def _records_frame(records: list[dict[str, str | None]], names: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {name: [record.get(name) for record in records] for name in names},
+        schema=dict.fromkeys(names, pl.String),
+    )
+
+
+def _json_records(path: Path, compressed: bool) -> Iterator[dict[str, str | None]]:
     opener = gzip.open if compressed else open
-    records: list[dict[str, str | None]] = []
     try:
         with opener(path, "rt", encoding="utf-8-sig") as handle:
             for line in handle:
@@ -144,31 +171,24 @@ def _json_lines(path: Path, compressed: bool) -> pl.DataFrame:
                 try:
                     obj = json.loads(line, object_pairs_hook=_pairs)
                 except json.JSONDecodeError as exc:
-                    records.append(
-                        {"__malformed__": f"not valid JSON ({exc.msg} at column {exc.colno})"}
-                    )
+                    yield {"__malformed__": f"not valid JSON ({exc.msg} at column {exc.colno})"}
                     continue
                 if not line.lstrip().startswith("{"):  # arrays and scalars are not records
-                    records.append({"__malformed__": "a JSON line must be an object"})
+                    yield {"__malformed__": "a JSON line must be an object"}
                     continue
                 names = [str(key).strip().lower() for key, _ in obj]
                 repeated = sorted({n for n in names if names.count(n) > 1})
                 if repeated:
                     # {"nps": 9, "nps": 2}: which value the exporter meant is unknowable.
-                    records.append({"__malformed__": f"key {repeated[0]!r} appears more than once"})
+                    yield {"__malformed__": f"key {repeated[0]!r} appears more than once"}
                     continue
-                records.append({n: _as_text(v) for n, (_, v) in zip(names, obj, strict=True)})
+                yield {n: _as_text(v) for n, (_, v) in zip(names, obj, strict=True)}
     except UnicodeDecodeError as exc:
         raise FileRejected(
             "encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from exc
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
-    names = list(dict.fromkeys(name for record in records for name in record))
-    return pl.DataFrame(
-        {name: [record.get(name) for record in records] for name in names},
-        schema=dict.fromkeys(names, pl.String),
-    )
 
 
 def _pairs(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
@@ -225,7 +245,11 @@ def read_raw(landed: LandedFile) -> pl.DataFrame:
             "unsupported_format",
             f"extension {fmt!r} is not one of {', '.join(f.lstrip('.') for f in FORMATS)}",
         )
-    return frame.with_row_index(ROW_NUMBER, offset=1).with_columns(
+    return _numbered(frame, 1)
+
+
+def _numbered(frame: pl.DataFrame, first_row: int) -> pl.DataFrame:
+    return frame.with_row_index(ROW_NUMBER, offset=first_row).with_columns(
         pl.col(ROW_NUMBER).cast(pl.Int64)
     )
 
@@ -234,9 +258,10 @@ def read_raw_chunks(landed: LandedFile, chunk_rows: int) -> Generator[pl.DataFra
     """The rows of `read_raw`, in order, in frames of at most `chunk_rows` rows (at least one
     frame, possibly empty); `source_row` numbers the file's records as `read_raw` does.
 
-    CSV streams (Polars' streaming CSV reader, one chunk in memory at a time); csv.gz is first
-    decompressed to a temporary file, then streams the same way. JSON Lines and Parquet are
-    read whole and then sliced: bounded staging downstream, but not a bounded read.
+    CSV streams (Polars' streaming CSV reader, which reads a few chunks ahead); csv.gz is first
+    decompressed to a temporary file, then streams the same way. JSON Lines streams in two
+    passes (the first collects the field names). Parquet is read whole and then sliced:
+    bounded staging downstream, but not a bounded read.
     A `FileRejected` may come from any chunk, so a caller must discard earlier chunks' output.
     """
     if chunk_rows < 1:
@@ -249,6 +274,8 @@ def read_raw_chunks(landed: LandedFile, chunk_rows: int) -> Generator[pl.DataFra
             plain = Path(scratch) / "export.csv"
             _gunzip(Path(landed.path), plain)
             yield from _csv_chunks(plain, chunk_rows)
+    elif fmt in ("jsonl", "ndjson", "jsonl.gz"):
+        yield from _json_chunks(Path(landed.path), fmt == "jsonl.gz", chunk_rows)
     else:
         whole = read_raw(landed)
         for offset in range(0, max(whole.height, 1), chunk_rows):
