@@ -40,6 +40,7 @@ DEFAULT_WORKDIR = ROOT / "benchmarks" / "work"
 FLOAT_TOLERANCE = 1e-9
 GOAL_PREFECT_OVERHEAD = 0.10
 GOAL_RSS_BYTES = 4 * 1024**3
+REFERENCE_TIME_ENV = "SERVIO_BENCH_INGESTED_AT"
 STAGES = (
     "servio_ingest",
     "servio_snapshots",
@@ -53,6 +54,15 @@ STAGES = (
 
 # ---------------------------------------------------------------------------------------
 # scale, paths, machine
+
+
+def reference_time() -> dt.datetime:
+    """The ingestion time every stage of one invocation validates against. Rules such as
+    "not after the ingestion time + 1 day" would otherwise judge rows near that bound
+    differently in stages that start minutes apart, and servio and the peer would disagree
+    for a reason that is not a difference in the computation."""
+    pinned = os.environ.get(REFERENCE_TIME_ENV)
+    return dt.datetime.fromisoformat(pinned) if pinned else dt.datetime.now(dt.UTC)
 
 
 def parse_scale(label: str) -> int:
@@ -153,7 +163,7 @@ def stage_servio_ingest(paths: Paths) -> dict[str, Any]:
     settings = paths.settings()
     lake = Lake(settings.curated_root)
     run_id = "bench-ingest"
-    ingested_at = dt.datetime.now(dt.UTC)
+    ingested_at = reference_time()
     timings: dict[str, float] = {}
     start = time.perf_counter()
     todo, duplicates = pending_files(settings, lake)
@@ -244,7 +254,7 @@ def stage_peer(paths: Paths) -> dict[str, Any]:
     start = time.perf_counter()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    ingested_at = dt.datetime.now(dt.UTC)
+    ingested_at = reference_time()
     counts: dict[str, int] = {}
     for source, contract, table in (
         ("interactions", INTERACTIONS_RAW, "interactions"),
@@ -314,7 +324,7 @@ def stage_servio_flowlike(paths: Paths) -> dict[str, Any]:
     settings = paths.settings(curated)
     lake = Lake(settings.curated_root)
     run_id = "bench-flowlike"
-    ingested_at = dt.datetime.now(dt.UTC)
+    ingested_at = reference_time()
     start = time.perf_counter()
     with lake.lock(run_id, 0.0):
         lake.recover()
@@ -764,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         args.stage_output.write_text(json.dumps(result, indent=2, default=str))
         return 0
 
+    os.environ.setdefault(REFERENCE_TIME_ENV, dt.datetime.now(dt.UTC).isoformat())
     facts = machine_facts()
     print(f"servio benchmark at {args.scale} ({rows:,} interactions), load {uptime_load()}")
     generated = ensure_raw(paths, rows)

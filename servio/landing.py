@@ -5,20 +5,24 @@ root may be `s3://bucket/prefix`: objects are listed and hashed streaming, and a
 read by downloading it to a local temporary file checked against its hash, then read by the
 same readers as a local file (bounded by local disk, not memory).
 Every reader returns the same shape: one String column per header (names trimmed and
-lower-cased) plus `source_row`, the 1-based record number in the file.
+lower-cased) plus `source_row`, the 1-based record number in the file. `read_raw` returns the
+whole file; `read_raw_chunks` the same rows in frames of a bounded number of rows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import gzip
 import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -179,8 +183,35 @@ def _read_csv(path: Path, compressed: bool) -> pl.DataFrame:
 
 def _json_lines(path: Path, compressed: bool) -> pl.DataFrame:
     """Read JSON Lines; a line that is not a JSON object becomes a row with `__malformed__` set."""
+    records = list(_json_records(path, compressed))
+    return _records_frame(records, list(dict.fromkeys(n for record in records for n in record)))
+
+
+def _json_chunks(path: Path, compressed: bool, chunk_rows: int) -> Iterator[pl.DataFrame]:
+    """`_json_lines` in frames of `chunk_rows` records: a first pass collects the field names
+    of the whole file (every frame gets them all, as the whole file's frame would)."""
+    names = list(dict.fromkeys(n for record in _json_records(path, compressed) for n in record))
+    offset = 1
+    batch: list[dict[str, str | None]] = []
+    for record in _json_records(path, compressed):
+        batch.append(record)
+        if len(batch) == chunk_rows:
+            yield _numbered(_records_frame(batch, names), offset)
+            offset += len(batch)
+            batch = []
+    if batch or offset == 1:
+        yield _numbered(_records_frame(batch, names), offset)
+
+
+def _records_frame(records: list[dict[str, str | None]], names: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {name: [record.get(name) for record in records] for name in names},
+        schema=dict.fromkeys(names, pl.String),
+    )
+
+
+def _json_records(path: Path, compressed: bool) -> Iterator[dict[str, str | None]]:
     opener = gzip.open if compressed else open
-    records: list[dict[str, str | None]] = []
     try:
         with opener(path, "rt", encoding="utf-8-sig") as handle:
             for line in handle:
@@ -189,31 +220,24 @@ def _json_lines(path: Path, compressed: bool) -> pl.DataFrame:
                 try:
                     obj = json.loads(line, object_pairs_hook=_pairs)
                 except json.JSONDecodeError as exc:
-                    records.append(
-                        {"__malformed__": f"not valid JSON ({exc.msg} at column {exc.colno})"}
-                    )
+                    yield {"__malformed__": f"not valid JSON ({exc.msg} at column {exc.colno})"}
                     continue
                 if not line.lstrip().startswith("{"):  # arrays and scalars are not records
-                    records.append({"__malformed__": "a JSON line must be an object"})
+                    yield {"__malformed__": "a JSON line must be an object"}
                     continue
                 names = [str(key).strip().lower() for key, _ in obj]
                 repeated = sorted({n for n in names if names.count(n) > 1})
                 if repeated:
                     # {"nps": 9, "nps": 2}: which value the exporter meant is unknowable.
-                    records.append({"__malformed__": f"key {repeated[0]!r} appears more than once"})
+                    yield {"__malformed__": f"key {repeated[0]!r} appears more than once"}
                     continue
-                records.append({n: _as_text(v) for n, (_, v) in zip(names, obj, strict=True)})
+                yield {n: _as_text(v) for n, (_, v) in zip(names, obj, strict=True)}
     except UnicodeDecodeError as exc:
         raise FileRejected(
             "encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from exc
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
-    names = list(dict.fromkeys(name for record in records for name in record))
-    return pl.DataFrame(
-        {name: [record.get(name) for record in records] for name in names},
-        schema=dict.fromkeys(names, pl.String),
-    )
 
 
 def _pairs(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
@@ -284,6 +308,17 @@ def _downloaded(landed: LandedFile) -> Iterator[Path]:
         local.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def local_copy(landed: LandedFile) -> Iterator[LandedFile]:
+    """The file itself when local; an object downloaded once (and checked against its hash)
+    for a caller that reads it several times, removed afterwards."""
+    if not objectstore.is_object_url(landed.path):
+        yield landed
+        return
+    with _downloaded(landed) as local:
+        yield dataclasses.replace(landed, path=str(local))
+
+
 def _read_local(path: Path, fmt: str) -> pl.DataFrame:
     if fmt in ("csv", "csv.gz"):
         frame = _read_csv(path, compressed=fmt == "csv.gz")
@@ -296,6 +331,75 @@ def _read_local(path: Path, fmt: str) -> pl.DataFrame:
             "unsupported_format",
             f"extension {fmt!r} is not one of {', '.join(f.lstrip('.') for f in FORMATS)}",
         )
-    return frame.with_row_index(ROW_NUMBER, offset=1).with_columns(
+    return _numbered(frame, 1)
+
+
+def _numbered(frame: pl.DataFrame, first_row: int) -> pl.DataFrame:
+    return frame.with_row_index(ROW_NUMBER, offset=first_row).with_columns(
         pl.col(ROW_NUMBER).cast(pl.Int64)
     )
+
+
+def read_raw_chunks(landed: LandedFile, chunk_rows: int) -> Generator[pl.DataFrame, None, None]:
+    """The rows of `read_raw`, in order, in frames of at most `chunk_rows` rows (at least one
+    frame, possibly empty); `source_row` numbers the file's records as `read_raw` does.
+
+    CSV streams (Polars' streaming CSV reader, which reads a few chunks ahead); csv.gz is first
+    decompressed to a temporary file, then streams the same way. JSON Lines streams in two
+    passes (the first collects the field names). Parquet is read whole and then sliced:
+    bounded staging downstream, but not a bounded read.
+    A `FileRejected` may come from any chunk, so a caller must discard earlier chunks' output.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be ≥ 1, got {chunk_rows}")
+    if objectstore.is_object_url(landed.path):
+        with local_copy(landed) as local:
+            yield from read_raw_chunks(local, chunk_rows)
+        return
+    fmt = landed.file_format
+    if fmt == "csv":
+        yield from _csv_chunks(Path(landed.path), chunk_rows)
+    elif fmt == "csv.gz":
+        with tempfile.TemporaryDirectory(prefix="servio-gunzip-") as scratch:
+            plain = Path(scratch) / "export.csv"
+            _gunzip(Path(landed.path), plain)
+            yield from _csv_chunks(plain, chunk_rows)
+    elif fmt in ("jsonl", "ndjson", "jsonl.gz"):
+        yield from _json_chunks(Path(landed.path), fmt == "jsonl.gz", chunk_rows)
+    else:
+        whole = read_raw(landed)
+        for offset in range(0, max(whole.height, 1), chunk_rows):
+            yield whole.slice(offset, chunk_rows)
+
+
+def _gunzip(path: Path, target: Path) -> None:
+    _csv_header(path, compressed=True)  # the same rejections as `read_raw`, checked first
+    try:
+        with gzip.open(path, "rb") as source, target.open("wb") as out:
+            shutil.copyfileobj(source, out, 8 * 1024 * 1024)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
+
+
+def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pl.DataFrame]:
+    header = _normalised(_csv_header(path, compressed=False))
+    empty = pl.DataFrame(schema={ROW_NUMBER: pl.Int64, **dict.fromkeys(header, pl.String)})
+    scan = pl.scan_csv(
+        path, infer_schema=False, has_header=True, new_columns=header, encoding="utf8"
+    ).with_row_index(ROW_NUMBER, offset=1)
+    batches = scan.collect_batches(chunk_size=chunk_rows, maintain_order=True)
+    produced = False
+    try:
+        for batch in batches:
+            produced = True
+            typed = batch.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+            for offset in range(0, typed.height, chunk_rows):  # a batch may exceed the size
+                yield typed.slice(offset, chunk_rows)
+    except pl.exceptions.NoDataError:
+        pass
+    except pl.exceptions.ComputeError as exc:
+        message = str(exc).splitlines()[0]
+        code = "encoding" if "utf-8" in message else "malformed_csv"
+        raise FileRejected(code, message) from exc
+    if not produced:
+        yield empty

@@ -4,14 +4,17 @@ directly. Steps hand each other paths (staged Parquet files), never DataFrames."
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from schemas.tables import (
@@ -28,13 +31,27 @@ from schemas.tables import (
     survey_responses_table,
     surveys_raw,
 )
-from servio import faults, landing, snapshots
+from servio import faults, landing, objectstore, snapshots
 from servio.config import Settings
 from servio.landing import FileRejected, LandedFile
-from servio.storage import Lake, PartitionValue, ReconciliationError, TableChange
+from servio.storage import (
+    Lake,
+    PartitionRows,
+    PartitionValue,
+    ReconciliationError,
+    TableChange,
+    partition_text,
+)
 from transforms import curate, standardise
 
+if TYPE_CHECKING:
+    from servio.validation import ValidationResult
+
 log = logging.getLogger("servio.pipeline")
+
+# Rows staged at a time: bounds staging memory (a 1 M-row interactions chunk peaks near
+# 1.5 GB with the GX suite); a file up to this size is staged in one piece, as before.
+STAGE_CHUNK_ROWS = 1_000_000
 
 INGESTED, REJECTED, DUPLICATE = "ingested", "rejected", "duplicate"
 
@@ -49,8 +66,8 @@ class StagedFile:
     rows_read: int
     rows_valid: int
     rows_quarantined: int
-    valid_path: str | None
-    quarantine_path: str | None
+    valid_path: str | None  # glob of the staged Parquet parts (valid-00000.parquet, …)
+    quarantine_path: str | None  # glob of quarantine parts, or the rejected file's one row
     validation_path: str | None = None  # GX result (JSON) for Data Docs
 
 
@@ -94,9 +111,14 @@ def stage_file(
 ) -> StagedFile:
     """Parse, standardise and validate one file; park valid and quarantined rows in staging."""
     try:
-        return _stage(landed, settings, lake, run_id, ingested_at)
+        # An object is downloaded once: staging reads a file more than once when it is big.
+        with landing.local_copy(landed) as readable:
+            staged = _stage(readable, settings, lake, run_id, ingested_at)
+        return replace(staged, landed=landed)
     except FileRejected as rejected:
         log.warning("%s rejected: %s", landed.relative_path, rejected)
+        # A late chunk may reject the file: nothing of it stays staged but this row.
+        _remove_staged(lake.staging_file(run_id, "files", landed.sha256))
         path = _write_stage(
             lake, run_id, landed, "quarantine", _file_quarantine(landed, rejected, run_id)
         )
@@ -108,22 +130,74 @@ def stage_file(
 def _stage(
     landed: LandedFile, settings: Settings, lake: Lake, run_id: str, ingested_at: datetime
 ) -> StagedFile:
+    """Stage the file chunk by chunk (`STAGE_CHUNK_ROWS` rows at a time), each chunk's valid
+    and quarantined rows to their own Parquet part, so memory is bounded by a chunk."""
     if landed.source == "unknown":
         raise FileRejected(
             "unknown_source", "the folder under the raw root must be interactions/ or surveys/"
         )
-    raw = landing.read_raw(landed)
     contract = contract_for(landed.source, settings)
-    missing = standardise.missing_required(raw.columns, contract)
+    chunk_rows = STAGE_CHUNK_ROWS
+    reader = landing.read_raw_chunks(landed, chunk_rows)
+    first = next(reader)
+    missing = standardise.missing_required(first.columns, contract)
     if missing:
         raise FileRejected(
             "missing_column", f"required column(s) {', '.join(missing)} not in the header"
         )
-    malformed = _malformed_rows(raw)
+    conflicts: pl.DataFrame | None = None
+    second = next(reader, None)
+    chunks: Iterator[pl.DataFrame] = iter([first])  # the whole file is this one chunk
+    if second is not None:
+        # Rules spanning rows see the whole file first; then read again from the start.
+        del first, second, chunks
+        reader.close()
+        conflicts = _file_conflicts(landed, contract, settings, chunk_rows)
+        chunks = landing.read_raw_chunks(landed, chunk_rows)
     validation_path = lake.staging_file(run_id, "files", landed.sha256, "validation.json")
+    validations: list[ValidationResult] = []
+    rows_read = rows_valid = rows_quarantined = 0
+    for part, raw in enumerate(chunks):
+        valid, quarantined = _stage_chunk(
+            raw, part, contract, landed, settings, lake, run_id, ingested_at, validations, conflicts
+        )
+        rows_read += raw.height
+        rows_valid += valid
+        rows_quarantined += quarantined
+    if validations:
+        from servio.validation import combine_results, write_gx_result
+
+        write_gx_result(combine_results(validations), validation_path)
+    return StagedFile(
+        landed,
+        INGESTED,
+        None,
+        rows_read,
+        rows_valid,
+        rows_quarantined,
+        lake.staging_file(run_id, "files", landed.sha256, "valid-*.parquet"),
+        lake.staging_file(run_id, "files", landed.sha256, "quarantine-*.parquet"),
+        validation_path,
+    )
+
+
+def _stage_chunk(
+    raw: pl.DataFrame,
+    part: int,
+    contract: RawContract,
+    landed: LandedFile,
+    settings: Settings,
+    lake: Lake,
+    run_id: str,
+    ingested_at: datetime,
+    validations: list[ValidationResult],
+    conflicts: pl.DataFrame | None,
+) -> tuple[int, int]:
+    """Standardise and check one chunk; write its valid and quarantine parts. (valid, quarantined)"""
+    malformed = _malformed_rows(raw)
     typed = standardise.standardise(raw.lazy(), contract, settings.source_timezone).collect()
     rule_failures = _rule_failures(
-        typed, contract, settings, ingested_at, landed.relative_path, validation_path
+        typed, contract, settings, ingested_at, landed.relative_path, validations, conflicts
     )
     # A line that is not a record has no values: its only reason is that it is malformed.
     others = pl.concat(
@@ -132,6 +206,7 @@ def _stage(
     failures = _without_redundant_required(pl.concat([malformed, others]))
     bad_rows = failures.select("source_row").unique()
     valid = typed.join(bad_rows, on="source_row", how="anti").drop(standardise.INVALID)
+    del typed
     curated = _curated_rows(valid.lazy(), landed, settings).collect()
     quarantine = _row_quarantine(raw, failures, contract, landed, run_id)
     if curated.height + quarantine.height != raw.height:
@@ -139,17 +214,41 @@ def _stage(
             f"{landed.relative_path}: read {raw.height} rows but {curated.height} valid + "
             f"{quarantine.height} quarantined"
         )
-    return StagedFile(
-        landed,
-        INGESTED,
-        None,
-        raw.height,
-        curated.height,
-        quarantine.height,
-        _write_stage(lake, run_id, landed, "valid", curated),
-        _write_stage(lake, run_id, landed, "quarantine", quarantine),
-        validation_path,
-    )
+    _write_stage(lake, run_id, landed, f"valid-{part:05d}", curated)
+    _write_stage(lake, run_id, landed, f"quarantine-{part:05d}", quarantine)
+    return curated.height, quarantine.height
+
+
+def _file_conflicts(
+    landed: LandedFile, contract: RawContract, settings: Settings, chunk_rows: int
+) -> pl.DataFrame | None:
+    """`validation.conflicting_rows` over the whole file, in two reading passes that keep only
+    a 64-bit hash per row, then the rows whose key repeats (in a normal export, none)."""
+    from servio.validation import conflict_recipe, conflicting_rows
+
+    recipe = conflict_recipe(contract)
+    if recipe is None:
+        return None
+    key, version, content = recipe
+    key_value = standardise.parsed(contract, key, settings.source_timezone)
+    hashes = [
+        chunk.select(key_value).to_series().drop_nulls().hash().to_numpy()
+        for chunk in landing.read_raw_chunks(landed, chunk_rows)
+    ]
+    ordered = np.sort(np.concatenate(hashes))
+    del hashes
+    repeated = pl.Series(np.unique(ordered[1:][ordered[1:] == ordered[:-1]])).implode()
+    del ordered
+    is_candidate = key_value.is_not_null() & key_value.hash().is_in(repeated)
+    candidates = [
+        standardise.standardise(
+            chunk.filter(is_candidate).lazy(), contract, settings.source_timezone
+        )
+        .select("source_row", *dict.fromkeys([key, *version, *content]))
+        .collect()
+        for chunk in landing.read_raw_chunks(landed, chunk_rows)
+    ]
+    return conflicting_rows(pl.concat(candidates), key, version, content)
 
 
 def build_data_docs(staged: Iterable[StagedFile], lake: Lake) -> Path | None:
@@ -204,10 +303,12 @@ def _rule_failures(
     settings: Settings,
     ingested_at: datetime,
     label: str,
-    result_path: str,
+    validations: list[ValidationResult],
+    conflicts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Great Expectations rule failures; the GX result is saved for the run's Data Docs."""
-    from servio.validation import validate_rows, write_gx_result  # GX is slow to import
+    """Great Expectations rule failures of one chunk. Its GX result joins `validations` (without
+    the failures, which become quarantine rows), to be combined into the file's result."""
+    from servio.validation import validate_rows  # GX is slow to import
 
     result = validate_rows(
         typed.drop(standardise.INVALID),
@@ -215,8 +316,9 @@ def _rule_failures(
         currency=settings.currency,
         ingested_at=ingested_at,
         file_label=label,
+        conflicts=conflicts,
     )
-    write_gx_result(result, result_path)
+    validations.append(replace(result, failures=result.failures.clear()))
     return result.failures.select("source_row", "reason_code", "detail")
 
 
@@ -367,7 +469,8 @@ def publish_ingest(
     for source in landing.SOURCES:
         table = table_for(source, settings)
         batch = [(seq, s) for seq, s in accepted if s.landed.source == source and s.valid_path]
-        change, dropped, counts, total = _merge_source(lake, table, batch)
+        scratch = lake.scratch_dir(run_id) / "merge" / table.name
+        change, dropped, counts, total = _merge_source(lake, table, batch, scratch)
         if change is not None:
             changes.append(change)
         superseded_now.update(dropped)
@@ -388,6 +491,7 @@ def publish_ingest(
     if accepted or new_entries:
         lake.publish(run_id, changes)
         faults.checkpoint("after_ingest_publish")
+    shutil.rmtree(lake.scratch_dir(run_id) / "merge", ignore_errors=True)
     table_rows[QUARANTINE.name] = lake.scan(QUARANTINE).select(pl.len()).collect().item()
     return IngestSummary(
         files_ingested=sum(1 for _, s in accepted if s.status == INGESTED),
@@ -430,52 +534,135 @@ def _ledger_entry(
 
 
 def _merge_source(
-    lake: Lake, table: CuratedTable, batch: list[tuple[int, StagedFile]]
+    lake: Lake, table: CuratedTable, batch: list[tuple[int, StagedFile]], scratch: Path
 ) -> tuple[TableChange | None, dict[int, int], dict[int, int], int]:
     """Merge a batch into one table; returns the change, rows superseded per file (this run),
-    current rows per file, and the table's row count after the merge."""
+    current rows per file, and the table's row count after the merge.
+
+    Memory stays bounded for big inputs: versions are ranked only for rows whose key hash
+    occurs twice among the table's and the batch's rows (8 bytes per row to find them); new
+    rows are split by partition one staged part at a time into `scratch`; each touched
+    partition (its kept rows + its winners) is merged alone and handed to `Lake.publish` as
+    a Parquet file.
+    """
     existing = lake.scan(table)
+    per_file = dict(existing.group_by("source_seq").agg(pl.len()).collect().iter_rows())
     if not batch:
-        per_file = existing.group_by("source_seq").agg(pl.len()).collect()
-        return None, {}, dict(per_file.iter_rows()), int(per_file["len"].sum())
+        return None, {}, per_file, sum(per_file.values())
+    key, part = list(table.key), table.partition_by
+    assert part is not None
+    lineage = list(curate.LINEAGE_ORDER)
+    new_parts = [(seq, path) for seq, s in batch for path in _staged_parts(s.valid_path)]
     new = pl.concat(
         [
-            pl.scan_parquet(s.valid_path).with_columns(pl.lit(seq, pl.Int64).alias("source_seq"))
-            for seq, s in batch
-            if s.valid_path
+            pl.scan_parquet(path).with_columns(pl.lit(seq, pl.Int64).alias("source_seq"))
+            for seq, path in new_parts
         ]
     )
-    new_keys = new.select(list(table.key)).unique()
-    key = list(table.key)
-    contested = existing.join(new_keys, on=key, how="semi")
-    untouched = existing.join(new_keys, on=key, how="anti")
-    ranked = curate.latest_versions(pl.concat([contested, new]), table).collect()
-    winners = ranked.filter("is_latest").drop("is_latest")
-    losers = ranked.filter(~pl.col("is_latest"))
-    part = table.partition_by
-    assert part is not None
-    touched = pl.concat([winners.select(part), losers.select(part)]).unique()[part].to_list()
-    after = pl.concat([untouched.filter(pl.col(part).is_in(touched)).collect(), winners])
-    partitions: dict[PartitionValue, pl.DataFrame | None] = dict.fromkeys(touched)
-    for (value,), frame in after.sort(key).partition_by(part, as_dict=True).items():
-        partitions[value] = frame
+    losers = _superseded(existing, new, table)
+    # Existing losers leave their partitions; new rows (winners and losers alike) touch theirs.
+    touched: set[PartitionValue] = set(losers.get_column(part).to_list())
+    new_dir = scratch / "new"
+    new_counts: dict[int, int] = {}
+    for index, (seq, path) in enumerate(new_parts):
+        rows = pl.read_parquet(path).with_columns(pl.lit(seq, pl.Int64).alias("source_seq"))
+        new_counts[seq] = new_counts.get(seq, 0) + rows.height
+        winners = rows.join(losers.select(lineage), on=lineage, how="anti")
+        touched.update(rows.get_column(part).unique().to_list())
+        for (value,), frame in winners.partition_by(part, as_dict=True).items():
+            _write_scratch(frame, new_dir / partition_text(value) / f"{index:05d}.parquet")
+    existing_losers = losers.filter(~pl.col("source_seq").is_in([seq for seq, _ in batch]))
+    partitions: dict[PartitionValue, PartitionRows] = {}
+    for value in sorted(touched, key=partition_text):
+        kept = (
+            existing.filter(pl.col(part) == value)
+            .join(existing_losers.lazy().select(lineage), on=lineage, how="anti")
+            .collect()
+        )
+        arrived = sorted((new_dir / partition_text(value)).glob("*.parquet"))
+        frames = [kept, *(pl.read_parquet(p).select(kept.columns) for p in arrived)]
+        merged = pl.concat(frames).sort(key)
+        if merged.is_empty():
+            partitions[value] = None
+            continue
+        partitions[value] = _write_scratch(
+            merged, scratch / "merged" / f"{partition_text(value)}.parquet"
+        )
     dropped = dict(losers.group_by("source_seq").agg(pl.len()).iter_rows())
-    current = pl.concat([untouched.select("source_seq").collect(), winners.select("source_seq")])
-    counts = dict(current.group_by("source_seq").agg(pl.len()).iter_rows())
-    return TableChange(table, partitions), dropped, counts, current.height
+    counts = {
+        seq: per_file.get(seq, 0) + new_counts.get(seq, 0) - dropped.get(seq, 0)
+        for seq in per_file.keys() | new_counts.keys()
+    }
+    counts = {seq: n for seq, n in counts.items() if n}
+    return TableChange(table, partitions), dropped, counts, sum(counts.values())
+
+
+def _superseded(existing: pl.LazyFrame, new: pl.LazyFrame, table: CuratedTable) -> pl.DataFrame:
+    """The versions (existing or new) that lose to a later one: source_seq, source_row and
+    partition. Only rows whose key hash repeats are ranked, with `curate.latest_versions`."""
+    key, part = list(table.key), table.partition_by
+    assert part is not None
+    key_hash = pl.struct(key).hash().alias("_key_hash")
+    hashes = (
+        pl.concat([existing.select(key_hash), new.select(key_hash)])
+        .collect(engine="streaming")
+        .get_column("_key_hash")
+        .to_numpy()
+    )
+    ordered = np.sort(hashes)
+    del hashes
+    repeated = pl.Series(np.unique(ordered[1:][ordered[1:] == ordered[:-1]])).implode()
+    del ordered
+    narrow = [*key, curate.version_column(table), *curate.LINEAGE_ORDER, part]
+    candidates = pl.concat([existing.select(narrow), new.select(narrow)]).filter(
+        key_hash.is_in(repeated)
+    )
+    ranked = curate.latest_versions(candidates, table).collect()
+    return ranked.filter(~pl.col("is_latest")).select(*curate.LINEAGE_ORDER, part)
+
+
+def _staged_parts(pattern: str | None) -> list[str]:
+    """The staged Parquet files a `StagedFile` path names (a glob of parts, or one file), on
+    local disk or object storage."""
+    if pattern is None:
+        return []
+    if not objectstore.is_object_url(pattern):
+        path = Path(pattern)
+        return [str(p) for p in sorted(path.parent.glob(path.name))]
+    fs, key = objectstore.open_root(pattern)
+    return sorted(objectstore.to_url(fs, found) for found in fs.glob(key))
+
+
+def _remove_staged(location: str) -> None:
+    """Delete a staged folder (local) or every object under a staged prefix."""
+    if not objectstore.is_object_url(location):
+        shutil.rmtree(location, ignore_errors=True)
+        return
+    fs, key = objectstore.open_root(location)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(key, recursive=True)
+
+
+def _write_scratch(frame: pl.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        frame.write_parquet(path)
+    except pl.exceptions.ComputeError as exc:  # polars reports a full disk this way
+        raise OSError(f"cannot write {path} ({exc}); nothing was published") from exc
+    return path
 
 
 def _quarantine_change(lake: Lake, accepted: Iterable[StagedFile]) -> TableChange | None:
     paths = [s.quarantine_path for s in accepted if s.quarantine_path]
     if not paths:
         return None
-    new = pl.concat([pl.read_parquet(p) for p in paths])
+    new = pl.concat([pl.read_parquet(p) for path in paths for p in _staged_parts(path)])
     if new.is_empty():
         return None
     sources = new["source"].unique().to_list()
     existing = lake.scan(QUARANTINE).filter(pl.col("source").is_in(sources)).collect()
     merged = pl.concat([existing, new])
-    partitions: dict[PartitionValue, pl.DataFrame | None] = {
+    partitions: dict[PartitionValue, PartitionRows] = {
         str(value): frame for (value,), frame in merged.partition_by("source", as_dict=True).items()
     }
     return TableChange(QUARANTINE, partitions)

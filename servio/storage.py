@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ PARQUET_OPTIONS: dict[str, Any] = {
     "write_statistics": True,
 }
 PartitionValue = date | str | None  # None: the table is not partitioned
+# A partition's new rows: a frame, or a Parquet file holding them (read one partition at a
+# time while publishing, so a big publication need not hold every partition in memory);
+# None or no rows deletes the partition.
+PartitionRows = pl.DataFrame | Path | None
 
 
 class LakeBusy(RuntimeError):
@@ -65,7 +70,7 @@ class TableChange:
     """New contents of some partitions of one table; a None frame deletes the partition."""
 
     table: CuratedTable
-    partitions: dict[PartitionValue, pl.DataFrame | None] = field(default_factory=dict)
+    partitions: dict[PartitionValue, PartitionRows] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,11 @@ class Lake:
 
     def staging_dir(self, run_id: str) -> Path:
         return self.control / "staging" / run_id
+
+    def scratch_dir(self, run_id: str) -> Path:
+        """A local folder for the publishing step's own intermediate files (it runs in the
+        flow's process); removed with the run's staging."""
+        return self.staging_dir(run_id) / "scratch"
 
     def staging_file(self, run_id: str, *parts: str) -> str:
         """Where a step writes one staged file (its folder created); every worker and the
@@ -255,8 +265,9 @@ class Lake:
             report: list[Published] = []
             for change in changes:
                 written = deleted = rows = 0
-                for value, frame in change.partitions.items():
+                for value, rows_or_file in change.partitions.items():
                     final = self.partition_dir(change.table, value) / PART_FILE
+                    frame = _rows(rows_or_file)
                     if frame is None or frame.is_empty():
                         if final.exists():
                             deletes.append(self._rel(final))
@@ -313,12 +324,13 @@ class Lake:
         for change in changes:
             table = change.table
             counts = self._partition_rows(table)
-            for value, frame in change.partitions.items():
+            for value, rows_or_file in change.partitions.items():
                 key = partition_text(value) if table.partition_by else ""
-                if frame is None or frame.is_empty():
+                height = _height(rows_or_file)
+                if height == 0:
                     counts.pop(key, None)
                 else:
-                    counts[key] = frame.height
+                    counts[key] = height
             manifest = {
                 "table": table.name,
                 "grain": table.grain,
@@ -353,6 +365,16 @@ class Lake:
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self._dir).as_posix()
+
+
+def _rows(rows_or_file: PartitionRows) -> pl.DataFrame | None:
+    return pl.read_parquet(rows_or_file) if isinstance(rows_or_file, Path) else rows_or_file
+
+
+def _height(rows_or_file: PartitionRows) -> int:
+    if isinstance(rows_or_file, Path):
+        return int(pq.read_metadata(rows_or_file).num_rows)
+    return 0 if rows_or_file is None else rows_or_file.height
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
@@ -553,8 +575,13 @@ class ObjectLake(Lake):
         self._write_json(self._key(CONTROL, "staging", run_id, STAGING_OWNER), owner)
         return self.staging_file(run_id)
 
+    def scratch_dir(self, run_id: str) -> Path:
+        # Publishing runs in the flow's process: its scratch stays on local disk.
+        return Path(tempfile.gettempdir()) / "servio-scratch" / run_id
+
     def discard_staging(self, run_id: str) -> None:
         self._drop_staging(self._key(CONTROL, "staging", run_id))
+        shutil.rmtree(self.scratch_dir(run_id), ignore_errors=True)
 
     def publish(
         self, run_id: str, changes: list[TableChange], state: Mapping[str, object] | None = None
@@ -564,8 +591,8 @@ class ObjectLake(Lake):
         new_files = {
             change.table.name: {
                 value: self._new_file(change.table, value, token)
-                for value, frame in change.partitions.items()
-                if frame is not None and not frame.is_empty()
+                for value, rows_or_file in change.partitions.items()
+                if _height(rows_or_file) > 0
             }
             for change in changes
         }
@@ -584,12 +611,13 @@ class ObjectLake(Lake):
                 counts: dict[str, int] = dict(previous.get("partitions", {}))
                 files: dict[str, str] = dict(previous.get("files", {}))
                 written = deleted = rows = 0
-                for value, frame in change.partitions.items():
+                for value, rows_or_file in change.partitions.items():
                     key = partition_text(value) if table.partition_by else ""
                     superseded = files.pop(key, None)
                     counts.pop(key, None)
                     if superseded is not None:
                         deletes.append(superseded)
+                    frame = _rows(rows_or_file)  # a merged partition may come as a file
                     if frame is None or frame.is_empty():
                         deleted += superseded is not None
                         continue

@@ -2,6 +2,8 @@
 
 `validate_rows` runs the suite of `schemas/suites/` on one file's frame and returns one failure
 row per (row, broken rule); `build_data_docs` renders the GX results as a static Data Docs site.
+A big file is validated chunk by chunk: `conflicting_rows` over the whole file is computed first
+and handed to each chunk's `validate_rows`, and `combine_results` makes one result per file.
 
 How the frame reaches GX, and why (GX 1.24, pandas execution engine, no Polars support):
 
@@ -38,6 +40,7 @@ process, and validations take turns on it (a lock), since its batch bookkeeping 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -200,11 +203,14 @@ def validate_rows(
     currency: str,
     ingested_at: datetime,
     file_label: str,
+    conflicts: pl.DataFrame | None = None,
 ) -> ValidationResult:
     """Check every row of one standardised file against its contract's GX suite.
 
     `frame` holds `source_row` and every contract column, typed by the standardisation step.
-    Raises ValueError when a column is missing or `ingested_at` is naive.
+    When `frame` is one chunk of a file, `conflicts` is `conflicting_rows` of the whole file
+    (rows sharing key and version time with a differing row may sit in other chunks); None
+    finds them in `frame`. Raises ValueError when a column is missing or `ingested_at` is naive.
     """
     _check_input(frame, contract, ingested_at)
     suite = load_suite(contract)
@@ -215,12 +221,12 @@ def validate_rows(
         PARAM_LATEST_ALLOWED_AT: latest_allowed_at,
     }
 
-    gx_results, timings = _run_suite(frame, contract, suite, parameters)
+    gx_results, timings = _run_suite(frame, contract, suite, parameters, conflicts=conflicts)
 
     started = time.perf_counter()
     row_ids = [_unexpected_rows(result) for result in gx_results]
     context = _DetailContext(currency, latest_allowed_at)
-    failures = _failures(frame, expectations, row_ids, context)
+    failures = _failures(frame, expectations, row_ids, context, conflicts)
     summary = _summary(expectations, gx_results)
     suite_result = _suite_result(suite, gx_results, parameters, file_label, ingested_at)
     timings["failures"] = time.perf_counter() - started
@@ -243,7 +249,9 @@ def _check_input(frame: pl.DataFrame, contract: RawContract, ingested_at: dateti
         raise ValueError("ingested_at must be timezone-aware")
 
 
-def _derived_column(frame: pl.DataFrame, expectation: dict[str, Any]) -> pl.Series:
+def _derived_column(
+    frame: pl.DataFrame, expectation: dict[str, Any], conflicts: pl.DataFrame | None = None
+) -> pl.Series:
     """A helper column one of the suite's multi-column rules expects (see `schemas.suites`)."""
     column = expectation["kwargs"]["column"]
     recipe = expectation["meta"]["derived"]
@@ -251,10 +259,34 @@ def _derived_column(frame: pl.DataFrame, expectation: dict[str, Any]) -> pl.Seri
         present = [pl.col(c).is_not_null() for c in recipe["any_present"]]
         return frame.select(pl.any_horizontal(present).alias(HAS_ANSWER)).to_series()
     if column == IS_CONFLICTING_DUPLICATE:
-        rows = _conflicting_rows(frame, recipe["key"], recipe["version"], recipe["content"])
+        rows = (
+            _conflicting_rows(frame, recipe["key"], recipe["version"], recipe["content"])
+            if conflicts is None
+            else conflicts
+        )
         flag = pl.col(SOURCE_ROW).is_in(rows.get_column(SOURCE_ROW).implode())
         return frame.select(flag.alias(IS_CONFLICTING_DUPLICATE)).to_series()
     raise ValueError(f"unknown derived column {column!r} in the suite")
+
+
+def conflict_recipe(contract: RawContract) -> tuple[str, list[str], list[str]] | None:
+    """(key, version columns, content columns) of the suite's conflicting-duplicate rule."""
+    for expectation in load_suite(contract)["expectations"]:
+        if expectation["kwargs"]["column"] == IS_CONFLICTING_DUPLICATE:
+            recipe = expectation["meta"]["derived"]
+            return recipe["key"], list(recipe["version"]), list(recipe["content"])
+    return None
+
+
+def conflicting_rows(
+    frame: pl.DataFrame, key: str, version: list[str], content: list[str]
+) -> pl.DataFrame:
+    """Rows sharing key and version time with a row of different content (see `conflict_recipe`).
+
+    `frame` may hold only candidate rows of a file (every row whose key repeats): the answer is
+    the same. Columns: source_row, conflict_rows (the group's record numbers).
+    """
+    return _conflicting_rows(frame, key, version, content)
 
 
 def _version_expr(version: list[str]) -> pl.Expr:
@@ -310,6 +342,7 @@ def _run_suite(
     suite: dict[str, Any],
     parameters: dict[str, Any],
     result_format: dict[str, Any] | None = None,
+    conflicts: pl.DataFrame | None = None,
 ) -> tuple[list[Any], dict[str, float]]:
     """Validate every expectation, one column (and null handling) per batch; results in suite order."""
     g = _gx()
@@ -317,7 +350,8 @@ def _run_suite(
     timings = {"prepare_to_pandas": 0.0, "wait_for_prepare": 0.0, "gx_validate": 0.0}
     results: list[Any] = [None] * len(expectations)
     with _GX_LOCK:
-        for pandas_frame, chosen in _prepared_batches(frame, contract, expectations, timings):
+        batches = _prepared_batches(frame, contract, expectations, timings, conflicts)
+        for pandas_frame, chosen in batches:
             started = time.perf_counter()
             batch = g.batch_definition.get_batch(batch_parameters={"dataframe": pandas_frame})
             part = g.gx.ExpectationSuite(
@@ -341,6 +375,7 @@ def _prepared_batches(
     contract: RawContract,
     expectations: list[dict[str, Any]],
     timings: dict[str, float],
+    conflicts: pl.DataFrame | None = None,
 ) -> Iterator[tuple[Any, list[int]]]:
     """Each column's pandas batches with the positions of their expectations, in suite order.
 
@@ -362,7 +397,7 @@ def _prepared_batches(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="servio-prepare") as pool:
         pending: deque[Future[tuple[list[tuple[Any, list[int]]], float]]] = deque()
         for column, positions in by_column.items():
-            args = (frame, fields.get(column), column, positions, expectations)
+            args = (frame, fields.get(column), column, positions, expectations, conflicts)
             pending.append(pool.submit(_pandas_batches, *args))
             if len(pending) > _PREFETCH_COLUMNS:
                 yield from collect(pending.popleft())
@@ -376,11 +411,12 @@ def _pandas_batches(
     column: str,
     positions: list[int],
     expectations: list[dict[str, Any]],
+    conflicts: pl.DataFrame | None = None,
 ) -> tuple[list[tuple[Any, list[int]]], float]:
     """The one-column pandas batches of one column and the expectations each gets, timed."""
     started = time.perf_counter()
     if raw_field is None:
-        values = _derived_column(frame, expectations[positions[0]])
+        values = _derived_column(frame, expectations[positions[0]], conflicts)
     else:
         values = _as_validated(frame.get_column(column))
     whole = pl.DataFrame([frame.get_column(SOURCE_ROW), values])
@@ -466,13 +502,13 @@ def _failures(
     expectations: list[dict[str, Any]],
     row_ids: list[list[int]],
     context: _DetailContext,
+    conflicts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per (failing row, expectation), with the rule and offending value in words."""
     all_ids = sorted({row for ids in row_ids for row in ids})
     if not all_ids:
         return pl.DataFrame(schema=FAILURE_SCHEMA)
     failing = frame.filter(pl.col(SOURCE_ROW).is_in(pl.Series(all_ids, dtype=pl.Int64).implode()))
-    conflicts: pl.DataFrame | None = None
     parts: list[pl.DataFrame] = []
     for order, (expectation, ids) in enumerate(zip(expectations, row_ids, strict=True)):
         if not ids:
@@ -656,6 +692,80 @@ def _trim_row_ids(outcome: dict[str, Any]) -> None:
             else:
                 trimmed.append(entry)
         outcome[name] = trimmed[:DOCS_ROW_IDS]
+
+
+def combine_results(parts: list[ValidationResult]) -> ValidationResult:
+    """One file's result from the results of its chunks (in file order): counts summed,
+    failures concatenated, row ids in the GX result trimmed as for a whole file."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    per_expectation = zip(*(part.gx_result.results for part in parts), strict=True)
+    results = [_combined_expectation(list(chunk_results)) for chunk_results in per_expectation]
+    suite = {"name": first.gx_result.suite_name}
+    kept = first.gx_result.suite_parameters
+    parameters = {
+        PARAM_REPORTING_CURRENCIES: kept[PARAM_REPORTING_CURRENCIES],
+        PARAM_LATEST_ALLOWED_AT: datetime.fromisoformat(kept[PARAM_LATEST_ALLOWED_AT]),
+    }
+    suite_result = _suite_result(suite, results, parameters, first.file_label, first.ingested_at)
+    summaries = pl.concat([part.summary for part in parts])
+    summary = (
+        summaries.group_by("expectation_type", "column", "reason_code", maintain_order=True)
+        .agg(pl.col("success").all(), pl.col("element_count", "unexpected_count").sum())
+        .cast(SUMMARY_SCHEMA)
+    )
+    timings: dict[str, float] = {}
+    for part in parts:
+        for name, seconds in part.timings_s.items():
+            timings[name] = timings.get(name, 0.0) + seconds
+    return ValidationResult(
+        file_label=first.file_label,
+        source=first.source,
+        ingested_at=first.ingested_at,
+        failures=pl.concat([part.failures for part in parts]),
+        summary=summary,
+        gx_result=suite_result,
+        timings_s=timings,
+    )
+
+
+def _combined_expectation(chunk_results: list[Any]) -> Any:
+    """One expectation's result over the chunks: the suite's rules have no `mostly`, so it
+    succeeds when every chunk does; percentages are recomputed from the summed counts (in
+    GX's own order of operations, so a one-chunk and a many-chunk result agree exactly)."""
+    combined = copy.deepcopy(chunk_results[0])
+    outcomes = [result.result or {} for result in chunk_results]
+    merged: dict[str, Any] = dict(outcomes[0])
+    for name in ("element_count", "unexpected_count", "missing_count"):
+        if name in merged:
+            merged[name] = sum(int(outcome.get(name) or 0) for outcome in outcomes)
+    elements, unexpected = merged.get("element_count") or 0, merged.get("unexpected_count") or 0
+    present = elements - (merged.get("missing_count") or 0)
+    if "unexpected_percent" in merged:
+        denominator = present if "missing_count" in merged else elements
+        merged["unexpected_percent"] = unexpected / denominator * 100 if denominator else None
+    if "missing_percent" in merged:
+        merged["missing_percent"] = merged["missing_count"] / elements * 100 if elements else None
+    if "unexpected_percent_total" in merged:
+        merged["unexpected_percent_total"] = unexpected / elements * 100 if elements else None
+    if "unexpected_percent_nonmissing" in merged:
+        merged["unexpected_percent_nonmissing"] = unexpected / present * 100 if present else None
+    for name in ("unexpected_index_list", "partial_unexpected_index_list"):
+        if name in merged:
+            rows = [row for outcome in outcomes for row in _listed_rows(outcome.get(name))]
+            merged[name] = [{SOURCE_ROW: rows[:DOCS_ROW_IDS]}] if rows else []
+    combined.result = merged
+    combined.success = all(bool(result.success) for result in chunk_results)
+    return combined
+
+
+def _listed_rows(entries: list[Any] | None) -> list[int]:
+    rows: list[int] = []
+    for entry in entries or []:
+        value = entry[SOURCE_ROW] if isinstance(entry, dict) else entry
+        rows.extend(value if isinstance(value, list) else [value])
+    return rows
 
 
 # ---------------------------------------------------------------------------------------
