@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from prefect import Flow, task
 from prefect.cache_policies import NO_CACHE
@@ -45,7 +45,7 @@ def task_runner(settings: Settings) -> Any | None:
 
 def with_runner(flow: F, settings: Settings) -> F:
     runner = task_runner(settings)
-    return flow if runner is None else flow.with_options(task_runner=runner)  # type: ignore[return-value]
+    return flow if runner is None else cast(F, flow.with_options(task_runner=runner))
 
 
 def transient_error(task: Any, task_run: Any, state: Any) -> bool:
