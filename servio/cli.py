@@ -42,6 +42,8 @@ ConfigOption = Annotated[
 def _quiet_defaults() -> None:
     """No telemetry (the machine may be offline) and terse Prefect logs for a CLI user."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The embedded (ephemeral) Prefect server listens on loopback unless told otherwise.
+    os.environ.setdefault("PREFECT_SERVER_API_HOST", "127.0.0.1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # The embedded server needs 7–15 s on an idle 2-core machine; leave room under load.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from flows.runners import task_runner, with_runner
@@ -39,3 +41,16 @@ def test_local_starts_a_cluster_that_listens_on_loopback_only() -> None:
 def test_an_address_without_a_scheme_is_refused_by_name(address: str) -> None:
     with pytest.raises(ConfigError, match="dask_address"):
         load_settings(None, {"SERVIO_DASK_ADDRESS": address})
+
+
+def test_servers_servio_starts_listen_on_loopback_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from servio.cli import _quiet_defaults
+
+    monkeypatch.delenv("PREFECT_SERVER_API_HOST", raising=False)
+    _quiet_defaults()
+    assert os.environ["PREFECT_SERVER_API_HOST"] == "127.0.0.1"
+    monkeypatch.setenv("PREFECT_SERVER_API_HOST", "0.0.0.0")
+    _quiet_defaults()
+    assert os.environ["PREFECT_SERVER_API_HOST"] == "0.0.0.0"  # told otherwise
