@@ -132,6 +132,7 @@ def test_a_dask_run_against_s3_equals_the_single_process_local_run(
     prefect_harness: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # the report and Data Docs of an S3 lake go to ./servio-site
     with s3_environment(tmp_path / "aws", ("raw", "lake")):
         upload_tree(exports, "raw", "crm")
         config = _config(tmp_path, "s3://raw/crm", "s3://lake/crm")
