@@ -331,18 +331,9 @@ class Lake:
                     counts.pop(key, None)
                 else:
                     counts[key] = height
-            manifest = {
-                "table": table.name,
-                "grain": table.grain,
-                "key": list(table.key),
-                "partition_by": table.partition_by,
-                "schema_version": table.schema_version,
-                "published_at": now,
-                "run_id": run_id,
-                "row_count": sum(counts.values()),
-                "partitions": dict(sorted(counts.items())),
-            }
-            _atomic_write_json(stage / table.name / MANIFEST, manifest)
+            _atomic_write_json(
+                stage / table.name / MANIFEST, manifest_of(table, run_id, now, counts)
+            )
 
     def _partition_rows(self, table: CuratedTable) -> dict[str, int]:
         previous = _read_json(self.table_dir(table) / MANIFEST)
@@ -365,6 +356,23 @@ class Lake:
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self._dir).as_posix()
+
+
+def manifest_of(
+    table: CuratedTable, run_id: str, published_at: str, counts: Mapping[str, int]
+) -> dict[str, object]:
+    """A table's `_manifest.json`: what it is, who published it when, rows per partition."""
+    return {
+        "table": table.name,
+        "grain": table.grain,
+        "key": list(table.key),
+        "partition_by": table.partition_by,
+        "schema_version": table.schema_version,
+        "published_at": published_at,
+        "run_id": run_id,
+        "row_count": sum(counts.values()),
+        "partitions": dict(sorted(counts.items())),
+    }
 
 
 def _rows(rows_or_file: PartitionRows) -> pl.DataFrame | None:
@@ -628,15 +636,7 @@ class ObjectLake(Lake):
                     written += 1
                     rows += frame.height
                 manifests[table.name] = {
-                    "table": table.name,
-                    "grain": table.grain,
-                    "key": list(table.key),
-                    "partition_by": table.partition_by,
-                    "schema_version": table.schema_version,
-                    "published_at": now,
-                    "run_id": run_id,
-                    "row_count": sum(counts.values()),
-                    "partitions": dict(sorted(counts.items())),
+                    **manifest_of(table, run_id, now, counts),
                     "files": dict(sorted(files.items())),
                 }
                 report.append(Published(table.name, written, deleted, rows))
