@@ -316,6 +316,7 @@ def stage_servio_flowlike(paths: Paths) -> dict[str, Any]:
     ThreadPoolTaskRunner does (the per-stage figures above stage them one after another)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from flows.runners import THREADS
     from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
     from servio.storage import Lake
 
@@ -329,7 +330,8 @@ def stage_servio_flowlike(paths: Paths) -> dict[str, Any]:
     with lake.lock(run_id, 0.0):
         lake.recover()
         todo, duplicates = pending_files(settings, lake)
-        with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
+        # As many threads as the servio-run flow's default task runner.
+        with ThreadPoolExecutor(max_workers=THREADS) as pool:
             futures = [
                 pool.submit(stage_file, f, settings, lake, run_id, ingested_at) for f in todo
             ]

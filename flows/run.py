@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.runners import task_mapper
+from flows.runners import task_mapper, threads
 from servio import progress
 from servio.config import Settings, load_settings
 from servio.landing import LandedFile
@@ -100,7 +100,7 @@ def report(settings: Settings, lake: Lake, as_of: date) -> str:
     return str(path)
 
 
-@flow(name="servio-run", log_prints=True)
+@flow(name="servio-run", log_prints=True, task_runner=threads())
 def run_pipeline(
     config_path: str | None = None,
     as_of: date | None = None,

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 from prefect import Flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from servio.config import Settings
 
@@ -22,8 +23,20 @@ F = TypeVar("F", bound=Flow[Any, Any])
 T = TypeVar("T")
 
 
+# Threads that run a flow's tasks by default. Each staging task holds up to one chunk (about
+# 1.5 GiB at 1M rows), so this also bounds memory; Polars already uses every core inside a
+# task, so more threads would not be faster on this kind of machine.
+THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+def threads() -> Any:
+    """The default task runner of servio's flows: a bounded thread pool (Prefect's own
+    default has no bound: every landed file would be staged at once)."""
+    return ThreadPoolTaskRunner(max_workers=THREADS)
+
+
 def task_runner(settings: Settings) -> Any | None:
-    """The Dask task runner the settings ask for, or None for the flow's default (threads)."""
+    """The Dask task runner the settings ask for, or None for the flow's default (`threads`)."""
     address = settings.dask_address
     if address is None:
         return None

@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.runners import task_mapper, transient_error
+from flows.runners import task_mapper, threads, transient_error
 from servio import snapshots
 from servio.config import Settings, load_settings
 from servio.pipeline import SnapshotSummary, build_snapshots
@@ -77,7 +77,7 @@ def snapshot_task(
     return summary
 
 
-@flow(name="build-snapshot", log_prints=True)
+@flow(name="build-snapshot", log_prints=True, task_runner=threads())
 def build_snapshot(
     as_of: date | None = None,
     force: bool = False,
