@@ -24,7 +24,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -181,37 +181,18 @@ class Lake:
         """One writer at a time; a lock left by a dead process on this host is taken over."""
         self.control.mkdir(parents=True, exist_ok=True)
         path = self.control / "run.lock"
-        holder = {
-            "run_id": run_id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": datetime.now(UTC).isoformat(),
-        }
-        deadline = time.monotonic() + wait_seconds
         # The lock appears with its holder already inside (hard link of a complete file): a
         # process killed while taking it never leaves an empty lock nobody can judge stale.
         claim = self.control / f"run.lock.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-        _atomic_write_json(claim, holder)
+        _atomic_write_json(claim, _lock_holder(run_id))
         try:
-            while True:
-                try:
-                    os.link(claim, path)
-                    break
-                except FileExistsError:
-                    pass
-                other = _read_json(path)
-                if other is not None and _is_stale(other):
-                    log.warning("taking over a stale lock from dead process %s", other.get("pid"))
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                    continue
-                if time.monotonic() >= deadline:
-                    raise LakeBusy(
-                        f"{self.root} is busy: run {other and other.get('run_id')} "
-                        f"(pid {other and other.get('pid')} on {other and other.get('host')}) "
-                        "is writing; try again when it ends"
-                    ) from None
-                time.sleep(0.2)
+            _acquire(
+                self.root,
+                take=lambda: _linked(claim, path),
+                holder=lambda: _read_json(path),
+                drop=lambda: path.unlink(missing_ok=True),
+                wait_seconds=wait_seconds,
+            )
         finally:
             claim.unlink()
         faults.checkpoint("lock_taken")
@@ -418,6 +399,49 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _lock_holder(run_id: str) -> dict[str, object]:
+    return {
+        "run_id": run_id,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": datetime.now(UTC).isoformat(),
+    }
+
+
+def _linked(claim: Path, path: Path) -> bool:
+    """Hard-link the claim as the lock; False when the lock exists."""
+    try:
+        os.link(claim, path)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _acquire(
+    root: object,
+    take: Callable[[], bool],
+    holder: Callable[[], Mapping[str, object] | None],
+    drop: Callable[[], None],
+    wait_seconds: float,
+) -> None:
+    """Take the run lock with `take`, waiting up to `wait_seconds` for a live holder; the lock
+    of a dead process on this host is dropped and taken over. Raises LakeBusy."""
+    deadline = time.monotonic() + wait_seconds
+    while not take():
+        other = holder()
+        if other is not None and _is_stale(other):
+            log.warning("taking over a stale lock from dead process %s", other.get("pid"))
+            drop()
+            continue
+        if time.monotonic() >= deadline:
+            raise LakeBusy(
+                f"{root} is busy: run {other and other.get('run_id')} "
+                f"(pid {other and other.get('pid')} on {other and other.get('host')}) "
+                "is writing; try again when it ends"
+            )
+        time.sleep(0.2)
+
+
 def _is_stale(holder: Mapping[str, object]) -> bool:
     if holder.get("host") != socket.gethostname():
         return False
@@ -522,37 +546,14 @@ class ObjectLake(Lake):
         """One writer at a time: the lock object is created by a conditional PUT
         (If-None-Match: *), which the store refuses when the object exists."""
         key = self._key(CONTROL, "run.lock")
-        holder = {
-            "run_id": run_id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": datetime.now(UTC).isoformat(),
-        }
-        payload = json.dumps(holder, indent=2).encode()
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                self.fs.pipe_file(key, payload, mode="create")
-                break
-            except FileExistsError:
-                pass
-            except FileNotFoundError as exc:
-                raise FileNotFoundError(
-                    f"{self.root}: the bucket does not exist or cannot be reached with the AWS "
-                    "settings in use"
-                ) from exc
-            other = self._read_json(key)
-            if other is not None and _is_stale(other):
-                log.warning("taking over a stale lock from dead process %s", other.get("pid"))
-                self._delete(key)
-                continue
-            if time.monotonic() >= deadline:
-                raise LakeBusy(
-                    f"{self.root} is busy: run {other and other.get('run_id')} "
-                    f"(pid {other and other.get('pid')} on {other and other.get('host')}) "
-                    "is writing; try again when it ends"
-                )
-            time.sleep(0.2)
+        payload = json.dumps(_lock_holder(run_id), indent=2).encode()
+        _acquire(
+            self.root,
+            take=lambda: self._create(key, payload),
+            holder=lambda: self._read_json(key),
+            drop=lambda: self._delete(key),
+            wait_seconds=wait_seconds,
+        )
         faults.checkpoint("lock_taken")
         try:
             yield
@@ -704,6 +705,19 @@ class ObjectLake(Lake):
             self.fs.rm(run_dir, recursive=True)
 
     # -- objects -----------------------------------------------------------------------
+    def _create(self, key: str, payload: bytes) -> bool:
+        """PUT the object only if it does not exist yet; False when it does."""
+        try:
+            self.fs.pipe_file(key, payload, mode="create")
+        except FileExistsError:
+            return False
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"{self.root}: the bucket does not exist or cannot be reached with the AWS "
+                "settings in use"
+            ) from exc
+        return True
+
     def _read_json(self, key: str) -> dict | None:
         try:
             return json.loads(self.fs.cat_file(key))
