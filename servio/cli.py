@@ -51,6 +51,18 @@ def _quiet_defaults() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
+def _progress_bar() -> Progress:
+    """The bar `run` and `backfill` show while they work; gone when they print results."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
 def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
@@ -144,14 +156,7 @@ def run(
     from servio.storage import LakeBusy, ReconciliationError
 
     snapshot_date = date.fromisoformat(as_of) if as_of else None
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with _progress_bar() as bar:
         tasks: dict[str, TaskID] = {}
 
         def on_step(step: str, done: int, total: int) -> None:
@@ -383,14 +388,7 @@ def backfill(
         raise typer.Exit(2) from None
     on_server = _api_url() is not None
     where = "on the Prefect server" if on_server else "in this process"
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with _progress_bar() as bar:
         task = bar.add_task(f"backfill {where}", total=total)
 
         def on_done(outcome: DateOutcome) -> None:
