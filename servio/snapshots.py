@@ -32,10 +32,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import fsspec
 import polars as pl
 
 from schemas.tables import INTERACTIONS, CuratedTable, survey_responses_table
+from servio import objectstore
 from servio.config import Settings
 from servio.storage import Lake
 from transforms.profitability import customer_money, rank_customers
@@ -205,7 +205,7 @@ def _bucket_rows(
 
 
 def _size(path: str) -> int:
-    filesystem, key = fsspec.core.url_to_fs(path)
+    filesystem, key = objectstore.open_root(path)  # the process's one S3 session, or local
     return int(filesystem.size(key))
 
 
