@@ -14,6 +14,7 @@ from schemas.tables import TIMESTAMP, RawContract, RawField
 INVALID = "invalid_fields"  # List[String]: fields whose text could not be parsed
 ROW_NUMBER = "source_row"
 _TYPED = "__typed__"  # prefix of a field's parsed value while its text is still needed
+_FAILED = "__failed__"  # prefix of a field's "text present, value unparseable" flag
 
 _TRUE = ("true", "1", "yes", "y")
 _FALSE = ("false", "0", "no", "n")
@@ -40,14 +41,21 @@ def text(column: str) -> pl.Expr:
 
 def parse_timestamp(raw: pl.Expr, source_timezone: str) -> pl.Expr:
     """ISO-8601 text → UTC microseconds. An offset or Z is honoured; naive text is local
-    time in `source_timezone` (a non-existent local time in a DST gap is unparseable)."""
-    parts = raw.str.extract_groups(_ISO)
-    time = parts.struct.field("time").str.replace(",", ".").fill_null("00:00:00")
+    time in `source_timezone` (a non-existent local time in a DST gap is unparseable).
+
+    Every step works on fields of the one struct the regex returns, so the regex runs once
+    per value (written as separate expressions it ran once per use: 3× slower).
+    """
+    field = pl.field
+    time = field("time").str.replace(",", ".").fill_null("00:00:00")
     time = pl.when(time.str.len_chars() == 5).then(time + ":00").otherwise(time)
-    local = (parts.struct.field("date") + "T" + time).str.strptime(
-        pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False
+    parts = raw.str.extract_groups(_ISO).struct.with_fields(
+        local=(field("date") + "T" + time).str.strptime(
+            pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False
+        ),
+        offset=field("offset").str.to_uppercase().str.replace(":", ""),
     )
-    offset = parts.struct.field("offset").str.to_uppercase().str.replace(":", "")
+    offset = field("offset")
     sign = pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
     offset_minutes = (
         pl.when(offset == "Z")
@@ -60,11 +68,14 @@ def parse_timestamp(raw: pl.Expr, source_timezone: str) -> pl.Expr:
             )
         )
     )
-    aware = (local - pl.duration(minutes=offset_minutes)).dt.replace_time_zone("UTC")
-    naive = local.dt.replace_time_zone(
-        source_timezone, ambiguous="earliest", non_existent="null"
-    ).dt.convert_time_zone("UTC")
-    return pl.when(offset.is_null()).then(naive).otherwise(aware).cast(TIMESTAMP)
+    aware = (field("local") - pl.duration(minutes=offset_minutes)).dt.replace_time_zone("UTC")
+    naive = (
+        field("local")
+        .dt.replace_time_zone(source_timezone, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+    )
+    utc = pl.when(offset.is_null()).then(naive).otherwise(aware).cast(TIMESTAMP)
+    return parts.struct.with_fields(utc=utc).struct.field("utc")
 
 
 def _parsed(field: RawField, source_timezone: str) -> pl.Expr:
@@ -114,14 +125,38 @@ def standardise(raw: pl.LazyFrame, contract: RawContract, source_timezone: str) 
     parsed = raw.with_columns(
         _parsed(f, source_timezone).alias(_TYPED + f.name) for f in contract.fields
     )
-    failed = [
-        pl.when(text(f.name).is_not_null() & pl.col(_TYPED + f.name).is_null()).then(pl.lit(f.name))
-        for f in contract.fields
-        if f.kind in EXPECTED_FORM
-    ]
-    invalid = pl.concat_list(failed).list.drop_nulls() if failed else pl.lit([], pl.List(pl.String))
-    typed = [pl.col(_TYPED + f.name).alias(f.name) for f in contract.fields]
-    return parsed.select(pl.col(ROW_NUMBER), *typed, invalid.alias(INVALID))
+    typed = parsed.select(
+        pl.col(ROW_NUMBER),
+        *[pl.col(_TYPED + f.name).alias(f.name) for f in contract.fields],
+        *[
+            (text(f.name).is_not_null() & pl.col(_TYPED + f.name).is_null()).alias(_FAILED + f.name)
+            for f in contract.fields
+            if f.kind in EXPECTED_FORM
+        ],
+    )
+    return typed.join(
+        _invalid_lists(typed), on=ROW_NUMBER, how="left", maintain_order="left"
+    ).select(
+        pl.col(ROW_NUMBER),
+        *[pl.col(f.name) for f in contract.fields],
+        pl.col(INVALID).fill_null(pl.lit([], pl.List(pl.String))),
+    )
+
+
+def _invalid_lists(typed: pl.LazyFrame) -> pl.LazyFrame:
+    """`INVALID` for the rows that have a failure, from the per-field failure flags. Going long
+    and back touches only the failing values; a list built on every row took longer than the
+    parsing itself. A group keeps its rows' order, which is the contract's field order."""
+    flags = [name for name in typed.collect_schema().names() if name.startswith(_FAILED)]
+    if not flags:
+        return typed.select(ROW_NUMBER, pl.lit([], pl.List(pl.String)).alias(INVALID)).clear()
+    return (
+        typed.select(ROW_NUMBER, *flags)
+        .unpivot(index=ROW_NUMBER, variable_name=INVALID, value_name="failed")
+        .filter(pl.col("failed"))
+        .group_by(ROW_NUMBER)
+        .agg(pl.col(INVALID).str.strip_prefix(_FAILED))
+    )
 
 
 def type_failures(
