@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import polars as pl
@@ -41,6 +41,7 @@ from servio.storage import (
     ReconciliationError,
     TableChange,
     partition_text,
+    write_partition_file,
 )
 from transforms import curate, standardise
 
@@ -52,6 +53,11 @@ log = logging.getLogger("servio.pipeline")
 # Rows staged at a time: bounds staging memory (a 1 M-row interactions chunk peaks near
 # 1.5 GB with the GX suite); a file up to this size is staged in one piece, as before.
 STAGE_CHUNK_ROWS = 1_000_000
+# Rows (existing + new) of the partitions merged together in one step of `_merge_source`.
+MERGE_GROUP_ROWS = 1_000_000
+# Staged files are read once, by this run: lz4 writes about 2× faster than the zstd of
+# published files (measured on 365 daily partitions of 1M rows: 2.1 s against 3.9 s).
+INTERMEDIATE_COMPRESSION: Final = "lz4"
 
 INGESTED, REJECTED, DUPLICATE = "ingested", "rejected", "duplicate"
 
@@ -395,7 +401,7 @@ def _write_stage(
 ) -> str:
     path = lake.staging_file(run_id, "files", landed.sha256, f"{kind}.parquet")
     try:
-        frame.write_parquet(path)
+        frame.write_parquet(path, compression=INTERMEDIATE_COMPRESSION)
     except pl.exceptions.ComputeError as exc:  # polars reports a full disk this way
         raise OSError(
             f"cannot stage {landed.relative_path} ({exc}); nothing was published"
@@ -540,54 +546,60 @@ def _merge_source(
     current rows per file, and the table's row count after the merge.
 
     Memory stays bounded for big inputs: versions are ranked only for rows whose key hash
-    occurs twice among the table's and the batch's rows (8 bytes per row to find them); new
-    rows are split by partition one staged part at a time into `scratch`; each touched
-    partition (its kept rows + its winners) is merged alone and handed to `Lake.publish` as
-    a Parquet file.
+    occurs twice among the table's and the batch's rows (8 bytes per row to find them); the
+    touched partitions are merged in groups of consecutive partitions holding about
+    `MERGE_GROUP_ROWS` rows (existing kept rows + new winners, read with the partition filter
+    pushed into the scans), and each partition is written once, as the file `Lake.publish`
+    moves into place.
     """
     existing = lake.scan(table)
-    per_file = dict(existing.group_by("source_seq").agg(pl.len()).collect().iter_rows())
-    if not batch:
-        return None, {}, per_file, sum(per_file.values())
     key, part = list(table.key), table.partition_by
     assert part is not None
+    existing_counts = existing.group_by(part, "source_seq").agg(pl.len()).collect()
+    per_file = _sums(existing_counts, "source_seq")
+    if not batch:
+        return None, {}, per_file, sum(per_file.values())
     lineage = list(curate.LINEAGE_ORDER)
-    new_parts = [(seq, path) for seq, s in batch for path in _staged_parts(s.valid_path)]
     new = pl.concat(
         [
             pl.scan_parquet(path).with_columns(pl.lit(seq, pl.Int64).alias("source_seq"))
-            for seq, path in new_parts
+            for seq, s in batch
+            for path in _staged_parts(s.valid_path)
         ]
     )
+    new_counts_by_part = new.group_by(part, "source_seq").agg(pl.len()).collect()
+    new_counts = _sums(new_counts_by_part, "source_seq")
     losers = _superseded(existing, new, table)
-    # Existing losers leave their partitions; new rows (winners and losers alike) touch theirs.
-    touched: set[PartitionValue] = set(losers.get_column(part).to_list())
-    new_dir = scratch / "new"
-    new_counts: dict[int, int] = {}
-    for index, (seq, path) in enumerate(new_parts):
-        rows = pl.read_parquet(path).with_columns(pl.lit(seq, pl.Int64).alias("source_seq"))
-        new_counts[seq] = new_counts.get(seq, 0) + rows.height
-        winners = rows.join(losers.select(lineage), on=lineage, how="anti")
-        touched.update(rows.get_column(part).unique().to_list())
-        for (value,), frame in winners.partition_by(part, as_dict=True).items():
-            _write_scratch(frame, new_dir / partition_text(value) / f"{index:05d}.parquet")
     existing_losers = losers.filter(~pl.col("source_seq").is_in([seq for seq, _ in batch]))
+    # Existing losers leave their partitions; new rows (winners and losers alike) touch theirs.
+    touched = set(losers.get_column(part).to_list()) | set(
+        new_counts_by_part.get_column(part).to_list()
+    )
+    rows_by_part = _sums(pl.concat([existing_counts, new_counts_by_part]), part)
     partitions: dict[PartitionValue, PartitionRows] = {}
-    for value in sorted(touched, key=partition_text):
+    for group in _partition_groups(sorted(touched, key=partition_text), rows_by_part):
+        in_group = pl.col(part).is_in(pl.Series(group, dtype=table.schema[part]).implode())
         kept = (
-            existing.filter(pl.col(part) == value)
+            existing.filter(in_group)
             .join(existing_losers.lazy().select(lineage), on=lineage, how="anti")
             .collect()
         )
-        arrived = sorted((new_dir / partition_text(value)).glob("*.parquet"))
-        frames = [kept, *(pl.read_parquet(p).select(kept.columns) for p in arrived)]
-        merged = pl.concat(frames).sort(key)
-        if merged.is_empty():
-            partitions[value] = None
-            continue
-        partitions[value] = _write_scratch(
-            merged, scratch / "merged" / f"{partition_text(value)}.parquet"
+        arrived = (
+            new.filter(in_group)
+            .join(losers.lazy().select(lineage), on=lineage, how="anti")
+            .select(kept.columns)
+            .collect()
         )
+        merged = pl.concat([kept, arrived]).partition_by(part, as_dict=True)
+        del kept, arrived
+        for value in group:
+            rows = merged.pop((value,), None)
+            if rows is None or rows.is_empty():
+                partitions[value] = None
+                continue
+            # Written once, as the lake's file: publishing moves it into place.
+            merged_file = scratch / "merged" / f"{partition_text(value)}.parquet"
+            partitions[value] = write_partition_file(rows.sort(key), table, merged_file)
     dropped = dict(losers.group_by("source_seq").agg(pl.len()).iter_rows())
     counts = {
         seq: per_file.get(seq, 0) + new_counts.get(seq, 0) - dropped.get(seq, 0)
@@ -595,6 +607,29 @@ def _merge_source(
     }
     counts = {seq: n for seq, n in counts.items() if n}
     return TableChange(table, partitions), dropped, counts, sum(counts.values())
+
+
+def _sums(counts: pl.DataFrame, by: str) -> dict[Any, int]:
+    """`len` summed per value of `by` in a (partition, source_seq, len) count frame."""
+    return dict(counts.group_by(by).agg(pl.col("len").sum()).iter_rows())
+
+
+def _partition_groups(
+    values: list[PartitionValue], rows: dict[Any, int]
+) -> Iterator[list[PartitionValue]]:
+    """Consecutive partitions packed into groups of at most `MERGE_GROUP_ROWS` rows (a bigger
+    partition is a group of its own)."""
+    group: list[PartitionValue] = []
+    size = 0
+    for value in values:
+        n = rows.get(value, 0)
+        if group and size + n > MERGE_GROUP_ROWS:
+            yield group
+            group, size = [], 0
+        group.append(value)
+        size += n
+    if group:
+        yield group
 
 
 def _superseded(existing: pl.LazyFrame, new: pl.LazyFrame, table: CuratedTable) -> pl.DataFrame:
@@ -641,15 +676,6 @@ def _remove_staged(location: str) -> None:
     fs, key = objectstore.open_root(location)
     with contextlib.suppress(FileNotFoundError):
         fs.rm(key, recursive=True)
-
-
-def _write_scratch(frame: pl.DataFrame, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        frame.write_parquet(path)
-    except pl.exceptions.ComputeError as exc:  # polars reports a full disk this way
-        raise OSError(f"cannot write {path} ({exc}); nothing was published") from exc
-    return path
 
 
 def _quarantine_change(lake: Lake, accepted: Iterable[StagedFile]) -> TableChange | None:

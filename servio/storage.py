@@ -51,9 +51,9 @@ PARQUET_OPTIONS: dict[str, Any] = {
     "write_statistics": True,
 }
 PartitionValue = date | str | None  # None: the table is not partitioned
-# A partition's new rows: a frame, or a Parquet file holding them (read one partition at a
-# time while publishing, so a big publication need not hold every partition in memory);
-# None or no rows deletes the partition.
+# A partition's new rows: a frame, or a Parquet file already in the table's file format
+# (`write_partition_file`), which is moved or uploaded as it is, so a big publication neither
+# holds every partition in memory nor writes its rows twice; None or no rows deletes it.
 PartitionRows = pl.DataFrame | Path | None
 
 
@@ -90,6 +90,21 @@ def to_arrow(frame: pl.DataFrame, table: CuratedTable) -> pa.Table:
     schema = table.arrow_file_schema
     ordered = frame.select(schema.names)
     return ordered.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(schema)
+
+
+def write_partition_file(frame: pl.DataFrame, table: CuratedTable, path: Path) -> Path:
+    """Write one partition's rows as the file `Lake.publish` will put in place unchanged
+    (the table's file schema and Parquet options; synced, since it may be moved, not copied)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_parquet(to_arrow(frame, table), path)
+    except OSError as exc:  # typically ENOSPC: it happens before any publication
+        raise OSError(
+            exc.errno,
+            f"{exc.strerror or exc} while writing {path}; nothing was published, the tables "
+            "are unchanged: free space and run again",
+        ) from exc
+    return path
 
 
 class Lake:
@@ -244,23 +259,32 @@ class Lake:
                 moves.append((self._rel(staged_state), self._rel(self.control / "state.json")))
             deletes: list[str] = []
             report: list[Published] = []
+            heights: dict[str, dict[str, int]] = {}  # rows per partition now published
             for change in changes:
                 written = deleted = rows = 0
+                table_heights = heights.setdefault(change.table.name, {})
                 for value, rows_or_file in change.partitions.items():
                     final = self.partition_dir(change.table, value) / PART_FILE
-                    frame = _rows(rows_or_file)
-                    if frame is None or frame.is_empty():
+                    height = _height(rows_or_file)
+                    table_heights[partition_text(value) if change.table.partition_by else ""] = (
+                        height
+                    )
+                    if height == 0:
                         if final.exists():
                             deletes.append(self._rel(final))
                             deleted += 1
                         continue
                     staged = stage / self._rel(final)
                     staged.parent.mkdir(parents=True, exist_ok=True)
-                    _write_parquet(to_arrow(frame, change.table), staged)
+                    if isinstance(rows_or_file, Path):
+                        shutil.move(rows_or_file, staged)  # a rename on the same filesystem
+                    else:
+                        assert rows_or_file is not None
+                        _write_parquet(to_arrow(rows_or_file, change.table), staged)
                     faults.checkpoint("partition_staged")
                     moves.append((self._rel(staged), self._rel(final)))
                     written += 1
-                    rows += frame.height
+                    rows += height
                 manifest = stage / change.table.name / MANIFEST
                 manifest.parent.mkdir(parents=True, exist_ok=True)
                 report.append(Published(change.table.name, written, deleted, rows))
@@ -269,7 +293,7 @@ class Lake:
                 )
             journal = {"run_id": run_id, "moves": moves, "deletes": deletes}
             # Manifests describe the tables after the moves; write them before committing.
-            self._write_manifests(run_id, changes, stage)
+            self._write_manifests(run_id, changes, heights, stage)
             faults.checkpoint("before_journal_commit")
             _atomic_write_json(self.control / "journal.json", journal)
         except OSError as exc:  # typically ENOSPC: say what it means for the tables
@@ -300,14 +324,18 @@ class Lake:
     def discard_staging(self, run_id: str) -> None:
         shutil.rmtree(self.staging_dir(run_id), ignore_errors=True)
 
-    def _write_manifests(self, run_id: str, changes: list[TableChange], stage: Path) -> None:
+    def _write_manifests(
+        self,
+        run_id: str,
+        changes: list[TableChange],
+        heights: Mapping[str, Mapping[str, int]],
+        stage: Path,
+    ) -> None:
         now = datetime.now(UTC).isoformat()
         for change in changes:
             table = change.table
             counts = self._partition_rows(table)
-            for value, rows_or_file in change.partitions.items():
-                key = partition_text(value) if table.partition_by else ""
-                height = _height(rows_or_file)
+            for key, height in heights[table.name].items():
                 if height == 0:
                     counts.pop(key, None)
                 else:
@@ -354,10 +382,6 @@ def manifest_of(
         "row_count": sum(counts.values()),
         "partitions": dict(sorted(counts.items())),
     }
-
-
-def _rows(rows_or_file: PartitionRows) -> pl.DataFrame | None:
-    return pl.read_parquet(rows_or_file) if isinstance(rows_or_file, Path) else rows_or_file
 
 
 def _height(rows_or_file: PartitionRows) -> int:
@@ -626,16 +650,20 @@ class ObjectLake(Lake):
                     counts.pop(key, None)
                     if superseded is not None:
                         deletes.append(superseded)
-                    frame = _rows(rows_or_file)  # a merged partition may come as a file
-                    if frame is None or frame.is_empty():
+                    height = _height(rows_or_file)
+                    if height == 0:
                         deleted += superseded is not None
                         continue
                     relative = new_files[table.name][value]
-                    self._put_parquet(to_arrow(frame, table), self._key(relative))
+                    if isinstance(rows_or_file, Path):  # already in the table's file format
+                        self.fs.put_file(str(rows_or_file), self._key(relative))
+                    else:
+                        assert rows_or_file is not None
+                        self._put_parquet(to_arrow(rows_or_file, table), self._key(relative))
                     faults.checkpoint("partition_staged")
-                    files[key], counts[key] = relative, frame.height
+                    files[key], counts[key] = relative, height
                     written += 1
-                    rows += frame.height
+                    rows += height
                 manifests[table.name] = {
                     **manifest_of(table, run_id, now, counts),
                     "files": dict(sorted(files.items())),
