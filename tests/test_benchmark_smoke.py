@@ -44,6 +44,17 @@ def test_benchmark_runs_and_servio_agrees_with_the_peer(tmp_path: Path) -> None:
     assert all(t["rows_servio"] > 0 for t in result["comparison"]["tables"])
     assert (results / report.name.replace(".json", ".md")).exists()
 
+    # `--servio-only` (for scales whose peer would not fit in memory) summarises servio's
+    # stages alone: no peer ratios or goals, nothing compared, and it says so.
+    stages = {name: result["stages"][name] for name in ("servio_ingest", "servio_snapshots")}
+    alone = run.summarise(
+        "5k", 5000, result["machine"], result["input"], stages, {"valid": None, "tables": []}
+    )
+    assert alone["valid"] is None
+    assert set(alone["goals"]) == {"peak_rss_le_4GiB"}
+    assert not any("peer" in name or "floor" in name for name in alone["ratios"])
+    assert "NOT COMPARED" in run.markdown(alone)
+
 
 def test_scale_labels() -> None:
     assert run.parse_scale("20k") == 20_000
