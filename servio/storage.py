@@ -24,7 +24,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -92,12 +92,25 @@ def to_arrow(frame: pl.DataFrame, table: CuratedTable) -> pa.Table:
     return ordered.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(schema)
 
 
-def write_partition_file(frame: pl.DataFrame, table: CuratedTable, path: Path) -> Path:
+def write_partition_file(
+    rows: pl.DataFrame | pl.LazyFrame, table: CuratedTable, path: Path
+) -> Path:
     """Write one partition's rows as the file `Lake.publish` will put in place unchanged
-    (the table's file schema and Parquet options; synced, since it may be moved, not copied)."""
+    (the table's file schema and Parquet options; synced, since it may be moved, not copied).
+    A LazyFrame is written batch by batch, so the partition need not fit in memory."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_parquet(to_arrow(frame, table), path)
+        if isinstance(rows, pl.DataFrame):
+            _write_parquet(to_arrow(rows, table), path)
+        else:
+            _write_parquet_batches(
+                (
+                    to_arrow(batch, table)
+                    for batch in rows.collect_batches(chunk_size=ROW_GROUP_ROWS)
+                ),
+                table.arrow_file_schema,
+                path,
+            )
     except OSError as exc:  # typically ENOSPC: it happens before any publication
         raise OSError(
             exc.errno,
@@ -392,6 +405,15 @@ def _height(rows_or_file: PartitionRows) -> int:
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, **PARQUET_OPTIONS)
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _write_parquet_batches(tables: Iterable[pa.Table], schema: pa.Schema, path: Path) -> None:
+    options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
+    with pq.ParquetWriter(path, schema, **options) as writer:
+        for table in tables:
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
 
