@@ -467,6 +467,7 @@ def run_stage_subprocess(name: str, paths: Paths, args: argparse.Namespace) -> d
     result["peak_rss_bytes"] = kib * 1024  # Linux reports kilobytes
     result["cpu_s"] = usage.ru_utime + usage.ru_stime
     result["load_before"] = load_before
+    result["ingested_at"] = env[REFERENCE_TIME_ENV]  # the time its rules were judged against
     result["load_after"] = uptime_load()
     (paths.stage_results / f"{name}.result.json").write_text(json.dumps(result, indent=2))
     print(
@@ -801,6 +802,27 @@ def markdown(result: dict[str, Any]) -> str:
 # main
 
 
+def _pin_reference_time(paths: Paths, reused: list[str]) -> None:
+    """One ingestion time for the invocation: that of the reused stages, if any (a stage
+    judged against another time could disagree with the peer near the rules' bounds)."""
+    times = set()
+    for name in reused:
+        recorded = paths.stage_results / f"{name}.result.json"
+        if recorded.exists():
+            pinned = json.loads(recorded.read_text()).get("ingested_at")
+            if pinned is None:
+                raise SystemExit(f"{recorded} does not record its ingestion time: rerun {name}")
+            times.add(pinned)
+    if len(times) > 1:
+        raise SystemExit(f"reused stages were run against different ingestion times: {times}")
+    if times:
+        [pinned] = times
+        if os.environ.get(REFERENCE_TIME_ENV, pinned) != pinned:
+            raise SystemExit(f"{REFERENCE_TIME_ENV} differs from the reused stages' {pinned}")
+        os.environ[REFERENCE_TIME_ENV] = pinned
+    os.environ.setdefault(REFERENCE_TIME_ENV, dt.datetime.now(dt.UTC).isoformat())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scale", default="1M", help="interactions: 100k, 1M, 10M, 100M …")
@@ -831,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
         args.stage_output.write_text(json.dumps(result, indent=2, default=str))
         return 0
 
-    os.environ.setdefault(REFERENCE_TIME_ENV, dt.datetime.now(dt.UTC).isoformat())
+    _pin_reference_time(paths, args.reuse_stages)
     facts = machine_facts()
     print(f"servio benchmark at {args.scale} ({rows:,} interactions), load {uptime_load()}")
     generated = ensure_raw(paths, rows)
