@@ -405,8 +405,7 @@ def _height(rows_or_file: PartitionRows) -> int:
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, **PARQUET_OPTIONS)
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
+    _fsync(path)
 
 
 def _write_parquet_batches(tables: Iterable[pa.Table], schema: pa.Schema, path: Path) -> None:
@@ -414,6 +413,10 @@ def _write_parquet_batches(tables: Iterable[pa.Table], schema: pa.Schema, path: 
     with pq.ParquetWriter(path, schema, **options) as writer:
         for table in tables:
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+    _fsync(path)
+
+
+def _fsync(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
 

@@ -125,17 +125,17 @@ def standardise(raw: pl.LazyFrame, contract: RawContract, source_timezone: str) 
     parsed = raw.with_columns(
         _parsed(f, source_timezone).alias(_TYPED + f.name) for f in contract.fields
     )
+    checked = [f.name for f in contract.fields if f.kind in EXPECTED_FORM]
     typed = parsed.select(
         pl.col(ROW_NUMBER),
         *[pl.col(_TYPED + f.name).alias(f.name) for f in contract.fields],
         *[
-            (text(f.name).is_not_null() & pl.col(_TYPED + f.name).is_null()).alias(_FAILED + f.name)
-            for f in contract.fields
-            if f.kind in EXPECTED_FORM
+            (text(name).is_not_null() & pl.col(_TYPED + name).is_null()).alias(_FAILED + name)
+            for name in checked
         ],
     )
     return typed.join(
-        _invalid_lists(typed), on=ROW_NUMBER, how="left", maintain_order="left"
+        _invalid_lists(typed, checked), on=ROW_NUMBER, how="left", maintain_order="left"
     ).select(
         pl.col(ROW_NUMBER),
         *[pl.col(f.name) for f in contract.fields],
@@ -143,11 +143,11 @@ def standardise(raw: pl.LazyFrame, contract: RawContract, source_timezone: str) 
     )
 
 
-def _invalid_lists(typed: pl.LazyFrame) -> pl.LazyFrame:
-    """`INVALID` for the rows that have a failure, from the per-field failure flags. Going long
-    and back touches only the failing values; a list built on every row took longer than the
-    parsing itself. A group keeps its rows' order, which is the contract's field order."""
-    flags = [name for name in typed.collect_schema().names() if name.startswith(_FAILED)]
+def _invalid_lists(typed: pl.LazyFrame, checked: list[str]) -> pl.LazyFrame:
+    """`INVALID` for the rows that have a failure, from the failure flags of the `checked`
+    fields. Going long and back touches only the failing values; a list built on every row
+    took longer than the parsing itself. A group keeps its rows' order (the fields' order)."""
+    flags = [_FAILED + name for name in checked]
     if not flags:
         return typed.select(ROW_NUMBER, pl.lit([], pl.List(pl.String)).alias(INVALID)).clear()
     return (
