@@ -3,7 +3,6 @@
     .venv/bin/python benchmarks/run.py --scale 1M [--workdir benchmarks/work] [--no-prefect]
     SERVIO_SNAPSHOT_BUCKETS=16 .venv/bin/python benchmarks/run.py --scale 100M --servio-only
 
-
 Scale S: S interactions (S/10 customers × 10), ~S/10 survey responses, raw CSV as
 `servio.generate` writes it (default messiness). Every stage runs in a fresh subprocess, so
 its peak RSS (`os.wait4`) is its own: servio ingest (`pending_files` + `stage_file` per file +
@@ -12,7 +11,8 @@ its peak RSS (`os.wait4`) is its own: servio ingest (`pending_files` + `stage_fi
 curated → snapshots) and the Prefect `run_pipeline` flow. The peer's tables are compared with
 servio's; any difference marks the run INVALID. Results: `benchmarks/results/<date>-<scale>.json`
 and `.md`. `--servio-only` runs servio's two stages alone (for a scale whose peer would not fit
-in memory: the DuckDB peer peaked at 9 GB at 10M); nothing is compared then.
+in memory: the DuckDB peer peaked at 9 GB at 10M); nothing is compared then. `SERVIO_<KEY>`
+settings in the environment apply as they do to `servio run` (the roots are the benchmark's).
 """
 
 from __future__ import annotations
@@ -92,15 +92,16 @@ class Paths:
         self.stage_results = self.base / "stages"
 
     def settings(self, curated: Path | None = None) -> Any:
-        from servio.config import Settings
+        from servio.config import Settings, env_overrides
 
-        # SERVIO_SNAPSHOT_BUCKETS=N bounds the snapshot's memory by a customer bucket (the
-        # tables are identical for any N: tests/test_snapshot_buckets.py).
-        buckets = int(os.environ.get("SERVIO_SNAPSHOT_BUCKETS", "1"))
+        # e.g. SERVIO_SNAPSHOT_BUCKETS=N bounds the snapshot's memory by a customer bucket
+        # (the tables are identical for any N: tests/test_snapshot_buckets.py).
         return Settings(
-            raw_root=str(self.raw),
-            curated_root=str(curated or self.curated),
-            snapshot_buckets=buckets,
+            **{
+                **env_overrides(dict(os.environ)),
+                "raw_root": str(self.raw),
+                "curated_root": str(curated or self.curated),
+            }
         )
 
 

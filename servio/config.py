@@ -162,7 +162,7 @@ def _catalog(path: str) -> ItemCatalog:
     return _CATALOGS[path]
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+def env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     """`SERVIO_<KEY>` for each top-level key; tables (weights, cost_to_serve) as JSON."""
     overrides: dict[str, Any] = {}
     for name, spec in Settings.model_fields.items():
@@ -196,7 +196,7 @@ def load_settings(
             raise ConfigError(f"{config_path}: not valid TOML ({exc})") from exc
     elif explicit:
         raise ConfigError(f"{config_path}: configuration file not found")
-    values.update(_env_overrides(environ))
+    values.update(env_overrides(environ))
     try:
         return Settings(**values)
     except ValidationError as exc:
