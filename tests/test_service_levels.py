@@ -163,6 +163,18 @@ def test_snapshot_wide_nps_csat_ces_on_every_row() -> None:
     assert got["ces_mean"].to_list() == [pytest.approx(2.0)] * got.height
 
 
+@given(scores=st.lists(st.one_of(st.none(), st.integers(0, 10)), min_size=1, max_size=30))
+@settings(max_examples=100, deadline=None)
+def test_nps_is_promoters_minus_detractors_in_points(scores: list[int | None]) -> None:
+    got = levels(contact("a"), responses=tuple(response("a", nps=s) for s in scores))
+    scored = [s for s in scores if s is not None]
+    if not scored:
+        assert got["nps"].null_count() == got.height
+        return
+    want = 100 * (sum(s >= 9 for s in scored) - sum(s <= 6 for s in scored)) / len(scored)
+    assert got["nps"].to_list() == [pytest.approx(want)] * got.height
+
+
 def test_no_response_gives_null_survey_figures() -> None:
     got = levels(contact("a"))
     assert got["nps"].null_count() == got["csat_mean"].null_count() == got.height

@@ -102,10 +102,10 @@ def _survey_figures(
     day = pl.col("submitted_date")
     nps = pl.col("nps")
     scored = nps.is_not_null().sum()
+    # Counts of booleans are unsigned: subtract them as signed integers.
+    promoters, detractors = ((nps >= 9).sum().cast(pl.Int64), (nps <= 6).sum().cast(pl.Int64))
     return survey_responses.filter(day > window_start, day <= as_of).select(
-        nps=pl.when(scored > 0).then(
-            100 * ((nps >= 9).sum() - (nps <= 6).sum()).cast(pl.Float64) / scored
-        ),
+        nps=pl.when(scored > 0).then(100 * (promoters - detractors).cast(pl.Float64) / scored),
         csat_mean=pl.col("csat").cast(pl.Float64).mean(),
         ces_mean=pl.col("ces").cast(pl.Float64).mean(),
     )
