@@ -271,3 +271,16 @@ def test_a_snapshot_with_a_converged_fit_scores_every_buyer() -> None:
     assert silent["p_alive"] is None and silent["clv"] is None
     assert result.value_model["converged"].to_list() == [True, True]
     assert result.value_model.row(0, named=True)["p"] is None  # bg_nbd has no p
+
+
+def test_an_empty_snapshot_gives_empty_or_null_tables_and_unfitted_models() -> None:
+    result = value_snapshot(interactions(), survey_responses(), AS_OF, Settings())
+    assert result.customer_value.height == 0
+    assert result.value_model["converged"].to_list() == [False, False]
+    assert result.value_model["n_customers"].to_list() == [0, 0]
+    assert result.value_model["log_likelihood"].null_count() == 2
+    assert result.quality_drivers["n_responses"].to_list() == [0] * 5
+    assert result.quality_drivers["quadrant"].null_count() == 5
+    levels = result.service_levels
+    assert levels["n_interactions"].to_list() == [0] * 5
+    assert levels["nps"].null_count() == levels["sla_breach_rate"].null_count() == 5
