@@ -22,6 +22,8 @@ from schemas.tables import VALUE_MODEL
 from servio.config import Settings
 from servio.key_drivers import relative_weights
 from servio.value_model import (
+    BG_NBD,
+    GAMMA_GAMMA,
     FitResult,
     bg_nbd_scores,
     expected_spend,
@@ -54,6 +56,19 @@ class ValueSnapshot:
     def unconverged(self) -> tuple[FitResult, ...]:
         """Fits whose outputs were NOT used (their value columns are null): show these."""
         return tuple(f for f in self.fits if not f.converged)
+
+    def warnings(self) -> list[str]:
+        """One line per fit that was not used, for the run summary."""
+        horizon = next(c for c in self.customer_value.columns if c.startswith("expected_purch"))
+        nulls = {
+            BG_NBD: f"p_alive, {horizon}, clv, value_at_risk",
+            GAMMA_GAMMA: "expected_spend, clv",
+        }
+        return [
+            f"value model {fit.model} not converged ({fit.n_customers} customers: "
+            f"{fit.message}); {nulls.get(fit.model, 'its columns')} left null"
+            for fit in self.unconverged
+        ]
 
     def tables(self) -> dict[str, pl.DataFrame]:
         return {

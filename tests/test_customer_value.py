@@ -240,6 +240,10 @@ def test_a_snapshot_where_nobody_repeats_reports_the_fit_and_scores_nobody() -> 
     assert model["converged"].to_list() == [False, False]
     assert model["n_customers"].to_list() == [200, 0]
     assert {f.model for f in result.unconverged} == {"bg_nbd", "gamma_gamma"}
+    warnings = result.warnings()
+    assert warnings[0].startswith("value model bg_nbd not converged (200 customers: ")
+    assert warnings[0].endswith("p_alive, expected_purchases_365d, clv, value_at_risk left null")
+    assert "no customer with a repeat purchase" in warnings[1]
     value = result.customer_value
     assert value.height == 200
     assert value["x"].to_list() == [0] * 200  # the summary is still there
@@ -270,6 +274,7 @@ def test_a_snapshot_with_a_converged_fit_scores_every_buyer() -> None:
     silent = row(value, "silent")
     assert silent["p_alive"] is None and silent["clv"] is None
     assert result.value_model["converged"].to_list() == [True, True]
+    assert result.warnings() == []
     assert result.value_model.row(0, named=True)["p"] is None  # bg_nbd has no p
 
 
