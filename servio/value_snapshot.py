@@ -4,7 +4,7 @@ scores, relative weights).
 
 Two ways in, one computation:
 - `value_snapshot(interactions, survey_responses, as_of, settings)`: everything in one process;
-- bucketed: each bucket computes `purchase_summary` and `service_contacts` (per customer,
+- bucketed: each bucket computes `purchase_summary` and `service_counts` (per customer,
   transforms/), the combine step concatenates them and calls `value_snapshot_from_parts`.
 Both give the same tables: the parts are sorted and the fits see their inputs in one order.
 """
@@ -31,7 +31,7 @@ from servio.value_model import (
     fit_gamma_gamma,
 )
 from transforms.drivers import MIN_RESPONSES, driver_responses, quality_drivers
-from transforms.service import service_contacts, service_levels
+from transforms.service import service_counts, service_levels
 from transforms.value import customer_value, purchase_summary
 
 SCORE_SCHEMA = {
@@ -88,21 +88,22 @@ def value_snapshot(
     """The four SPEC §6 tables as of `as_of` from the curated interactions and responses."""
     window = settings.window_days
     summary = purchase_summary(interactions, survey_responses, as_of, window_days=window)
-    contacts = service_contacts(interactions, as_of, window_days=window)
+    counts = service_counts(interactions, as_of, window_days=window)
     return value_snapshot_from_parts(
-        summary.collect(), contacts.collect(), survey_responses, as_of, settings
+        summary.collect(), counts.collect(), survey_responses, as_of, settings
     )
 
 
 def value_snapshot_from_parts(
     summary: pl.DataFrame,
-    contacts: pl.DataFrame,
+    service: pl.DataFrame,
     survey_responses: pl.LazyFrame,
     as_of: dt.date,
     settings: Settings,
 ) -> ValueSnapshot:
-    """The whole-population step: `summary` and `contacts` are every customer's
-    `purchase_summary` and `service_contacts` rows (any order, e.g. bucket by bucket)."""
+    """The whole-population step: `summary` and `service` are every customer's
+    `purchase_summary` and `service_counts` rows (any order, e.g. bucket by bucket
+    concatenated; survey_responses may be the whole table: only the window is read)."""
     summary = summary.sort("customer_id")
     horizon = settings.value_horizon_days
     scores, fits = score_customers(summary, horizon)
@@ -125,7 +126,7 @@ def value_snapshot_from_parts(
         catalog=settings.catalog,
     ).collect()
     levels = service_levels(
-        contacts.sort("interaction_id").lazy(),
+        service.lazy(),
         survey_responses,
         as_of,
         window_days=window,

@@ -23,7 +23,7 @@ from tests.value_frames import (
     survey_responses,
 )
 from transforms.quality import customer_quality
-from transforms.service import service_contacts, service_levels
+from transforms.service import service_counts, service_levels
 
 
 def levels(
@@ -32,7 +32,7 @@ def levels(
     sla: dict[str, float | None] | None = None,
 ) -> pl.DataFrame:
     return service_levels(
-        service_contacts(interactions(*contacts), AS_OF, window_days=WINDOW_DAYS),
+        service_counts(interactions(*contacts), AS_OF, window_days=WINDOW_DAYS),
         survey_responses(*responses),
         AS_OF,
         window_days=WINDOW_DAYS,
@@ -94,7 +94,13 @@ def test_an_unknown_channel_target_is_refused() -> None:
         levels(contact("a"), sla={"fax": 1.0})
 
 
-@given(queues=st.lists(st.one_of(st.none(), st.floats(0, 604_800)), min_size=1, max_size=40))
+@given(
+    queues=st.lists(
+        st.one_of(st.none(), st.floats(0, 604_800), st.integers(0, 40).map(float)),
+        min_size=1,
+        max_size=40,
+    )
+)
 @settings(max_examples=100, deadline=None)
 def test_percentiles_and_breach_rate_match_numpy(queues: list[float | None]) -> None:
     contacts = [

@@ -17,7 +17,7 @@ from servio.config import Settings
 from servio.snapshots import bucket_of
 from servio.value_snapshot import ValueSnapshot, value_snapshot, value_snapshot_from_parts
 from tests import lakes
-from transforms.service import service_contacts
+from transforms.service import service_counts
 from transforms.value import purchase_summary
 
 
@@ -84,7 +84,7 @@ def test_bucketed_parts_give_the_same_tables(
     inputs: Inputs, whole: ValueSnapshot, buckets: int
 ) -> None:
     window = inputs.settings.window_days
-    summaries, contacts = [], []
+    summaries, counts = [], []
     for bucket in reversed(range(buckets)):  # any order of the buckets
         mine = bucket_of(pl.col("customer_id"), buckets) == bucket
         interactions = inputs.interactions.lazy().filter(mine)
@@ -92,10 +92,10 @@ def test_bucketed_parts_give_the_same_tables(
         summaries.append(
             purchase_summary(interactions, responses, inputs.as_of, window_days=window).collect()
         )
-        contacts.append(service_contacts(interactions, inputs.as_of, window_days=window).collect())
+        counts.append(service_counts(interactions, inputs.as_of, window_days=window).collect())
     bucketed = value_snapshot_from_parts(
         pl.concat(summaries),
-        pl.concat(contacts),
+        pl.concat(counts),
         inputs.survey_responses.lazy(),
         inputs.as_of,
         inputs.settings,
