@@ -252,3 +252,32 @@ def test_nothing_to_fit_is_reported_not_fitted() -> None:
     fit = vm.fit_bg_nbd(empty, empty, empty)
     assert (fit.converged, fit.n_customers, fit.log_likelihood) == (False, 0, None)
     assert not vm.fit_gamma_gamma(np.array([0.0]), np.array([np.nan])).converged
+
+
+@given(
+    r=st.floats(0.05, 5),
+    alpha=st.floats(0.5, 500),
+    a=st.floats(0.1, 5),
+    b=st.floats(0.1, 20),
+    x=st.integers(1, 200),
+    t_x=st.integers(0, 300),
+    extra=st.integers(1, 300),
+    horizon=st.integers(1, 730),
+)
+@settings(max_examples=200, deadline=None)
+def test_longer_silence_lowers_p_alive_and_a_longer_horizon_raises_expectations(
+    r: float, alpha: float, a: float, b: float, x: int, t_x: int, extra: int, horizon: int
+) -> None:
+    params = {"r": r, "alpha": alpha, "a": a, "b": b}
+    xs, t_xs = np.array([x, x], np.float64), np.array([t_x, t_x], np.float64)
+    T = np.array([t_x, t_x + extra], np.float64)
+    alive = vm.p_alive(params, xs, t_xs, T)
+    assert alive[1] <= alive[0]
+    one = (
+        np.array([x], np.float64),
+        np.array([t_x], np.float64),
+        np.array([t_x + extra], np.float64),
+    )
+    shorter = vm.expected_purchases(params, horizon, *one)[0]
+    longer = vm.expected_purchases(params, horizon + 30, *one)[0]
+    assert longer >= shorter * (1 - 1e-9)
