@@ -29,6 +29,7 @@ EDGE = 1e-3  # distance to the box, in log units, that counts as "at the edge"
 # removable 0/0 at a = 1; the mean of the two sides is exact to O(A_NEAR_ONE²)).
 A_NEAR_ONE = 1e-4
 MAX_ITERATIONS = 500
+R_NUDGE = 1e-10  # relative change of r where scipy's hyp2f1 fails on an exact integer case
 # At an interior maximum the log-likelihood curves down in every direction. A flat direction
 # (a parameter the data say nothing about, or a supremum approached at infinity) shows as a
 # Hessian eigenvalue that is ≤ 0 or negligible next to the largest one.
@@ -85,43 +86,68 @@ class _Triples:
         )
 
 
+@dataclass(frozen=True)
+class _Column:
+    """A data column as its distinct values plus, per row, the position of its value: a
+    special function of x, t_x or T (a few hundred distinct days) is evaluated once per
+    distinct value, not once per row."""
+
+    values: Array
+    distinct: Array
+    index: NDArray[np.intp]
+
+    @classmethod
+    def of(cls, values: Array) -> _Column:
+        values = np.asarray(values, np.float64)
+        distinct, index = np.unique(values, return_inverse=True)
+        return cls(values, distinct, index.ravel())
+
+    def map(self, fn: Callable[[Array], Array]) -> Array:
+        return np.asarray(fn(self.distinct)[self.index], np.float64)
+
+
+def _columns(x: Array, t_x: Array, T: Array) -> tuple[_Column, _Column, _Column]:
+    return _Column.of(x), _Column.of(t_x), _Column.of(T)
+
+
 def _bg_nbd_terms(
-    log_params: Array, x: Array, t_x: Array, T: Array
-) -> tuple[Array, Array, Array, Array, Array, Array]:
+    log_params: Array, x: _Column, t_x: _Column, T: _Column
+) -> tuple[Array, Array, Array, Array, Array]:
     """Per row: log-likelihood and its derivatives by log r, log α, log a, log b."""
     r, alpha, a, b = np.exp(log_params)
-    buys = x > 0
-    ln_at = np.log(alpha + T)
-    ln_atx = np.log(alpha + t_x)
-    a3 = -(r + x) * ln_at
+    xs = x.values
+    buys = xs > 0
+    ln_at = T.map(lambda v: np.log(alpha + v))
+    ln_atx = t_x.map(lambda v: np.log(alpha + v))
+    a3 = -(r + xs) * ln_at
     # b + x − 1 > 0 whenever x ≥ 1; the x = 0 rows have no second term.
-    bx1 = np.where(buys, b + x - 1, 1.0)
-    a4 = np.where(buys, np.log(a) - np.log(bx1) - (r + x) * ln_atx, -np.inf)
+    bx1 = x.map(lambda v: np.where(v > 0, b + v - 1, 1.0))
+    a4 = np.where(buys, np.log(a) - np.log(bx1) - (r + xs) * ln_atx, -np.inf)
     mix = np.logaddexp(a3, a4)
     s3 = np.exp(a3 - mix)
     s4 = np.exp(a4 - mix)
-    ll = (
-        special.gammaln(r + x)
-        - special.gammaln(r)
-        + r * np.log(alpha)
-        + special.gammaln(a + b)
-        + special.gammaln(b + x)
-        - special.gammaln(b)
-        - special.gammaln(a + b + x)
-        + mix
+    gammas = x.map(
+        lambda v: special.gammaln(r + v) + special.gammaln(b + v) - special.gammaln(a + b + v)
     )
-    d_r = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - s3 * ln_at - s4 * ln_atx
-    d_alpha = r / alpha - (r + x) * (s3 / (alpha + T) + s4 / (alpha + t_x))
-    dig_ab, dig_abx = special.digamma(a + b), special.digamma(a + b + x)
+    constant = -special.gammaln(r) + r * np.log(alpha) + special.gammaln(a + b) - special.gammaln(b)
+    ll = gammas + constant + mix
+    dig_r = x.map(lambda v: special.digamma(r + v)) - special.digamma(r)
+    d_r = dig_r + np.log(alpha) - s3 * ln_at - s4 * ln_atx
+    inv_at = T.map(lambda v: 1 / (alpha + v))
+    inv_atx = t_x.map(lambda v: 1 / (alpha + v))
+    d_alpha = r / alpha - (r + xs) * (s3 * inv_at + s4 * inv_atx)
+    dig_abx = x.map(lambda v: special.digamma(a + b + v))
+    dig_ab = special.digamma(a + b)
     d_a = dig_ab - dig_abx + s4 / a
-    d_b = dig_ab + special.digamma(b + x) - special.digamma(b) - dig_abx - s4 / bx1
-    return ll, d_r * r, d_alpha * alpha, d_a * a, d_b * b, mix
+    dig_bx = x.map(lambda v: special.digamma(b + v)) - special.digamma(b)
+    d_b = dig_ab + dig_bx - dig_abx - s4 / bx1
+    return ll, d_r * r, d_alpha * alpha, d_a * a, d_b * b
 
 
 def bg_nbd_log_likelihood(params: dict[str, float], x: Array, t_x: Array, T: Array) -> Array:
     """Per-customer BG/NBD log-likelihood (Fader, Hardie & Lee 2005, eq. 6)."""
     log_params = np.log([params["r"], params["alpha"], params["a"], params["b"]])
-    return _bg_nbd_terms(log_params, *(np.asarray(v, np.float64) for v in (x, t_x, T)))[0]
+    return _bg_nbd_terms(log_params, *_columns(x, t_x, T))[0]
 
 
 def fit_bg_nbd(x: Array, t_x: Array, T: Array) -> FitResult:
@@ -137,11 +163,11 @@ def fit_bg_nbd(x: Array, t_x: Array, T: Array) -> FitResult:
     started = time.perf_counter()
     rows = _Triples.of(x, t_x, T)
     scale = float(np.average(rows.T, weights=rows.weight)) or 1.0
-    t_x_s, T_s = rows.t_x / scale, rows.T / scale
+    data = _columns(rows.x, rows.t_x / scale, rows.T / scale)
     total = rows.weight.sum()
 
     def objective(log_params: Array) -> tuple[float, Array]:
-        ll, *grads, _ = _bg_nbd_terms(log_params, rows.x, t_x_s, T_s)
+        ll, *grads = _bg_nbd_terms(log_params, *data)
         w = rows.weight
         return -float(w @ ll) / total, -np.array([w @ g for g in grads]) / total
 
@@ -200,7 +226,14 @@ def _expected_purchases(
     r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
     x, t_x, T = (np.asarray(v, np.float64) for v in (x, t_x, T))
     z = horizon / (alpha + T + horizon)
-    series = special.hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
+    lower = a + b + x - 1
+    series = np.asarray(special.hyp2f1(a + b - 1 - r, a - 1, lower, z), np.float64)
+    failed = ~np.isfinite(series)
+    if failed.any():
+        # scipy's hyp2f1 returns inf when r − a is an exact integer (its z → 1 − z branch
+        # for an integer c − a − b); E[Y(t)] is continuous in r, so take it at r·(1 + 1e-10).
+        nudged = a + b - 1 - r * (1 + R_NUDGE)
+        series[failed] = special.hyp2f1(nudged, a - 1, lower[failed], z[failed])
     bracket = 1.0 - np.exp((a - 1) * np.log1p(-z)) * series
     expected = (a + b + x - 1) / (a - 1) * bracket * p_alive(params, x, t_x, T)
     return np.asarray(np.maximum(expected, 0.0), np.float64)
