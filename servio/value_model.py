@@ -257,25 +257,37 @@ def bg_nbd_scores(
 def gamma_gamma_log_likelihood(params: dict[str, float], x: Array, mean_spend: Array) -> Array:
     """Per-customer Gamma-Gamma log-likelihood of the mean spend over x > 0 transactions."""
     log_params = np.log([params["p"], params["q"], params["gamma"]])
-    return _gamma_gamma_terms(log_params, np.asarray(x, np.float64), np.asarray(mean_spend))[0]
+    return _gamma_gamma_terms(log_params, _Spend.of(x, mean_spend))[0]
 
 
-def _gamma_gamma_terms(log_params: Array, x: Array, m: Array) -> tuple[Array, Array, Array, Array]:
+@dataclass(frozen=True)
+class _Spend:
+    """Repeat buyers' x (by distinct value) and mean spend m, with the logs that do not
+    depend on the parameters."""
+
+    x: _Column
+    m: Array
+    ln_m: Array
+    ln_x: Array
+
+    @classmethod
+    def of(cls, x: Array, m: Array) -> _Spend:
+        m = np.asarray(m, np.float64)
+        column = _Column.of(x)
+        return cls(column, m, np.log(m), column.map(np.log))
+
+
+def _gamma_gamma_terms(log_params: Array, data: _Spend) -> tuple[Array, Array, Array, Array]:
     p, q, g = np.exp(log_params)
+    x, m, ln_m, ln_x = data.x.values, data.m, data.ln_m, data.ln_x
     px = p * x
     ln_gxm = np.log(g + x * m)
-    ln_m, ln_x = np.log(m), np.log(x)
-    ll = (
-        special.gammaln(px + q)
-        - special.gammaln(px)
-        - special.gammaln(q)
-        + q * np.log(g)
-        + (px - 1) * ln_m
-        + px * ln_x
-        - (px + q) * ln_gxm
-    )
-    dig = special.digamma(px + q)
-    d_p = x * (dig - special.digamma(px) + ln_m + ln_x - ln_gxm)
+    gammas = data.x.map(lambda v: special.gammaln(p * v + q) - special.gammaln(p * v))
+    ll = gammas - special.gammaln(q) + q * np.log(g) + (px - 1) * ln_m + px * ln_x
+    ll -= (px + q) * ln_gxm
+    dig = data.x.map(lambda v: special.digamma(p * v + q))
+    dig_px = data.x.map(lambda v: special.digamma(p * v))
+    d_p = x * (dig - dig_px + ln_m + ln_x - ln_gxm)
     d_q = dig - special.digamma(q) + np.log(g) - ln_gxm
     d_g = q / g - (px + q) / (g + x * m)
     return ll, d_p * p, d_q * q, d_g * g
@@ -300,8 +312,10 @@ def fit_gamma_gamma(x: Array, mean_spend: Array) -> FitResult:
     scale = float(m.mean())
     m_s = m / scale
 
+    data = _Spend.of(x, m_s)
+
     def objective(log_params: Array) -> tuple[float, Array]:
-        ll, *grads = _gamma_gamma_terms(log_params, x, m_s)
+        ll, *grads = _gamma_gamma_terms(log_params, data)
         return -float(ll.sum()) / n, -np.array([g.sum() for g in grads]) / n
 
     result = _maximise(objective, np.zeros(3))

@@ -109,9 +109,11 @@ def test_analytic_gradients_match_finite_differences(cdnow: pl.DataFrame) -> Non
     g_point = np.log([2.0, 3.0, 10.0])
 
     def gg_total(theta: np.ndarray) -> float:
-        return float(vm._gamma_gamma_terms(theta, xs, m)[0].sum())
+        return float(vm._gamma_gamma_terms(theta, vm._Spend.of(xs, m))[0].sum())
 
-    gg_analytic = np.array([g.sum() for g in vm._gamma_gamma_terms(g_point, xs, m)[1:]])
+    gg_analytic = np.array(
+        [g.sum() for g in vm._gamma_gamma_terms(g_point, vm._Spend.of(xs, m))[1:]]
+    )
     np.testing.assert_allclose(
         gg_analytic, optimize.approx_fprime(g_point, gg_total, 1e-7), rtol=1e-4
     )
