@@ -452,8 +452,8 @@ def customer_value_table(horizon_days: int) -> CuratedTable:
             Column("T", pl.Int64, "Days from the first purchase day to D."),
             Column(
                 "avg_repeat_spend",
-                MONEY,
-                "Mean purchase revenue per repeat purchase day (first purchase day excluded), half-even cents; null when x = 0.",
+                pl.Float64,
+                "Mean purchase revenue per repeat purchase day (first purchase day excluded), unrounded; null when x = 0.",
             ),
             Column(
                 "p_alive",
@@ -467,8 +467,8 @@ def customer_value_table(horizon_days: int) -> CuratedTable:
             ),
             Column(
                 "expected_spend",
-                MONEY,
-                f"Gamma-Gamma expected revenue per purchase day (x = 0: the population mean), half-even cents; {value_note}.",
+                pl.Float64,
+                f"Gamma-Gamma expected revenue per purchase day (x = 0: the population mean), unrounded; {value_note}.",
             ),
             Column(
                 "clv",

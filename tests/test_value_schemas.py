@@ -32,9 +32,9 @@ def test_the_expected_purchases_column_is_named_after_the_horizon(horizon: int) 
 
 def test_types_follow_the_spec() -> None:
     value = customer_value_table(365).schema
-    for money in ("avg_repeat_spend", "expected_spend", "clv", "value_at_risk"):
+    for money in ("clv", "value_at_risk"):
         assert value[money] == MONEY
-    for rate in ("p_alive", "expected_purchases_365d"):
+    for rate in ("avg_repeat_spend", "p_alive", "expected_purchases_365d", "expected_spend"):
         assert value[rate] == pl.Float64
     for table in value_tables(365).values():
         for field in table.arrow_file_schema:

@@ -14,8 +14,6 @@ import polars as pl
 from schemas.tables import MONEY, customer_value_table, expected_purchases_column
 from transforms.profitability import customer_money
 
-# A quotient of money is taken to this many decimals before it is rounded to the cent.
-QUOTIENT_DECIMALS = 20
 # A float amount is read as its nearest 12-decimal value, then rounded half-even to the cent:
 # so 2.675 (binary 2.67499999…) is the 2.675 a reader sees, and rounds to 2.68.
 FLOAT_MONEY_DECIMALS = 12
@@ -37,8 +35,8 @@ def purchase_summary(
     - over purchases (interactions with revenue > 0), a purchase day being a UTC date with at
       least one: `x` = purchase days − 1, `t_x` = days from the first to the last purchase day,
       `T` = days from the first purchase day to D, `repeat_revenue` = the purchase revenue of
-      every purchase day but the first, and `avg_repeat_spend` = repeat_revenue ÷ x in
-      half-even cents (null when x = 0). All null for a customer without a purchase.
+      every purchase day but the first, and `avg_repeat_spend` = repeat_revenue ÷ x, a float
+      (SPEC §6 rounds only clv and value_at_risk to cents; null when x = 0). All null for a customer without a purchase.
 
     Each row depends on that customer's rows only: a snapshot can compute it bucket by bucket.
     """
@@ -59,11 +57,11 @@ def purchase_summary(
     customers = customer_money(
         interactions, survey_responses, as_of, window_days=window_days
     ).select("customer_id", "margin")
-    average = pl.col("repeat_revenue").cast(pl.Decimal(38, QUOTIENT_DECIMALS)) / pl.col("x")
+    average = pl.col("repeat_revenue").cast(pl.Float64) / pl.col("x")
     return (
         customers.join(purchases, on="customer_id", how="left")
         .with_columns(
-            avg_repeat_spend=pl.when(pl.col("x") > 0).then(average.round(2).cast(MONEY)),
+            avg_repeat_spend=pl.when(pl.col("x") > 0).then(average),
             repeat_revenue=pl.col("repeat_revenue").cast(MONEY),
             margin=pl.col("margin").cast(MONEY),
         )
@@ -87,7 +85,7 @@ def customer_value(
     or with null scores (no purchase, or a model that did not converge), gets null value
     columns. clv = expected_purchases × expected_spend × gross_margin_rate ÷
     (1 + annual_discount_rate)^(horizon_days ÷ 730); value_at_risk = margin × (1 − p_alive);
-    both, and expected_spend, are money in half-even cents.
+    both are money in half-even cents; expected_spend stays the model's float.
     """
     discount = (1 + annual_discount_rate) ** (horizon_days / DAYS_PER_DISCOUNT_YEAR)
     schema = customer_value_table(horizon_days).schema
@@ -105,7 +103,6 @@ def customer_value(
             as_of_date=pl.lit(as_of, pl.Date),
             clv=money(clv),
             value_at_risk=money(at_risk),
-            expected_spend=money(pl.col("expected_spend")),
             **{expected_purchases_column(horizon_days): expected},
         )
         .select(pl.col(name).cast(dtype) for name, dtype in schema.items())
