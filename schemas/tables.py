@@ -426,6 +426,161 @@ CUSTOMER_SEGMENTS = CuratedTable(
     ),
 )
 
+
+def expected_purchases_column(horizon_days: int) -> str:
+    """`expected_purchases_<h>d`: the column's name carries the horizon it was scored for."""
+    return f"expected_purchases_{horizon_days}d"
+
+
+def customer_value_table(horizon_days: int) -> CuratedTable:
+    """SPEC §6 `customer_value`; `horizon_days` is the setting `value_horizon_days`."""
+    value_note = "null without a purchase or when the fit did not converge"
+    return CuratedTable(
+        name="customer_value",
+        grain="One row per as_of_date × customer_id with activity in the window.",
+        key=("as_of_date", "customer_id"),
+        partition_by="as_of_date",
+        columns=(
+            Column("as_of_date", pl.Date, "Snapshot date D; the window is (D − window_days, D]."),
+            Column("customer_id", pl.String, "The customer."),
+            Column(
+                "x",
+                pl.Int64,
+                "Repeat purchases: distinct purchase days (revenue > 0) in the window − 1; null without a purchase.",
+            ),
+            Column("t_x", pl.Int64, "Days from the first to the last purchase day."),
+            Column("T", pl.Int64, "Days from the first purchase day to D."),
+            Column(
+                "avg_repeat_spend",
+                pl.Float64,
+                "Mean purchase revenue per repeat purchase day (first purchase day excluded), unrounded; null when x = 0.",
+            ),
+            Column(
+                "p_alive",
+                pl.Float64,
+                f"BG/NBD probability that the customer is still active at D; {value_note}.",
+            ),
+            Column(
+                expected_purchases_column(horizon_days),
+                pl.Float64,
+                f"BG/NBD expected purchase days in (D, D + {horizon_days}]; {value_note}.",
+            ),
+            Column(
+                "expected_spend",
+                pl.Float64,
+                f"Gamma-Gamma expected revenue per purchase day (x = 0: the population mean), unrounded; {value_note}.",
+            ),
+            Column(
+                "clv",
+                MONEY,
+                "expected purchases × expected spend × gross_margin_rate ÷ (1 + annual_discount_rate)^(h ÷ 730), half-even cents.",
+            ),
+            Column(
+                "value_at_risk",
+                MONEY,
+                "margin in the snapshot (as in customer_profitability) × (1 − p_alive), half-even cents.",
+            ),
+        ),
+    )
+
+
+VALUE_MODEL = CuratedTable(
+    name="value_model",
+    grain="One row per as_of_date × model: the snapshot's fitted customer-value models.",
+    key=("as_of_date", "model"),
+    partition_by="as_of_date",
+    columns=(
+        Column("as_of_date", pl.Date, "Snapshot date D."),
+        Column("model", pl.String, "bg_nbd (purchase and dropout) or gamma_gamma (spend)."),
+        Column("r", pl.Float64, "BG/NBD: shape of the purchase-rate gamma (time unit: days)."),
+        Column("alpha", pl.Float64, "BG/NBD: scale of the purchase-rate gamma, days."),
+        Column("a", pl.Float64, "BG/NBD: dropout-probability beta, a."),
+        Column("b", pl.Float64, "BG/NBD: dropout-probability beta, b."),
+        Column("p", pl.Float64, "Gamma-Gamma: shape of the per-purchase spend gamma."),
+        Column("q", pl.Float64, "Gamma-Gamma: shape of the customers' spend-scale gamma."),
+        Column("gamma", pl.Float64, "Gamma-Gamma: scale of the customers' spend-scale gamma."),
+        Column(
+            "n_customers",
+            pl.Int64,
+            "Customers fitted (BG/NBD: with a purchase; Gamma-Gamma: x > 0).",
+        ),
+        Column(
+            "log_likelihood", pl.Float64, "Log-likelihood at the estimates; null if not fitted."
+        ),
+        Column(
+            "converged",
+            pl.Boolean,
+            "The optimiser converged to an interior maximum; if false, no customer is scored with it.",
+        ),
+    ),
+)
+
+QUALITY_DRIVERS = CuratedTable(
+    name="quality_drivers",
+    grain="One row per as_of_date × dimension: an importance–performance analysis of NPS.",
+    key=("as_of_date", "dimension"),
+    partition_by="as_of_date",
+    columns=(
+        Column("as_of_date", pl.Date, "Snapshot date D."),
+        Column("dimension", pl.String, "Quality dimension of the item catalog."),
+        Column(
+            "importance",
+            pl.Float64,
+            "Johnson's relative weight of the dimension's perception in explaining NPS (the dimensions' weights sum to R²); null under 30 responses.",
+        ),
+        Column("performance", pl.Float64, "Mean perception over the qualifying responses."),
+        Column("mean_gap", pl.Float64, "Mean dimension gap over the qualifying responses."),
+        Column(
+            "n_responses",
+            pl.Int64,
+            "Window responses with an NPS score and every dimension's perception.",
+        ),
+        Column(
+            "quadrant",
+            pl.String,
+            "Split at the means of importance and performance (equal = low): fix_first, keep_up, possible_overkill, low_priority; null under 30 responses.",
+        ),
+    ),
+)
+
+SERVICE_LEVELS = CuratedTable(
+    name="service_levels",
+    grain="One row per as_of_date × channel with a queue target, plus channel = 'all'.",
+    key=("as_of_date", "channel"),
+    partition_by="as_of_date",
+    columns=(
+        Column("as_of_date", pl.Date, "Snapshot date D."),
+        Column("channel", pl.String, "A channel with an [sla] queue target, or all."),
+        Column("n_interactions", pl.Int64, "Contacts started in the window."),
+        Column(
+            "sla_breach_rate",
+            pl.Float64,
+            "Share of contacts with a known queue time above the target (all: over channels with a target).",
+        ),
+        Column("p50_queue_seconds", pl.Float64, "Median queue time (linear interpolation)."),
+        Column(
+            "p90_queue_seconds", pl.Float64, "90th percentile of queue time (linear interpolation)."
+        ),
+        Column("fcr_rate", pl.Float64, "First-contact resolution, as in customer_quality."),
+        Column(
+            "nps",
+            pl.Float64,
+            "Snapshot-wide: % promoters − % detractors over the window's responses with a score.",
+        ),
+        Column("csat_mean", pl.Float64, "Snapshot-wide mean CSAT of the window's responses."),
+        Column(
+            "ces_mean", pl.Float64, "Snapshot-wide mean customer effort of the window's responses."
+        ),
+    ),
+)
+
+
+def value_tables(horizon_days: int) -> dict[str, CuratedTable]:
+    """The SPEC §6 snapshot tables, by name (not yet in `curated_tables`: not published yet)."""
+    tables = (customer_value_table(horizon_days), VALUE_MODEL, QUALITY_DRIVERS, SERVICE_LEVELS)
+    return {t.name: t for t in tables}
+
+
 QUARANTINE = CuratedTable(
     name="quarantine",
     grain="One row per rejected raw row, or per rejected file (row_number null).",

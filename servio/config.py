@@ -7,6 +7,7 @@ data is touched (SPEC §2).
 from __future__ import annotations
 
 import json
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -40,6 +41,15 @@ DEFAULT_RATES: dict[str, ChannelRate] = {
     "visit": ChannelRate(per_contact=2.00, per_minute=1.20),
     "web": ChannelRate(per_contact=0.05, per_minute=0.00),
 }
+# SPEC §6: queue targets in seconds; None = the channel has no target (no service_levels row).
+DEFAULT_SLA: dict[str, float | None] = {
+    "phone": 60.0,
+    "chat": 30.0,
+    "email": 86_400.0,
+    "visit": 600.0,
+    "web": None,
+}
+NO_TARGET = "none"  # TOML has no null: `web = "none"` removes a target
 DEFAULT_WEIGHTS = {
     d: 0.2 for d in ("tangibles", "reliability", "responsiveness", "assurance", "empathy")
 }
@@ -64,6 +74,9 @@ class Settings(BaseModel):
     service_level_band: float = Field(default=0.5, ge=0)
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     cost_to_serve: dict[str, ChannelRate] = Field(default_factory=lambda: dict(DEFAULT_RATES))
+    value_horizon_days: int = Field(default=365, ge=1, le=36_500)
+    annual_discount_rate: float = Field(default=0.10, ge=0, allow_inf_nan=False)
+    sla: dict[str, float | None] = Field(default_factory=lambda: dict(DEFAULT_SLA))
     # How the work runs, not what it computes (left out of snapshot fingerprints):
     snapshot_buckets: int = Field(
         default=1,
@@ -130,6 +143,31 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"unknown channel {unknown[0]!r}; channels are {', '.join(CHANNELS)}")
         return {**DEFAULT_RATES, **value}
+
+    @field_validator("sla", mode="before")
+    @classmethod
+    def _merge_sla(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        unknown = sorted(set(value) - set(CHANNELS))
+        if unknown:
+            raise ValueError(f"unknown channel {unknown[0]!r}; channels are {', '.join(CHANNELS)}")
+        targets = {
+            name: None if isinstance(v, str) and v.strip().lower() == NO_TARGET else v
+            for name, v in value.items()
+        }
+        return {**DEFAULT_SLA, **targets}
+
+    @field_validator("sla")
+    @classmethod
+    def _finite_targets(cls, value: dict[str, float | None]) -> dict[str, float | None]:
+        for name, target in value.items():
+            if target is not None and not (math.isfinite(target) and target >= 0):
+                raise ValueError(
+                    f"{name}: a queue target is a finite number of seconds ≥ 0 or "
+                    f"{NO_TARGET!r}, got {target}"
+                )
+        return value
 
     @model_validator(mode="after")
     def _weights_match_catalog(self) -> Settings:

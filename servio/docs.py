@@ -6,7 +6,17 @@ import html
 from pathlib import Path
 
 from schemas.catalog import ItemCatalog
-from schemas.tables import INTERACTIONS_RAW, RawContract, curated_tables, surveys_raw
+from schemas.tables import (
+    INTERACTIONS_RAW,
+    RawContract,
+    curated_tables,
+    expected_purchases_column,
+    surveys_raw,
+    value_tables,
+)
+from servio.config import Settings
+
+DEFAULT_HORIZON_DAYS: int = Settings.model_fields["value_horizon_days"].default
 
 
 def _type_name(dtype: object) -> str:
@@ -40,7 +50,8 @@ def data_dictionary(catalog: ItemCatalog) -> str:
         "are microsecond UTC.",
         "",
     ]
-    for table in curated_tables(catalog).values():
+    tables = {**curated_tables(catalog), **value_tables(DEFAULT_HORIZON_DAYS)}
+    for table in tables.values():
         lines += [
             f"### `{table.name}`",
             "",
@@ -56,7 +67,14 @@ def data_dictionary(catalog: ItemCatalog) -> str:
             f"| `{c.name}` | {_type_name(c.dtype)} | {c.description} |" for c in table.columns
         ]
         lines.append("")
-    lines += ["## Raw export contracts", ""]
+    lines += [
+        f"`customer_value.{expected_purchases_column(DEFAULT_HORIZON_DAYS)}` is named after the "
+        f"setting `value_horizon_days` (default {DEFAULT_HORIZON_DAYS}): "
+        "`expected_purchases_<h>d`.",
+        "",
+        "## Raw export contracts",
+        "",
+    ]
     for contract in (INTERACTIONS_RAW, surveys_raw(catalog)):
         lines += _contract(contract)
     return "\n".join(lines)

@@ -145,6 +145,21 @@ PERCEPTION_OFFSET = {
     "assurance": 0.1,
     "empathy": 0.0,
 }
+# What moves the recommendation score (NPS): reliability most, tangibles least (SPEC §6
+# quality_drivers should find this order). Each dimension also varies on its own per response
+# (DIMENSION_NOISE), or the five perceptions would be too collinear to tell apart.
+NPS_DRIVER_WEIGHTS = {
+    "reliability": 0.45,
+    "responsiveness": 0.25,
+    "empathy": 0.15,
+    "assurance": 0.10,
+    "tangibles": 0.05,
+}
+DIMENSION_NOISE = 0.6
+# Customers who leave: this share stops all activity (purchases included) at a random point
+# of the period, after ACTIVE_SHARE_RANGE of it (SPEC §6 customer_value: p_alive must see them).
+CHURN_SHARE = 0.35
+ACTIVE_SHARE_RANGE = (0.1, 0.8)
 ITEM_ANSWER_RATE = 0.93
 PERCEPTION_ONLY_SHARE = 0.10
 RELATIONSHIP_SURVEY_SHARE = 0.03  # responses not tied to one contact
@@ -352,7 +367,10 @@ def _contacts(rng: np.random.Generator, people: Customers, options: GenerateOpti
         (rng.random(n, dtype=np.float32) >= 0.85) | (business_hours < 0) | (business_hours >= DAY)
     )
     time_of_day = np.where(at_night, rng.uniform(0, DAY, n), business_hours)
-    started = period_start + rng.integers(0, options.days, n) * DAY + time_of_day.astype(np.int64)
+    churns = rng.random(len(issues)) < CHURN_SHARE
+    active_days = options.days * np.where(churns, rng.uniform(*ACTIVE_SHARE_RANGE, len(issues)), 1)
+    day = np.minimum(np.floor(rng.random(n) * active_days[customer]), options.days - 1)
+    started = period_start + day.astype(np.int64) * DAY + time_of_day.astype(np.int64)
     reason = _draw(rng, [*REASON_SHARES, NULL_REASON_SHARE], n)
     reason[reason == len(REASONS)] = -1
 
@@ -1139,14 +1157,17 @@ def _surveys(
         latent = base + PERCEPTION_OFFSET.get(dimension, 0.0)
         latent = latent - np.where(unresolved, 2.2 if technical else 0.4, 0.0)
         latent = latent - queue_penalty * (1.0 if dimension == "responsiveness" else 0.25)
+        latent = latent + DIMENSION_NOISE * rng.standard_normal(n)
         latent_by_dimension.append(latent)
         expectation = expectation_base + EXPECTATION_OFFSET.get(dimension, 0.0)
         for item in catalog.items_of(dimension):
             answers[item.expectation_column] = _scores(rng, expectation, 0.6, perception_only)
             answers[item.perception_column] = _scores(rng, latent, 0.7, None)
     overall = np.mean(latent_by_dimension, axis=0)
+    weights = [NPS_DRIVER_WEIGHTS.get(d, 0.0) for d in catalog.dimensions]
+    drivers = np.average(latent_by_dimension, axis=0, weights=weights) if sum(weights) else overall
     noise = rng.standard_normal((3, n))
-    nps = _on_scale(2.5 * (overall - 2.1) + 1.3 * noise[0], 0, 10)
+    nps = _on_scale(2.5 * (drivers - 2.1) + 1.3 * noise[0], 0, 10)
     csat = _on_scale(1 + (overall - 1) * 4 / 6 + 0.45 * noise[1], 1, 5)
     effort = 1.8 + 1.8 * unresolved + 0.6 * queue_penalty + 0.6 * attempt
     ces = _on_scale(effort + 0.8 * noise[2], 1, 7)

@@ -22,8 +22,8 @@ from servio.generate import GenerateOptions, generate
 from servio.watch import UnsafePath, Watcher, landed_file, resolve_raw_path, wait_until
 
 pytestmark = pytest.mark.e2e
-FIRST = "interactions/interactions_001_20261022-20261029.csv"
-SECOND = "surveys/surveys_004_20261113-20261120.csv"
+FIRST = "interactions/interactions_001_20261022-20261026.csv"
+SECOND = "surveys/surveys_004_20261108-20261119.csv"
 
 
 # ---------------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def test_same_file_twice_and_same_event_twice_ingest_once(served: Served) -> Non
 
 def test_a_killed_serve_picks_the_file_up_after_restart(served: Served) -> None:
     root = served.root
-    third = "interactions/interactions_002_20261029-20261106.csv.gz"
+    third = "interactions/interactions_002_20261026-20261031.csv.gz"
     staging = root / "curated" / "_servio" / "staging"
     _drop(root, third)
     # kill everything (serve, watcher, flow run) as soon as the ingest is under way

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from schemas.catalog import load_catalog
 from schemas.tables import CHANNELS
-from servio.config import DEFAULT_RATES
+from servio.config import DEFAULT_RATES, DEFAULT_SLA
 from servio.generate import FORMATS, MANIFEST_NAME, GenerateOptions, GenerateReport, generate
+from servio.key_drivers import relative_weights
 
 CATALOG = load_catalog()
 END = date(2026, 11, 26)
@@ -585,3 +586,45 @@ def test_surveys_have_perception_only_responses_and_consistent_scores(
     assert scores["nps"].min() == 0 and scores["nps"].max() == 10
     assert scores.select(pl.corr("nps", "csat")).item() > 0.4
     assert scores.select(pl.corr("nps", "ces")).item() < 0
+
+
+# ---------------------------------------------------------------------------------------------
+# SPEC §6: what customer_value, quality_drivers and service_levels must have to find
+
+
+def test_some_customers_stop_coming_long_before_the_end(latest: pl.DataFrame) -> None:
+    end = latest["started_at"].max()
+    regulars = (
+        latest.group_by("customer_id")
+        .agg(pl.len().alias("contacts"), pl.col("started_at").max().alias("last"))
+        .filter(pl.col("contacts") >= 4)
+    )
+    gone = regulars.select((pl.col("last") < end - timedelta(days=45)).mean()).item()
+    # Without churn a customer with ≥ 4 contacts over 120 days almost never goes 45 days quiet.
+    assert 0.15 < gone < 0.5
+
+
+def test_reliability_moves_nps_most(clean: tuple[Path, GenerateReport]) -> None:
+    surveys = read_source(clean[0], "surveys").filter(survey_is_valid())
+    columns = {
+        d: pl.mean_horizontal(number(i.perception_column) for i in CATALOG.items_of(d))
+        for d in CATALOG.dimensions
+    }
+    scored = surveys.select(number("nps").alias("nps"), **columns).drop_nulls()
+    weights = relative_weights(
+        scored.select(CATALOG.dimensions).to_numpy(), scored["nps"].to_numpy()
+    )
+    assert weights is not None
+    importance = dict(zip(CATALOG.dimensions, weights, strict=True))
+    assert max(importance, key=importance.__getitem__) == "reliability"
+    assert importance["reliability"] > 2 * importance["tangibles"]
+    assert importance["responsiveness"] > importance["tangibles"]
+
+
+def test_queues_breach_their_default_targets(latest: pl.DataFrame) -> None:
+    judged = latest.drop_nulls("queue_seconds").filter(pl.col("channel") != "web")
+    targets = pl.col("channel").replace_strict({k: v for k, v in DEFAULT_SLA.items() if v})
+    rates = dict(judged.group_by("channel").agg((pl.col("queue_seconds") > targets).mean()).rows())
+    assert rates["phone"] > 0.3 and rates["chat"] > 0.3
+    assert 0.05 < rates["visit"] < rates["phone"]
+    assert rates["email"] < 0.1

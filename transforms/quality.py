@@ -126,29 +126,17 @@ def customer_quality(
     window_contacts = interactions.filter(
         pl.col("interaction_date") > window_start, pl.col("interaction_date") <= window_end
     )
-    # `_followed_within` needs each customer's contacts together, in time order; any order of
-    # the customers does. Sorting on a hash of customer_id first is ~1.5× faster than on the
-    # string alone (10M rows), and customer_id right after it keeps two customers whose hashes
-    # collide apart. Rows tied on started_at get the same answer whatever their order; the
-    # last sort still ends on interaction_id so that the float sums behind the averages do not
-    # depend on the input's row order.
     contacts = (
-        window_contacts.select(
-            "customer_id",
-            "interaction_id",
-            "started_at",
-            "reason",
-            "is_resolved",
-            "queue_seconds",
-            "handle_seconds",
-        )
-        .with_columns(customer_hash=pl.col("customer_id").hash())
-        .sort("customer_hash", "customer_id", "started_at")
-        .with_columns(is_repeated_7d=_followed_within(REPEAT_HORIZON, ["customer_id"]))
-        .sort("customer_hash", "customer_id", "reason", "started_at", "interaction_id")
-        .with_columns(
-            is_first_contact_resolution=pl.col("is_resolved")
-            & ~_followed_within(REPEAT_HORIZON, ["customer_id", "reason"])
+        contact_outcomes(
+            window_contacts.select(
+                "customer_id",
+                "interaction_id",
+                "started_at",
+                "reason",
+                "is_resolved",
+                "queue_seconds",
+                "handle_seconds",
+            )
         )
         .group_by("customer_id")
         .agg(
@@ -195,6 +183,37 @@ def customer_quality(
         )
         .select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
         .sort("customer_id")
+    )
+
+
+def contact_outcomes(window_contacts: pl.LazyFrame) -> pl.LazyFrame:
+    """Each of the window's contacts with `is_repeated_7d` (followed within 7 days by any
+    contact of the same customer) and `is_first_contact_resolution` (resolved, and not followed
+    within 7 days by a contact of the same customer with the same reason; a null reason matches
+    nothing). The contacts must all be inside the window: nothing else is looked at. The
+    definition behind `fcr_rate` and `repeat_contact_rate_7d`, wherever they are averaged
+    (per customer here, per channel in `service_levels`).
+
+    Needs customer_id, interaction_id, started_at, reason, is_resolved; keeps every column
+    and adds none other. Rows come out grouped by customer, in (reason, started_at,
+    interaction_id) order within a customer.
+    """
+    # `_followed_within` needs each customer's contacts together, in time order; any order of
+    # the customers does. Sorting on a hash of customer_id first is ~1.5× faster than on the
+    # string alone (10M rows), and customer_id right after it keeps two customers whose hashes
+    # collide apart. Rows tied on started_at get the same answer whatever their order; the
+    # last sort still ends on interaction_id so that the float sums behind the averages do not
+    # depend on the input's row order.
+    return (
+        window_contacts.with_columns(_customer_hash=pl.col("customer_id").hash())
+        .sort("_customer_hash", "customer_id", "started_at")
+        .with_columns(is_repeated_7d=_followed_within(REPEAT_HORIZON, ["customer_id"]))
+        .sort("_customer_hash", "customer_id", "reason", "started_at", "interaction_id")
+        .with_columns(
+            is_first_contact_resolution=pl.col("is_resolved")
+            & ~_followed_within(REPEAT_HORIZON, ["customer_id", "reason"])
+        )
+        .drop("_customer_hash")
     )
 
 
