@@ -16,10 +16,9 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.runners import transient_error
 from flows.snapshot import DEFAULT_WAIT_SECONDS, new_run_id, writing
-from schemas.tables import INGEST_LEDGER
 from servio.config import Settings, load_settings
 from servio.landing import LandedFile
-from servio.pipeline import StagedFile, publish_ingest, stage_file
+from servio.pipeline import StagedFile, publish_ingest, remembered_files, stage_file
 from servio.storage import Lake
 from servio.watch import CURATED_UPDATED, landed_file
 
@@ -27,8 +26,9 @@ ALREADY_INGESTED, INGESTED_NOW, DUPLICATE_CONTENT = "already_ingested", "ingeste
 
 
 def _ledger_state(lake: Lake, landed: LandedFile) -> str | None:
-    """already_ingested (this path, this content), duplicate (content under another name)."""
-    ledger = lake.scan(INGEST_LEDGER).select("source_file", "sha256").collect()
+    """already_ingested (this path, this content), duplicate (content under another name).
+    Only verdicts about the content count: a refused or deferred file is looked at again."""
+    ledger = remembered_files(lake)
     same = ledger.filter(pl.col("sha256") == landed.sha256)
     if same.filter(pl.col("source_file") == landed.relative_path).height:
         return ALREADY_INGESTED
@@ -118,7 +118,7 @@ def ingest_file(
             "%s changed since its event (%s…, now %s…); ingesting its current content",
             landed.relative_path,
             sha256[:12],
-            landed.sha256[:12],
+            (landed.sha256 or "unreadable")[:12],
         )
     if source and source != landed.source:
         logger.warning("event says source %s, the folder says %s", source, landed.source)

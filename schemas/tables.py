@@ -22,6 +22,12 @@ TIMESTAMP_FLOOR = "2000-01-01T00:00:00Z"
 MAX_ID_LENGTH = 64
 MAX_ABS_MONEY = 10**9
 
+# Columns a raw reader adds beside the contract columns (no contract column starts with "__",
+# and unknown columns are dropped by the reader, so none of these can collide).
+RAW_ROW_NUMBER = "source_row"  # 1-based record number in the file
+RAW_MALFORMED = "__malformed__"  # set when the line is not a record: why
+RAW_NOT_TEXT = "__not_text__"  # ';'-joined contract fields whose value was not text
+
 RawKind = Literal[
     "id", "string", "timestamp", "number", "integer", "boolean", "decimal", "currency"
 ]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -359,7 +360,7 @@ def scan(config: ConfigOption = None) -> None:
 
     files = emit_pending(settings)
     for landed in files:
-        console.print(f"event for {landed.relative_path} ({landed.sha256[:12]}…)")
+        console.print(f"event for {escape(landed.relative_path)} ({(landed.sha256 or '')[:12]}…)")
     console.print(f"{len(files)} event(s) emitted")
 
 

@@ -6,6 +6,8 @@ asserts its exact outcome and that nothing is lost (SPEC §3):
 
 - rejected files: status `rejected`, the exact reason code, one file-level quarantine row
   (`row_number` null, `reason_codes == "file:<code>"`), raw bytes unchanged;
+- refused files (a location verdict, retried by the next run): status `refused`, the exact
+  reason code, nothing staged;
 - row-level cases: the exact set of (row_number, reason_codes) quarantined, the number of
   valid rows, and `rows_read == rows_valid + rows_quarantined`.
 """
@@ -28,7 +30,7 @@ import pytest
 
 from servio import landing
 from servio.config import Settings, load_settings
-from servio.pipeline import INGESTED, REJECTED, StagedFile, stage_file
+from servio.pipeline import INGESTED, REFUSED, REJECTED, StagedFile, stage_file
 from servio.storage import Lake
 
 os.environ["GX_ANALYTICS_ENABLED"] = "false"  # GX is imported lazily, after this
@@ -123,6 +125,7 @@ class Case:
     path: str  # relative to the raw root
     content: bytes | Callable[[], bytes]
     rejected: str | None = None  # the file-level reason code
+    refused: str | None = None  # the location's reason code (the file is not read)
     valid: int = 0
     quarantined: frozenset[tuple[int, str]] = field(default_factory=frozenset)
     timezone: str = "UTC"
@@ -253,13 +256,13 @@ CASES = [
         "unknown_source_folder",
         "orders/export.csv",
         csv_bytes([interaction(1)]),
-        rejected="unknown_source",
+        refused="unknown_source",
     ),
     Case(
         "file_at_raw_root",
         "interactions.csv",
         csv_bytes([interaction(1)]),
-        rejected="unknown_source",
+        refused="unknown_source",
     ),
     # ---- readable files, row level ---------------------------------------------------------
     Case("header_only", "interactions/header_only.csv", csv_bytes([]), valid=0),
@@ -649,7 +652,8 @@ CASES = [
             ]
         ),
         valid=2,
-        quarantined=rows((1, "allowed:channel"), (2, "type:handle_seconds")),
+        # An object or array is not text: a type error, never stringified into a value.
+        quarantined=rows((1, "type:channel"), (2, "type:handle_seconds")),
     ),
     Case(
         "empty_lines_in_jsonl",
@@ -765,6 +769,11 @@ def test_bad_input(case: Case, tmp_path: Path, lake: Lake) -> None:
     assert _sha256(raw_file) == before, "the raw file must never be modified"
     assert raw_file.exists()
     assert staged.rows_read == staged.rows_valid + staged.rows_quarantined
+    if case.refused is not None:
+        assert staged.status == REFUSED, staged
+        assert staged.reason is not None and staged.reason.startswith(f"{case.refused}: ")
+        assert (staged.rows_read, staged.valid_path, staged.quarantine_path) == (0, None, None)
+        return
     assert staged.quarantine_path is not None
     quarantine = pl.read_parquet(staged.quarantine_path)
     if case.rejected is not None:
