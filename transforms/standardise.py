@@ -25,6 +25,8 @@ _ISO = (
     r"\s*(?<offset>[Zz]|[+-]\d{2}(?::?\d{2})?)?$"
 )
 
+# UTC offsets that exist (SPEC: ISO-8601): from -14:00 to +14:00, minutes below 60.
+MAX_OFFSET_MINUTES = 14 * 60
 # Keys and codes (ids, channel, currency) hold no control character at all; other text
 # may hold a tab or a line break (an RFC 4180 quoted field), never NUL or another control.
 _CONTROL = r"[\x00-\x1f\x7f-\x9f]"
@@ -68,16 +70,14 @@ def parse_timestamp(raw: pl.Expr, source_timezone: str) -> pl.Expr:
     )
     offset = field("offset")
     sign = pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
+    hours = offset.str.slice(1, 2).cast(pl.Int64, strict=False)
+    minutes = offset.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
     offset_minutes = (
         pl.when(offset == "Z")
         .then(0)
-        .otherwise(
-            sign
-            * (
-                offset.str.slice(1, 2).cast(pl.Int64, strict=False) * 60
-                + offset.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
-            )
-        )
+        # +14:30 or +05:75 is no offset anywhere: the value is unparseable, not shifted.
+        .when((minutes < 60) & (hours * 60 + minutes <= MAX_OFFSET_MINUTES))
+        .then(sign * (hours * 60 + minutes))
     )
     aware = (field("local") - pl.duration(minutes=offset_minutes)).dt.replace_time_zone("UTC")
     naive = (
@@ -119,8 +119,9 @@ def _parsed(field: RawField, source_timezone: str) -> pl.Expr:
             lower = raw.str.to_lowercase()
             return pl.when(lower.is_in(_TRUE)).then(True).when(lower.is_in(_FALSE)).then(False)
         case "decimal":
-            exact = raw.cast(pl.Decimal(38, 12), strict=False).round(2)
-            return exact.cast(pl.Decimal(18, 2), strict=False)
+            # The text is parsed exactly and rounded half-even once, to the cent
+            # ("2.0250000000000004" → 2.03, "1.005" → 1.00): Polars rounds on the digits.
+            return raw.cast(pl.Decimal(18, 2), strict=False)
     raise ValueError(f"unknown kind {field.kind!r} for {field.name}")
 
 
