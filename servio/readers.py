@@ -198,6 +198,9 @@ def _csv_problem(path: Path, columns: int | None) -> str:
         with path.open(encoding="utf-8-sig", newline="", errors="replace") as handle:
             reader = csv.reader(handle, strict=True)
             for fields in reader:
+                if not any(fields):  # blank lines are not records (as for the reader)
+                    previous_line = reader.line_num
+                    continue
                 if record and columns is not None and len(fields) > columns:
                     return (
                         f"record {record} (line {previous_line + 1}) has {len(fields)} fields, "
