@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.runners import task_mapper, threads
 from servio import progress
-from servio.config import Settings, load_settings
+from servio.config import Settings, check_raw_root, load_settings
 from servio.landing import LandedFile
 from servio.pipeline import (
     IngestSummary,
@@ -110,6 +110,7 @@ def run_pipeline(
     """Ingest all pending exports and publish the snapshot for `as_of` (default: latest date),
     then draw the HTML report when the snapshot changed."""
     settings = load_settings(config_path)
+    check_raw_root(settings)  # before any data is touched
     lake = Lake(settings.curated_root)
     run_id = new_run_id()
     ingested_at = datetime.now(UTC)

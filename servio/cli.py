@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from servio.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from servio.config import ENV_PREFIX, ConfigError, Settings, check_raw_root, load_settings
 from servio.objectstore import is_object_url
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as exc:
-        console.print(f"[red]configuration error[/red]\n{exc}")
+        console.print(f"[red]configuration error[/red]\n{escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -151,6 +151,11 @@ def run(
     if buckets is not None:
         os.environ[ENV_PREFIX + "SNAPSHOT_BUCKETS"] = str(buckets)
     settings = _settings(config)
+    try:
+        check_raw_root(settings)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error[/red]\n{escape(str(exc))}")
+        raise typer.Exit(2) from None
     from flows.run import run_pipeline
     from flows.runners import with_runner
     from servio import progress

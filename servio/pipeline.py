@@ -37,7 +37,7 @@ from schemas.tables import (
     surveys_raw,
 )
 from servio import faults, landing, objectstore, snapshots
-from servio.config import Settings
+from servio.config import Settings, check_raw_root
 from servio.landing import FileRejected, LandedFile
 from servio.storage import (
     Lake,
@@ -1052,6 +1052,7 @@ def run_steps(
 ) -> tuple[int, IngestSummary]:
     """The main job's steps in this thread, without Prefect (files staged one after another):
     lock, recover, discover, stage, publish, snapshot. Returns (files seen, ingest summary)."""
+    check_raw_root(settings)  # before any data is touched
     ingested_at = datetime.now(UTC)
     with lake.lock(run_id, wait_seconds):
         lake.recover()
