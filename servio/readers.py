@@ -115,6 +115,7 @@ def _csv_chunks(
         records = (
             pl.scan_csv(
                 plain,
+                glob=False,  # `[`, `*`, `?` in a file name are characters, not a pattern
                 has_header=True,
                 new_columns=positional,
                 infer_schema=False,
@@ -165,11 +166,17 @@ def _csv_header(path: Path) -> list[str]:
     return names
 
 
-def _csv_rejection(path: Path, columns: int | None, exc: Exception) -> FileRejected:
-    """Polars' message quotes the text it choked on: servio says what and where itself."""
+def _csv_rejection(path: Path, columns: int | None, exc: Exception) -> Exception:
+    """Polars' message quotes the text it choked on: servio says what and where itself. When
+    Python's own CSV reading finds nothing wrong either, the failure is servio's, not the
+    file's: the Polars error goes on (the file's boundary makes it `internal_error`, which is
+    retried rather than remembered)."""
     if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
         return FileRejected("encoding", _utf8_problem(path))
-    return FileRejected("malformed_csv", _csv_problem(path, columns))
+    problem = _csv_problem(path, columns)
+    if problem is None:
+        return RuntimeError(f"the CSV reader failed ({type(exc).__name__}) where the file is valid")
+    return FileRejected("malformed_csv", problem)
 
 
 def _utf8_problem(path: Path) -> str:
@@ -188,7 +195,7 @@ def _utf8_problem(path: Path) -> str:
     return "not UTF-8 text"
 
 
-def _csv_problem(path: Path, columns: int | None) -> str:
+def _csv_problem(path: Path, columns: int | None) -> str | None:
     """Where the file stops being RFC 4180 CSV (record and line), without quoting it."""
     # The module's default limit (128 KiB a field) would hide the real problem behind a long
     # field; raising the process-wide limit only lifts a memory guard.
@@ -215,7 +222,7 @@ def _csv_problem(path: Path, columns: int | None) -> str:
         if "expected after" in str(exc):
             return f"{where}: text follows a closing quote inside a field"
         return f"{where}: not RFC 4180 CSV"
-    return "not RFC 4180 CSV (quotes or field counts do not match the header)"
+    return None
 
 
 @contextlib.contextmanager

@@ -127,6 +127,10 @@ class Hostile:
     link_outside: bool = False  # `data` goes outside the raw root, a link to it inside
 
 
+# File names are data: glob characters and Rich markup must stay characters.
+NAME_TAILS = ("", " [1]", " *", " ?", " [bold]x[/]", " {a,b}", " 顧客 😀")
+
+
 def spelled(draw: st.DrawFn, name: str) -> str:
     return draw(st.sampled_from([name, name.upper(), name.title(), f" {name} "]))
 
@@ -149,7 +153,7 @@ def colliding_columns(draw: st.DrawFn, n: int) -> Hostile:
     if fmt.endswith(".gz"):
         data = gzip.compress(data)
     return Hostile(
-        "colliding_columns", f"interactions/collide {n}.{fmt}", data, INGESTED, records=len(rows)
+        "colliding_columns", f"interactions/collide {n}{draw(st.sampled_from(NAME_TAILS))}.{fmt}", data, INGESTED, records=len(rows)
     )
 
 
@@ -176,7 +180,7 @@ def line_ends_and_blank_lines(draw: st.DrawFn, n: int) -> Hostile:
         parts.insert(at, draw(st.sampled_from(["", ",,,", "," * (len(header) - 1)])))
     data = newline.join(parts).encode()
     return Hostile(
-        "line_ends_and_blank_lines", f"interactions/lines {n}.csv", data, INGESTED, records=count
+        "line_ends_and_blank_lines", f"interactions/lines {n}{draw(st.sampled_from(NAME_TAILS))}.csv", data, INGESTED, records=count
     )
 
 
