@@ -69,6 +69,8 @@ INTERMEDIATE_COMPRESSION: Final = "lz4"
 STAGED_ROW_GROUP_ROWS = 131_072
 
 INGESTED, REJECTED, DUPLICATE = "ingested", "rejected", "duplicate"
+# Folder of the Data Docs where a run keeps its GX results until they are rendered.
+PENDING_RESULTS = "pending"
 REFUSED, DEFERRED = landing.REFUSED, landing.DEFERRED
 # A rejection for servio's own failure says nothing about the content: retried every run.
 INTERNAL_ERROR = "internal_error"
@@ -425,15 +427,48 @@ def _file_conflicts(
     return conflicting_rows(pl.concat(candidates), key, version, content)
 
 
+def keep_validation_results(staged: Iterable[StagedFile], lake: Lake, run_id: str) -> None:
+    """Copy this run's GX results beside the Data Docs before the run publishes (under the
+    lock): a run killed after its publish, or whose Data Docs could not be written (a full
+    disk), leaves them for the next run's `build_data_docs`."""
+    from servio.validation import read_result_text
+
+    pending = lake.data_docs_dir / PENDING_RESULTS / run_id
+    for item in staged:
+        if item.validation_path and item.landed.sha256:
+            pending.mkdir(parents=True, exist_ok=True)
+            partial = pending / f".{item.landed.sha256}.json.partial"
+            partial.write_text(read_result_text(item.validation_path), encoding="utf-8")
+            partial.replace(pending / f"{item.landed.sha256}.json")
+
+
 def build_data_docs(staged: Iterable[StagedFile], lake: Lake) -> Path | None:
-    """Add this run's validation results to the lake's Great Expectations Data Docs."""
-    results = [s.validation_path for s in staged if s.validation_path]
+    """Add the validation results of every published run not yet shown — this run's, and any
+    left by a run killed after its publish — to the lake's Great Expectations Data Docs.
+    Call under the lock, after `keep_validation_results` and the publish."""
+    del staged  # this run's results are among the kept ones
+    pending = lake.data_docs_dir / PENDING_RESULTS
+    if not pending.is_dir():
+        return None
+    published = set(
+        lake.scan(INGEST_LEDGER).select("run_id").unique().collect().get_column("run_id")
+    )
+    runs = sorted(p for p in pending.iterdir() if p.is_dir())
+    # Under the lock no other run is between its copy and its publish: a run not in the
+    # ledger was killed before its commit, and its files are staged again by a later run.
+    for orphan in (r for r in runs if r.name not in published):
+        shutil.rmtree(orphan, ignore_errors=True)
+    shown = [r for r in runs if r.name in published]
+    results = [str(p) for run in shown for p in sorted(run.glob("*.json"))]
     if not results:
         return None
     from servio.validation import build_data_docs as render
 
     gx_index = render(results, lake.data_docs_dir)
-    return _offline_index(gx_index)
+    index = _offline_index(gx_index)
+    for run in shown:  # rendered: kept in data_docs/results from now on
+        shutil.rmtree(run, ignore_errors=True)
+    return index
 
 
 def _offline_index(gx_index: Path) -> Path:
