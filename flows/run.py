@@ -193,7 +193,7 @@ def _publish_artifacts(
     lines = [
         "# servio run",
         f"- files ingested: {ingest.files_ingested}, rejected: {ingest.files_rejected}, "
-        f"duplicates: {ingest.files_duplicate}",
+        f"duplicates: {ingest.files_duplicate}, left for the next run: {ingest.files_deferred}",
         f"- rows read: {ingest.rows_read}, valid: {ingest.rows_valid}, quarantined: {ingest.rows_quarantined}",
         f"- snapshot as of {snap.as_of_date}: {snap.customers} customers",
         *(f"  - {action}: {n}" for action, n in snap.actions.items()),

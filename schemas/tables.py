@@ -469,11 +469,18 @@ INGEST_LEDGER = CuratedTable(
         Column("source", pl.String, "interactions, surveys, or unknown."),
         Column("file_format", pl.String, "csv, csv.gz, jsonl, jsonl.gz, ndjson or parquet."),
         Column("size_bytes", pl.Int64, "File size."),
-        Column("sha256", pl.String, "Content hash; equal content is ingested once."),
         Column(
-            "status", pl.String, "ingested, rejected, or duplicate (same content as duplicate_of)."
+            "sha256",
+            pl.String,
+            "Content hash; equal content is ingested once. Null when the bytes were not read.",
         ),
-        Column("reason", pl.String, "Why a file was rejected or skipped."),
+        Column(
+            "status",
+            pl.String,
+            "ingested, rejected, duplicate (same content as duplicate_of), refused (where the "
+            "file is: not read, retried) or deferred (I/O failure: retried by the next run).",
+        ),
+        Column("reason", pl.String, "<code>: <detail> — why a file was not ingested."),
         Column("duplicate_of", pl.String, "The file with the same content that was ingested."),
         Column("rows_read", pl.Int64, "Data records read."),
         Column("rows_valid", pl.Int64, "Records that passed every rule."),
