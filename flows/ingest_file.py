@@ -18,7 +18,14 @@ from flows.runners import transient_error
 from flows.snapshot import DEFAULT_WAIT_SECONDS, new_run_id, writing
 from servio.config import Settings, load_settings
 from servio.landing import LandedFile
-from servio.pipeline import StagedFile, publish_ingest, remembered_files, stage_file
+from servio.pipeline import (
+    DEFERRED,
+    REFUSED,
+    StagedFile,
+    publish_ingest,
+    remembered_files,
+    stage_file,
+)
 from servio.storage import Lake
 from servio.watch import CURATED_UPDATED, landed_file
 
@@ -77,6 +84,8 @@ def publish(
             summary = publish_ingest([], [landed], settings, lake, run_id)
         else:
             summary = publish_ingest([staged], [], settings, lake, run_id)
+    if staged is not None and staged.status in (REFUSED, DEFERRED):
+        return staged.status  # recorded with its reason; the file stays eligible
     return INGESTED_NOW if summary.files_ingested + summary.files_rejected else DUPLICATE_CONTENT
 
 
@@ -107,7 +116,8 @@ def ingest_file(
 ) -> str:
     """Ingest one file of the raw zone (path relative to the raw root, or absolute inside it).
 
-    Returns ingested, duplicate (its content came under another name) or already_ingested.
+    Returns ingested, duplicate (its content came under another name), already_ingested, or
+    refused / deferred (not read: its location, or an I/O failure; tried again later).
     """
     logger = get_run_logger()
     settings = load_settings(config_path)
