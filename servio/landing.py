@@ -195,8 +195,7 @@ def _describe(
             problem=FileProblem(
                 DEFERRED,
                 "changed_while_read",
-                "the file changed while it was hashed (still being written?); "
-                "the next run reads it again",
+                "the file changed while it was hashed (still being written?)",
             ),
         )
     return landed
@@ -222,11 +221,9 @@ def _io_problem(exc: OSError) -> FileProblem:
     """An operating-system failure as a deferral (never the exception's text: it may hold
     paths outside the raw root)."""
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return FileProblem(
-            DEFERRED, "permission_denied", "permission denied; the next run tries again"
-        )
+        return FileProblem(DEFERRED, "permission_denied", "permission denied")
     name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
-    return FileProblem(DEFERRED, "io_error", f"cannot be read ({name}); the next run tries again")
+    return FileProblem(DEFERRED, "io_error", f"cannot be read ({name})")
 
 
 def deferral_of(exc: OSError) -> FileDeferred:
@@ -253,8 +250,7 @@ def check_unchanged(landed: LandedFile) -> None:
         raise deferral_of(exc) from None
     if not same:
         raise FileDeferred(
-            "changed_while_read",
-            "the file changed while it was read; the next run ingests its new content",
+            "changed_while_read", "the file changed while it was read"
         )
 
 
@@ -312,8 +308,7 @@ def _downloaded(landed: LandedFile) -> Iterator[Path]:
         if sha256 != landed.sha256:
             raise FileDeferred(
                 "changed_while_read",
-                "the object changed after it was discovered; its new content is a new export "
-                "and is ingested by the next run",
+                "the object changed after it was discovered (its new content is a new export)",
             )
         yield local
     finally:

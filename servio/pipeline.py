@@ -229,11 +229,13 @@ def stage_file(
         return _internal_error(landed, lake, run_id, step, exc)
     log.warning("%s deferred: %s", landed.relative_path, code)
     _remove_staged(_staging_folder(lake, run_id, landed))
-    return _unstaged(landed, DEFERRED, code, f"{detail}; the next run tries again")
+    return _unstaged(landed, DEFERRED, code, detail)
 
 
 def _unstaged(landed: LandedFile, status: str, code: str, detail: str) -> StagedFile:
     """A file left for a later run (refused or deferred): no rows, a reason."""
+    if status == DEFERRED:
+        detail += "; the next run tries again"
     return StagedFile(landed, status, f"{code}: {detail}", 0, 0, 0, None, None)
 
 

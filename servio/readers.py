@@ -172,14 +172,16 @@ def _csv_rejection(path: Path, columns: int | None, exc: Exception) -> Exception
     file's: the Polars error goes on (the file's boundary makes it `internal_error`, which is
     retried rather than remembered)."""
     if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
-        return FileRejected("encoding", _utf8_problem(path))
+        invalid = _utf8_problem(path)
+        if invalid is not None:  # else the message merely quoted "utf8" in some cell
+            return FileRejected("encoding", invalid)
     problem = _csv_problem(path, columns)
     if problem is None:
         return RuntimeError(f"the CSV reader failed ({type(exc).__name__}) where the file is valid")
     return FileRejected("malformed_csv", problem)
 
 
-def _utf8_problem(path: Path) -> str:
+def _utf8_problem(path: Path) -> str | None:
     decoder = codecs.getincrementaldecoder("utf-8")()
     line, offset = 1, 0
     with path.open("rb") as handle:
@@ -192,7 +194,11 @@ def _utf8_problem(path: Path) -> str:
                 return f"not UTF-8 text: invalid byte sequence at byte {at} (line {line})"
             line += block.count(b"\n")
             offset += len(block)
-    return "not UTF-8 text"
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return f"not UTF-8 text: the file ends inside a character (byte {offset})"
+    return None
 
 
 def _csv_problem(path: Path, columns: int | None) -> str | None:

@@ -603,7 +603,7 @@ def test_an_unreadable_file_is_deferred_recorded_once_and_ingested_once_readable
     ledger = _ledger(config)
     [entry] = ledger.filter(pl.col("source_file") == "interactions/locked.csv").to_dicts()
     assert (entry["status"], entry["sha256"]) == (DEFERRED, None)
-    assert entry["reason"].startswith("permission_denied: ")
+    assert entry["reason"] == "permission_denied: permission denied; the next run tries again"
     assert ledger.filter(pl.col("source_file") == "interactions/clean.csv")["status"].to_list() == [
         INGESTED
     ]
