@@ -269,6 +269,8 @@ def load_settings(
             values = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{config_path}: not valid TOML ({exc})") from exc
+        except OSError as exc:  # a folder, no permission
+            raise ConfigError(f"{config_path}: cannot be read ({exc.strerror})") from None
     elif explicit:
         raise ConfigError(f"{config_path}: configuration file not found")
     values.update(env_overrides(environ))

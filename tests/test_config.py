@@ -220,3 +220,58 @@ def test_a_missing_raw_folder_stops_servio_run_before_any_data_is_touched(tmp_pa
     assert result.exit_code == 2, result.output
     assert "raw_root" in result.output and "does not exist" in result.output
     assert not (tmp_path / "curated").exists()
+
+
+HOSTILE_SETTINGS = [
+    ("gross_margin_rate = nan", {}),
+    ("window_days = true", {}),
+    ("[weights]\ntangibles = inf", {}),
+    ("source_timezone = 'localtime'", {}),
+    ("source_timezone = '../../etc/passwd'", {}),
+    ("raw_root = ''", {}),
+    ("curated_root = '{raw}/curated'", {}),
+    ("raw_root = '{base}/missing'", {}),
+    ("item_catalog = '{base}'", {}),
+    ("item_catalog = '{base}/binary.csv'", {}),
+    ("cost_to_serve = [1, 2]", {}),
+    ("currency = 5", {}),
+    ("dask_address = 'nonsense'", {}),
+    ("clé = 1", {}),
+    ("", {"SERVIO_WEIGHTS": "{nope"}),
+    ("", {"SERVIO_SNAPSHOT_BUCKETS": "1e9"}),
+    ("", {"SERVIO_GROSS_MARGIN_RATE": "NaN"}),
+    ("", {"SERVIO_CURATED_ROOT": "s3://user:secret@bucket/x"}),
+    ("\xff\xfe not text", {}),
+    ("<folder>", {}),
+]
+
+
+@pytest.mark.parametrize(("toml", "environ"), HOSTILE_SETTINGS)
+def test_servio_run_stops_on_any_hostile_setting_with_exit_2_and_no_traceback(
+    toml: str, environ: dict[str, str], tmp_path: Path
+) -> None:
+    """Settings are refused before any data is touched: exit 2, a message, no traceback, no
+    curated folder created, no secret echoed."""
+    from typer.testing import CliRunner
+
+    from servio.cli import app
+
+    raw = tmp_path / "raw"
+    (raw / "interactions").mkdir(parents=True)
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x01")
+    config = tmp_path / "servio.toml"
+    if toml == "<folder>":
+        config.mkdir()
+    else:
+        head = toml.format(base=tmp_path, raw=raw)
+        roots = "" if "raw_root" in head else f"raw_root = '{raw}'\n"
+        roots += "" if "curated_root" in head else f"curated_root = '{tmp_path / 'curated'}'\n"
+        # Top-level keys first: a [table] header takes every line after it.
+        encoding = "latin-1" if head.startswith("\xff") else "utf-8"
+        config.write_bytes(roots.encode() + head.encode(encoding) + b"\n")
+    result = CliRunner().invoke(app, ["run", "--config", str(config)], env=environ)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert "configuration error" in result.output
+    assert "secret" not in result.output
+    assert not (tmp_path / "curated").exists()
