@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.tables import INGEST_LEDGER, curated_tables
-from servio import faults, landing, pipeline
+from servio import faults, landing, pipeline, readers
 from servio.config import Settings, load_settings
 from servio.pipeline import DEFERRED, INGESTED, REFUSED, REJECTED
 from servio.storage import Lake
@@ -153,7 +153,11 @@ def colliding_columns(draw: st.DrawFn, n: int) -> Hostile:
     if fmt.endswith(".gz"):
         data = gzip.compress(data)
     return Hostile(
-        "colliding_columns", f"interactions/collide {n}{draw(st.sampled_from(NAME_TAILS))}.{fmt}", data, INGESTED, records=len(rows)
+        "colliding_columns",
+        f"interactions/collide {n}{draw(st.sampled_from(NAME_TAILS))}.{fmt}",
+        data,
+        INGESTED,
+        records=len(rows),
     )
 
 
@@ -180,7 +184,11 @@ def line_ends_and_blank_lines(draw: st.DrawFn, n: int) -> Hostile:
         parts.insert(at, draw(st.sampled_from(["", ",,,", "," * (len(header) - 1)])))
     data = newline.join(parts).encode()
     return Hostile(
-        "line_ends_and_blank_lines", f"interactions/lines {n}{draw(st.sampled_from(NAME_TAILS))}.csv", data, INGESTED, records=count
+        "line_ends_and_blank_lines",
+        f"interactions/lines {n}{draw(st.sampled_from(NAME_TAILS))}.csv",
+        data,
+        INGESTED,
+        records=count,
     )
 
 
@@ -640,27 +648,42 @@ def test_links_folders_and_special_files_out_of_reach_are_refused_unread(tmp_pat
     ]
 
 
-def test_a_panic_inside_a_reader_rejects_that_file_only_and_it_is_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("where", "step"),
+    [("reader", "reading the file"), ("standardise", "standardising records 1–3")],
+)
+def test_a_panic_rejects_that_file_only_and_it_is_retried(
+    where: str, step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A Rust panic is a BaseException: caught at the file's boundary, the file rejected as
-    `internal_error` naming the step and the exception type (never its message), retried by
-    every run but recorded once, and ingested once servio no longer fails on it."""
+    """A Rust panic (pyo3's PanicException) is a BaseException: caught at the file's boundary,
+    the file rejected as `internal_error` naming the step and the exception type (never its
+    message), retried by every run but recorded once, and ingested once servio no longer
+    fails on it. The panic is raised in the CSV reader, or in standardisation."""
     config = land(
         tmp_path, [Hostile("x", "interactions/panic.csv", _export("panic"), REJECTED)], "c"
     )
-    real = pipeline.standardise.standardise
     attempts: list[int] = []
 
-    def panicking(raw: Any, *args: Any) -> Any:
-        if raw.collect_schema().get("interaction_id") and "panic-0" in set(
-            raw.select("interaction_id").collect().to_series().to_list()
-        ):
-            attempts.append(1)
-            raise pl.exceptions.PanicException(f"index out of bounds: {MARKER}")
-        return real(raw, *args)
+    def panic() -> None:
+        attempts.append(1)
+        raise pl.exceptions.PanicException(f"index out of bounds: {MARKER}")
 
-    monkeypatch.setattr(pipeline.standardise, "standardise", panicking)
+    module, name = (
+        (readers, "_csv_header") if where == "reader" else (pipeline.standardise, "standardise")
+    )
+    real = getattr(module, name)
+
+    def panicking(first: Any, *args: Any) -> Any:
+        target = first if where == "reader" else None
+        if target is not None and Path(target).name == "panic.csv":
+            panic()
+        if target is None and "panic-0" in set(
+            first.select("interaction_id").collect().to_series().to_list()
+        ):
+            panic()
+        return real(first, *args)
+
+    monkeypatch.setattr(module, name, panicking)
     run(config)
     run(config)
     assert len(attempts) == 2, "an internal error is not remembered by hash: retried"
@@ -671,12 +694,12 @@ def test_a_panic_inside_a_reader_rejects_that_file_only_and_it_is_retried(
     )
     assert entry["status"] == REJECTED
     assert entry["reason"] == (
-        "internal_error: servio failed while standardising records 1–3 (PanicException); "
+        f"internal_error: servio failed while {step} (PanicException); "
         "the file is tried again by the next run"
     )
     assert tables["interactions"].filter(pl.col("source_file") == "interactions/clean.csv").height
     assert_marker_nowhere(tables)
-    monkeypatch.setattr(pipeline.standardise, "standardise", real)
+    monkeypatch.setattr(module, name, real)
     run(config)
     statuses = _ledger(config).filter(pl.col("source_file") == "interactions/panic.csv")["status"]
     assert statuses.to_list() == [REJECTED, INGESTED]
