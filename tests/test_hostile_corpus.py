@@ -36,9 +36,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.tables import INGEST_LEDGER, curated_tables
-from servio import faults, landing, pipeline, readers
+from servio import faults, landing, pipeline
 from servio.config import Settings, load_settings
 from servio.pipeline import DEFERRED, INGESTED, REFUSED, REJECTED
+from servio.readers import delimited
 from servio.storage import Lake
 from tests import faults_harness as h
 
@@ -669,7 +670,7 @@ def test_a_panic_rejects_that_file_only_and_it_is_retried(
         raise pl.exceptions.PanicException(f"index out of bounds: {MARKER}")
 
     module, name = (
-        (readers, "_csv_header") if where == "reader" else (pipeline.standardise, "standardise")
+        (delimited, "_csv_header") if where == "reader" else (pipeline.standardise, "standardise")
     )
     real = getattr(module, name)
 
