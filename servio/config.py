@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -231,19 +232,31 @@ def _catalog(path: str) -> ItemCatalog:
     return _CATALOGS[path]
 
 
+_INTEGER_TEXT = re.compile(r"[+-]?\d+")
+_DECIMAL_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _env_number(raw: str) -> Any:
+    """A number written in decimal (`30`, `.4`, `1e3`), else the text itself, which the
+    model refuses naming the key: `nan`, `inf`, `true`, `1_000` are not numbers here."""
+    text = raw.strip()
+    if _INTEGER_TEXT.fullmatch(text):
+        return int(text)
+    if _DECIMAL_TEXT.fullmatch(text):
+        return float(text)
+    return raw
+
+
 def env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     """`SERVIO_<KEY>` for each top-level key; tables (weights, cost_to_serve) as JSON, numbers
-    read as JSON numbers (so `true` or `nan` is refused as it is in the TOML file)."""
+    as decimal text (so `true` or `nan` is refused as it is in the TOML file)."""
     overrides: dict[str, Any] = {}
     for name, spec in Settings.model_fields.items():
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is None:
             continue
         if spec.annotation in (int, float):
-            try:
-                overrides[name] = json.loads(raw)
-            except json.JSONDecodeError:
-                overrides[name] = raw  # refused by the model, naming the key
+            overrides[name] = _env_number(raw)
         elif spec.annotation is not None and str(spec.annotation).startswith("dict"):
             try:
                 overrides[name] = json.loads(raw)

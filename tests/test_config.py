@@ -118,11 +118,28 @@ def test_nan_infinity_booleans_and_text_are_not_numbers(key: tuple[str, str], va
             load_settings(path, environ={})
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "true", "Infinity", "1e999", "0x10"])
+@pytest.mark.parametrize("value", ["nan", "inf", "true", "Infinity", "1e999", "0x10", "1_000"])
 @pytest.mark.parametrize("key", ["GROSS_MARGIN_RATE", "WINDOW_DAYS", "SERVICE_LEVEL_BAND"])
 def test_the_environment_is_held_to_the_same_numbers(key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=key.lower()):
         load_settings(environ={f"SERVIO_{key}": value})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("GROSS_MARGIN_RATE", ".4", 0.4),
+        ("GROSS_MARGIN_RATE", "+0.25", 0.25),
+        ("SERVICE_LEVEL_BAND", "1e-1", 0.1),
+        ("SERVICE_LEVEL_BAND", "2", 2.0),
+        ("WINDOW_DAYS", " 30 ", 30),
+    ],
+)
+def test_numbers_in_the_environment_are_read_as_decimal_text(
+    key: str, value: str, expected: float
+) -> None:
+    settings = load_settings(environ={f"SERVIO_{key}": value})
+    assert getattr(settings, key.lower()) == expected
 
 
 def test_a_weight_of_nan_in_the_environment_is_refused() -> None:
