@@ -84,8 +84,8 @@ def publish(
 
 
 @task(name="build-data-docs", cache_policy=NO_CACHE)
-def data_docs(staged: list[StagedFile], lake: Lake) -> str | None:
-    index = build_data_docs(staged, lake)
+def data_docs(lake: Lake) -> str | None:
+    index = build_data_docs(lake)
     if index is not None:
         create_link_artifact(
             key="servio-data-docs", link=index.resolve().as_uri(), link_text="Data Docs"
@@ -133,7 +133,7 @@ def run_pipeline(
         snap = build_snapshots(settings, lake, run_id, as_of, mapper=task_mapper)
         progress.report("snapshot", 1, 1)
         warnings: list[str] = []
-        docs = _after_publish(warnings, "Great Expectations Data Docs", data_docs, staged, lake)
+        docs = _after_publish(warnings, "Great Expectations Data Docs", data_docs, lake)
         lake.discard_staging(run_id)
     _publish_artifacts(staged, ingest, snap, quarantined_in_run(lake, run_id))
     report_path = None

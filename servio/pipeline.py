@@ -444,11 +444,10 @@ def keep_validation_results(staged: Iterable[StagedFile], lake: Lake, run_id: st
             partial.replace(pending / f"{item.landed.sha256}.json")
 
 
-def build_data_docs(staged: Iterable[StagedFile], lake: Lake) -> Path | None:
+def build_data_docs(lake: Lake) -> Path | None:
     """Add the validation results of every published run not yet shown — this run's, and any
     left by a run killed after its publish — to the lake's Great Expectations Data Docs.
     Call under the lock, after `keep_validation_results` and the publish."""
-    del staged  # this run's results are among the kept ones
     pending = lake.data_docs_dir / PENDING_RESULTS
     if not pending.is_dir():
         return None
