@@ -70,8 +70,10 @@ def base_rows(workdir: Path) -> pl.DataFrame:
         )
         report = generate(base / "raw", options)
         marker.write_text(json.dumps({"interaction_rows": report.interaction_rows}))
+    # Every column of the generated exports, personal data included (servio's readers keep
+    # only the contract's): the big file must look like a real export.
     frames = [
-        landing.read_raw(landed).drop(landing.ROW_NUMBER)
+        pl.read_csv(landed.path, infer_schema=False)
         for landed in landing.discover(base / "raw")
         if landed.source == "interactions"
     ]

@@ -16,10 +16,16 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.runners import transient_error
 from flows.snapshot import DEFAULT_WAIT_SECONDS, new_run_id, writing
-from schemas.tables import INGEST_LEDGER
 from servio.config import Settings, load_settings
 from servio.landing import LandedFile
-from servio.pipeline import StagedFile, publish_ingest, stage_file
+from servio.pipeline import (
+    DEFERRED,
+    REFUSED,
+    StagedFile,
+    publish_ingest,
+    remembered_files,
+    stage_file,
+)
 from servio.storage import Lake
 from servio.watch import CURATED_UPDATED, landed_file
 
@@ -27,8 +33,9 @@ ALREADY_INGESTED, INGESTED_NOW, DUPLICATE_CONTENT = "already_ingested", "ingeste
 
 
 def _ledger_state(lake: Lake, landed: LandedFile) -> str | None:
-    """already_ingested (this path, this content), duplicate (content under another name)."""
-    ledger = lake.scan(INGEST_LEDGER).select("source_file", "sha256").collect()
+    """already_ingested (this path, this content), duplicate (content under another name).
+    Only verdicts about the content count: a refused or deferred file is looked at again."""
+    ledger = remembered_files(lake)
     same = ledger.filter(pl.col("sha256") == landed.sha256)
     if same.filter(pl.col("source_file") == landed.relative_path).height:
         return ALREADY_INGESTED
@@ -77,6 +84,8 @@ def publish(
             summary = publish_ingest([], [landed], settings, lake, run_id)
         else:
             summary = publish_ingest([staged], [], settings, lake, run_id)
+    if staged is not None and staged.status in (REFUSED, DEFERRED):
+        return staged.status  # recorded with its reason; the file stays eligible
     return INGESTED_NOW if summary.files_ingested + summary.files_rejected else DUPLICATE_CONTENT
 
 
@@ -107,7 +116,8 @@ def ingest_file(
 ) -> str:
     """Ingest one file of the raw zone (path relative to the raw root, or absolute inside it).
 
-    Returns ingested, duplicate (its content came under another name) or already_ingested.
+    Returns ingested, duplicate (its content came under another name), already_ingested, or
+    refused / deferred (not read: its location, or an I/O failure; tried again later).
     """
     logger = get_run_logger()
     settings = load_settings(config_path)
@@ -118,7 +128,7 @@ def ingest_file(
             "%s changed since its event (%s…, now %s…); ingesting its current content",
             landed.relative_path,
             sha256[:12],
-            landed.sha256[:12],
+            (landed.sha256 or "unreadable")[:12],
         )
     if source and source != landed.source:
         logger.warning("event says source %s, the folder says %s", source, landed.source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 import polars as pl
 from prefect import flow, get_run_logger, task
@@ -13,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.runners import task_mapper, threads
 from servio import progress
-from servio.config import Settings, load_settings
+from servio.config import Settings, check_raw_root, load_settings
 from servio.landing import LandedFile
 from servio.pipeline import (
     IngestSummary,
@@ -21,6 +22,7 @@ from servio.pipeline import (
     StagedFile,
     build_data_docs,
     build_snapshots,
+    keep_validation_results,
     new_run_id,
     pending_files,
     publish_ingest,
@@ -41,6 +43,8 @@ class RunSummary:
     curated_root: str = ""
     report_path: str | None = None
     data_docs_path: str | None = None
+    # What failed after the tables were published (Data Docs, report): `servio run` exits 6.
+    warnings: list[str] = field(default_factory=list)
 
 
 @task(name="discover-pending", cache_policy=NO_CACHE)
@@ -80,8 +84,8 @@ def publish(
 
 
 @task(name="build-data-docs", cache_policy=NO_CACHE)
-def data_docs(staged: list[StagedFile], lake: Lake) -> str | None:
-    index = build_data_docs(staged, lake)
+def data_docs(lake: Lake) -> str | None:
+    index = build_data_docs(lake)
     if index is not None:
         create_link_artifact(
             key="servio-data-docs", link=index.resolve().as_uri(), link_text="Data Docs"
@@ -110,6 +114,7 @@ def run_pipeline(
     """Ingest all pending exports and publish the snapshot for `as_of` (default: latest date),
     then draw the HTML report when the snapshot changed."""
     settings = load_settings(config_path)
+    check_raw_root(settings)  # before any data is touched
     lake = Lake(settings.curated_root)
     run_id = new_run_id()
     ingested_at = datetime.now(UTC)
@@ -121,25 +126,48 @@ def run_pipeline(
         for done, future in enumerate(futures, start=1):
             staged.append(future.result())
             progress.report("ingest", done, len(futures))
+        keep_validation_results(staged, lake, run_id)  # Data Docs survive a kill after publish
         ingest = publish(staged, duplicates, settings, lake, run_id)
         progress.report("snapshot", 0, 1)
         # The bucket tasks go to the flow's task runner (threads, or a Dask cluster).
         snap = build_snapshots(settings, lake, run_id, as_of, mapper=task_mapper)
         progress.report("snapshot", 1, 1)
-        docs = data_docs(staged, lake)
+        warnings: list[str] = []
+        docs = _after_publish(warnings, "Great Expectations Data Docs", data_docs, lake)
         lake.discard_staging(run_id)
     _publish_artifacts(staged, ingest, snap, quarantined_in_run(lake, run_id))
     report_path = None
-    if write_html_report and snap.as_of_date is not None:
+    if write_html_report and snap.as_of_date is not None and snap.customers:
         from servio.report import default_report_path
 
         existing = default_report_path(lake)
-        fresh = snap.published or not existing.exists()
-        report_path = report(settings, lake, snap.as_of_date) if fresh else str(existing)
+        # An explicit date may differ from the existing report's: draw it again.
+        fresh = snap.published or as_of is not None or not existing.exists()
+        report_path = (
+            _after_publish(warnings, "HTML report", report, settings, lake, snap.as_of_date)
+            if fresh
+            else str(existing)
+        )
     summary = RunSummary(run_id, len(todo) + len(duplicates), ingest, snap, staged, str(lake.root))
     summary.report_path = report_path
     summary.data_docs_path = docs
+    summary.warnings = warnings
     return summary
+
+
+def _after_publish(warnings: list[str], what: str, step: Any, *args: Any) -> Any:
+    """Run a step that comes after the tables were published; its failure (a full disk) is
+    a warning, not a failed run: the tables stand, and the next run writes what is missing."""
+    try:
+        return step(*args)
+    except Exception as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        warnings.append(
+            f"the {what} could not be written ({reason}); the tables are published, and the "
+            "next run writes it"
+        )
+        get_run_logger().warning("%s failed after the publish", what, exc_info=True)
+        return None
 
 
 def _publish_artifacts(
@@ -165,7 +193,7 @@ def _publish_artifacts(
     lines = [
         "# servio run",
         f"- files ingested: {ingest.files_ingested}, rejected: {ingest.files_rejected}, "
-        f"duplicates: {ingest.files_duplicate}",
+        f"duplicates: {ingest.files_duplicate}, left for the next run: {ingest.files_deferred}",
         f"- rows read: {ingest.rows_read}, valid: {ingest.rows_valid}, quarantined: {ingest.rows_quarantined}",
         f"- snapshot as of {snap.as_of_date}: {snap.customers} customers",
         *(f"  - {action}: {n}" for action, n in snap.actions.items()),

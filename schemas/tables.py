@@ -22,6 +22,12 @@ TIMESTAMP_FLOOR = "2000-01-01T00:00:00Z"
 MAX_ID_LENGTH = 64
 MAX_ABS_MONEY = 10**9
 
+# Columns a raw reader adds beside the contract columns (no contract column starts with "__",
+# and unknown columns are dropped by the reader, so none of these can collide).
+RAW_ROW_NUMBER = "source_row"  # 1-based record number in the file
+RAW_MALFORMED = "__malformed__"  # set when the line is not a record: why
+RAW_NOT_TEXT = "__not_text__"  # ';'-joined contract fields whose value was not text
+
 RawKind = Literal[
     "id", "string", "timestamp", "number", "integer", "boolean", "decimal", "currency"
 ]
@@ -618,11 +624,18 @@ INGEST_LEDGER = CuratedTable(
         Column("source", pl.String, "interactions, surveys, or unknown."),
         Column("file_format", pl.String, "csv, csv.gz, jsonl, jsonl.gz, ndjson or parquet."),
         Column("size_bytes", pl.Int64, "File size."),
-        Column("sha256", pl.String, "Content hash; equal content is ingested once."),
         Column(
-            "status", pl.String, "ingested, rejected, or duplicate (same content as duplicate_of)."
+            "sha256",
+            pl.String,
+            "Content hash; equal content is ingested once. Null when the bytes were not read.",
         ),
-        Column("reason", pl.String, "Why a file was rejected or skipped."),
+        Column(
+            "status",
+            pl.String,
+            "ingested, rejected, duplicate (same content as duplicate_of), refused (where the "
+            "file is: not read, retried) or deferred (I/O failure: retried by the next run).",
+        ),
+        Column("reason", pl.String, "<code>: <detail> — why a file was not ingested."),
         Column("duplicate_of", pl.String, "The file with the same content that was ingested."),
         Column("rows_read", pl.Int64, "Data records read."),
         Column("rows_valid", pl.Int64, "Records that passed every rule."),

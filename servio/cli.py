@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from servio.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from servio.config import ENV_PREFIX, ConfigError, Settings, check_raw_root, load_settings
 from servio.objectstore import is_object_url
 
 if TYPE_CHECKING:
@@ -63,11 +64,23 @@ def _progress_bar() -> Progress:
     )
 
 
+def _as_of(value: str | None) -> date | None:
+    """`--as-of` as a date, or a usage error (exit 2) naming the option."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date; expected YYYY-MM-DD", param_hint="'--as-of'"
+        ) from None
+
+
 def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as exc:
-        console.print(f"[red]configuration error[/red]\n{exc}")
+        console.print(f"[red]configuration error[/red]\n{escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -95,7 +108,7 @@ def generate(
     raw_root = _settings(config).raw_root
     if out is None and is_object_url(raw_root):
         # The generator writes local files; upload them with your usual S3 tooling.
-        console.print(f"[red]raw_root is {raw_root}: give a local folder with --out[/red]")
+        console.print(f"[red]raw_root is {escape(raw_root)}: give a local folder with --out[/red]")
         raise typer.Exit(2)
     target = out or Path(raw_root)
     options = GenerateOptions(
@@ -110,10 +123,10 @@ def generate(
         try:
             report = write_exports(target, options)
         except (FileExistsError, ValueError) as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(2) from None
     console.print(
-        f"Wrote {len(report.files)} files to [bold]{target}[/bold] in {report.seconds:.1f}s: "
+        f"Wrote {len(report.files)} files to [bold]{escape(str(target))}[/bold] in {report.seconds:.1f}s: "
         f"{report.interaction_rows:,} interaction rows ({report.bad_interaction_rows:,} deliberately bad), "
         f"{report.survey_rows:,} survey rows ({report.bad_survey_rows:,} bad); "
         f"{report.valid_interaction_ids:,} distinct valid interaction ids."
@@ -150,12 +163,17 @@ def run(
     if buckets is not None:
         os.environ[ENV_PREFIX + "SNAPSHOT_BUCKETS"] = str(buckets)
     settings = _settings(config)
+    try:
+        check_raw_root(settings)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error[/red]\n{escape(str(exc))}")
+        raise typer.Exit(2) from None
     from flows.run import run_pipeline
     from flows.runners import with_runner
     from servio import progress
     from servio.storage import LakeBusy, ReconciliationError
 
-    snapshot_date = date.fromisoformat(as_of) if as_of else None
+    snapshot_date = _as_of(as_of)
     with _progress_bar() as bar:
         tasks: dict[str, TaskID] = {}
 
@@ -169,17 +187,32 @@ def run(
             flow = with_runner(run_pipeline, settings)
             summary = flow(str(config) if config else None, snapshot_date, wait)
         except LakeBusy as exc:
-            console.print(f"[yellow]{exc}[/yellow]")
+            console.print(f"[yellow]{escape(str(exc))}[/yellow]")
             raise typer.Exit(3) from None
         except ReconciliationError as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(4) from None
         except OSError as exc:  # disk full, permissions: the lake is unchanged (RELIABILITY.md)
-            console.print(f"[red]servio run failed: {exc}[/red]")
+            console.print(f"[red]servio run failed: {escape(str(exc))}[/red]")
             raise typer.Exit(5) from None
+        except ConfigError as exc:  # the raw folder vanished since the check above
+            console.print(f"[red]configuration error[/red]\n{escape(str(exc))}")
+            raise typer.Exit(2) from None
+        except Exception as exc:  # a servio bug: a message, not a traceback (logged at DEBUG)
+            logging.getLogger("servio.cli").debug("servio run failed", exc_info=True)
+            console.print(
+                f"[red]servio run failed unexpectedly ({type(exc).__name__}): "
+                f"{escape(str(exc).splitlines()[0] if str(exc) else '')}[/red]\n"
+                "A crash never leaves a partial publication: the next run finishes or discards it."
+            )
+            raise typer.Exit(1) from None
         finally:
             progress.plug(None)
     _print_summary(summary, settings)
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning: {escape(warning)}[/yellow]")
+    if summary.warnings:
+        raise typer.Exit(6)
 
 
 def _print_quarantine(run_id: str, lake: Lake, shown: int = 10) -> None:
@@ -191,11 +224,25 @@ def _print_quarantine(run_id: str, lake: Lake, shown: int = 10) -> None:
         return
     for file, row, _, detail in quarantined.head(shown).iter_rows():
         where = f"{file}, row {row}" if row is not None else f"{file} (whole file)"
-        console.print(f"  [yellow]quarantined[/yellow] {where}: {detail}")
+        console.print(f"  [yellow]quarantined[/yellow] {escape(where)}: {escape(detail or '')}")
     if quarantined.height > shown:
         console.print(f"  … and {quarantined.height - shown:,} more (table quarantine)")
     reasons = ", ".join(f"{code} {n:,}" for code, n in top_reasons(quarantined, 5))
-    console.print(f"  top reasons: {reasons}")
+    console.print(f"  top reasons: {escape(reasons)}")
+
+
+def _print_left_for_later(summary: RunSummary, shown: int = 10) -> None:
+    """Files this run did not read (a location or an I/O failure): they are tried again."""
+    from servio.pipeline import DEFERRED, REFUSED
+
+    left = [s for s in summary.staged if s.status in (REFUSED, DEFERRED)]
+    for item in left[:shown]:
+        console.print(
+            f"  [yellow]{item.status}[/yellow] {escape(item.landed.relative_path)}: "
+            f"{escape(item.reason or '')}"
+        )
+    if len(left) > shown:
+        console.print(f"  … and {len(left) - shown:,} more (table ingest_ledger)")
 
 
 def _print_summary(summary: RunSummary, settings: Settings) -> None:
@@ -205,24 +252,35 @@ def _print_summary(summary: RunSummary, settings: Settings) -> None:
     ingest, snap = summary.ingest, summary.snapshot
     console.print(
         f"[bold]servio run {summary.run_id}[/bold]: {ingest.files_ingested} file(s) ingested, "
-        f"{ingest.files_rejected} rejected, {ingest.files_duplicate} duplicate(s) skipped; "
+        f"{ingest.files_rejected} rejected, {ingest.files_duplicate} duplicate(s) skipped, "
+        f"{ingest.files_deferred} left for the next run; "
         f"{ingest.rows_read:,} rows read, {ingest.rows_valid:,} valid, {ingest.rows_quarantined:,} quarantined."
     )
     _print_quarantine(summary.run_id, Lake(settings.curated_root))
-    table = Table(title=f"Curated tables in {summary.curated_root}")
+    _print_left_for_later(summary)
+    table = Table(title=escape(f"Curated tables in {summary.curated_root}"))
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, rows in table_row_counts(Lake(settings.curated_root), settings).items():
         table.add_row(name, f"{rows:,}")
     console.print(table)
-    if snap.as_of_date:
+    if snap.as_of_date and not snap.customers:
+        start = snap.as_of_date - timedelta(days=settings.window_days)
+        console.print(
+            f"Snapshot as of {snap.as_of_date}: no interaction or survey response in its window "
+            f"({start}, {snap.as_of_date}], so no customer rows and no report."
+        )
+    elif snap.as_of_date:
         actions = ", ".join(f"{k} {v:,}" for k, v in snap.actions.items())
-        console.print(f"Snapshot as of {snap.as_of_date}: {snap.customers:,} customers — {actions}")
+        console.print(
+            f"Snapshot as of {snap.as_of_date}: {snap.customers:,} customers — {escape(actions)}"
+        )
     if summary.report_path:
-        console.print(f"Report: [bold]{summary.report_path}[/bold]")
+        console.print(f"Report: [bold]{escape(summary.report_path)}[/bold]")
     if summary.data_docs_path:
         console.print(
-            f"Validation (Great Expectations Data Docs): [bold]{summary.data_docs_path}[/bold]"
+            "Validation (Great Expectations Data Docs): "
+            f"[bold]{escape(summary.data_docs_path)}[/bold]"
         )
 
 
@@ -242,16 +300,16 @@ def report(
     from servio.report import default_report_path, write_report
     from servio.storage import Lake
 
+    snapshot_date = _as_of(as_of)
     settings = _settings(config)
     lake = Lake(settings.curated_root)
-    snapshot_date = date.fromisoformat(as_of) if as_of else None
     try:
         with console.status("Drawing the report…"):
             path = write_report(lake, settings, out or default_report_path(lake), snapshot_date)
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/red]")
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
-    console.print(f"Report: [bold]{path}[/bold]")
+    console.print(f"Report: [bold]{escape(str(path))}[/bold]")
 
 
 @app.command()
@@ -265,7 +323,7 @@ def docs(
     from servio.docs import write_docs
 
     for path in write_docs(_settings(config).catalog, out):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {escape(str(path))}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -315,13 +373,13 @@ def serve(
         try:
             watcher.seed(catch_up(settings, f"ingest-file/{INGEST_DEPLOYMENT}"))
         except Exception as exc:  # the watcher (and the served deployments) must still run
-            console.print(f"[yellow]catch-up of pending files failed: {exc}[/yellow]")
+            console.print(f"[yellow]catch-up of pending files failed: {escape(str(exc))}[/yellow]")
         if watch:
             watcher.run()
 
     threading.Thread(target=start, name="servio-start", daemon=True).start()
     if watch:
-        console.print(f"watching [bold]{settings.raw_root}[/bold] every {poll:g}s")
+        console.print(f"watching [bold]{escape(settings.raw_root)}[/bold] every {poll:g}s")
     # Poll the server every second for triggered runs (default 10 s): landing → rows fast.
     prefect_serve(*deployments, query_seconds=1)
 
@@ -339,7 +397,9 @@ def watch_raw_zone(
         raise typer.Exit(2)
     from servio.watch import Watcher
 
-    console.print(f"watching [bold]{settings.raw_root}[/bold] every {poll:g}s (Ctrl-C stops)")
+    console.print(
+        f"watching [bold]{escape(settings.raw_root)}[/bold] every {poll:g}s (Ctrl-C stops)"
+    )
     watcher = Watcher(settings, poll)
     try:
         watcher.run()
@@ -359,7 +419,7 @@ def scan(config: ConfigOption = None) -> None:
 
     files = emit_pending(settings)
     for landed in files:
-        console.print(f"event for {landed.relative_path} ({landed.sha256[:12]}…)")
+        console.print(f"event for {escape(landed.relative_path)} ({(landed.sha256 or '')[:12]}…)")
     console.print(f"{len(files)} event(s) emitted")
 
 
@@ -384,7 +444,7 @@ def backfill(
         first, last = date.fromisoformat(start), date.fromisoformat(end)
         total = len(dates_between(first, last))
     except ValueError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     on_server = _api_url() is not None
     where = "on the Prefect server" if on_server else "in this process"
@@ -407,7 +467,7 @@ def backfill(
             f"[{colour}]{o.outcome}[/{colour}]",
             f"{o.customers:,}" if o.customers else "",
             f"{o.seconds:.1f}" if o.seconds else "",
-            o.detail,
+            escape(o.detail),
         )
     console.print(table)
     if any(o.outcome == FAILED for o in outcomes):

@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.catalog import DEFAULT_CATALOG_PATH, CatalogError, ItemCatalog, load_catalog
 from schemas.tables import CHANNELS
-from servio.objectstore import check_root
+from servio.objectstore import check_root, is_object_url
 
 DEFAULT_CONFIG_FILE = "servio.toml"
 ENV_PREFIX = "SERVIO_"
@@ -28,8 +30,12 @@ class ConfigError(ValueError):
     """The configuration is unusable; the message names the key and the expected form."""
 
 
+# Numbers are strict (`true` is not 1) and finite (NaN and ±inf are refused).
+NUMBERS = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
 class ChannelRate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = NUMBERS
     per_contact: float = Field(ge=0, description="Cost per contact, reporting currency.")
     per_minute: float = Field(ge=0, description="Cost per handled minute, reporting currency.")
 
@@ -63,7 +69,7 @@ class Settings(BaseModel):
     EXECUTION_KEYS: ClassVar[frozenset[str]] = frozenset({"snapshot_buckets", "dask_address"})
 
     # hide_input: a root URL wrongly carrying credentials must not be echoed in the error.
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(**NUMBERS, frozen=True, hide_input_in_errors=True)
 
     raw_root: str = "data/raw"
     curated_root: str = "data/curated"
@@ -94,15 +100,25 @@ class Settings(BaseModel):
     @field_validator("raw_root", "curated_root")
     @classmethod
     def _local_or_object_store(cls, value: str) -> str:
+        if not value.strip():
+            # An empty path is the working directory: never what was meant.
+            raise ValueError("a folder or s3://bucket/prefix, got an empty value")
         return check_root(value)
 
     @field_validator("source_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
+        problem = f"an IANA time zone such as 'Europe/Paris', got {value!r}"
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"an IANA time zone such as 'Europe/Paris', got {value!r}") from exc
+            raise ValueError(problem) from exc
+        # Polars converts the timestamps: a name Python knows but Polars does not
+        # ('localtime', 'Factory') would fail on the first naive timestamp.
+        try:
+            pl.Series([0], dtype=pl.Datetime("us")).dt.replace_time_zone(value)
+        except pl.exceptions.PolarsError as exc:
+            raise ValueError(f"{problem} (unknown to Polars, which converts timestamps)") from exc
         return value
 
     @field_validator("dask_address")
@@ -179,6 +195,38 @@ class Settings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _catalog_columns_are_distinct(self) -> Settings:
+        """A dimension or item whose derived column is named like another column (dimension
+        `service` → `service_gap`) would silently overwrite it."""
+        from schemas.tables import customer_quality_table, survey_responses_table, surveys_raw
+
+        catalog = self.catalog
+        for what, names in (
+            ("survey export", list(surveys_raw(catalog).names)),
+            ("survey_responses", [c.name for c in survey_responses_table(catalog).columns]),
+            ("customer_quality", [c.name for c in customer_quality_table(catalog).columns]),
+        ):
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(
+                    f"item_catalog: the {what} columns would have {repeated[0]!r} twice; "
+                    "rename the dimension or item it derives from"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _roots_apart(self) -> Settings:
+        """The curated root inside the raw root would be discovered as exports; the raw root
+        inside the curated root would be published over."""
+        raw, curated = _comparable(self.raw_root), _comparable(self.curated_root)
+        if raw == curated or raw in curated.parents or curated in raw.parents:
+            raise ValueError(
+                f"raw_root ({self.raw_root}) and curated_root ({self.curated_root}) must be "
+                "apart: neither may be, or be inside, the other"
+            )
+        return self
+
     @property
     def catalog(self) -> ItemCatalog:
         return _catalog(self.item_catalog)
@@ -186,6 +234,28 @@ class Settings(BaseModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.source_timezone)
+
+
+def _comparable(root: str) -> PurePosixPath:
+    """A root as an absolute path for comparing roots: local ones resolved, `s3://b/p` as
+    `/s3:/b/p`."""
+    if "://" in root:
+        scheme, rest = root.split("://", 1)
+        return PurePosixPath("/", scheme + ":", *[p for p in rest.split("/") if p])
+    return PurePosixPath(Path(root).expanduser().resolve().as_posix())
+
+
+def check_raw_root(settings: Settings) -> None:
+    """The raw folder must exist before a run: a missing one (a typo, an unmounted share)
+    would otherwise end as "0 files" and exit 0. Checked before any data is touched."""
+    if is_object_url(settings.raw_root):
+        return  # discovery names a missing bucket
+    raw = Path(settings.raw_root)
+    if not raw.is_dir():
+        what = "is not a folder" if raw.exists() else "does not exist"
+        raise ConfigError(f"raw_root: {settings.raw_root} {what} (the landing zone to ingest)")
+    if not os.access(raw, os.R_OK | os.X_OK):
+        raise ConfigError(f"raw_root: {settings.raw_root} cannot be listed (permission denied)")
 
 
 _CATALOGS: dict[str, ItemCatalog] = {}
@@ -200,14 +270,32 @@ def _catalog(path: str) -> ItemCatalog:
     return _CATALOGS[path]
 
 
+_INTEGER_TEXT = re.compile(r"[+-]?\d+")
+_DECIMAL_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _env_number(raw: str) -> Any:
+    """A number written in decimal (`30`, `.4`, `1e3`), else the text itself, which the
+    model refuses naming the key: `nan`, `inf`, `true`, `1_000` are not numbers here."""
+    text = raw.strip()
+    if _INTEGER_TEXT.fullmatch(text):
+        return int(text)
+    if _DECIMAL_TEXT.fullmatch(text):
+        return float(text)
+    return raw
+
+
 def env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """`SERVIO_<KEY>` for each top-level key; tables (weights, cost_to_serve) as JSON."""
+    """`SERVIO_<KEY>` for each top-level key; tables (weights, cost_to_serve) as JSON, numbers
+    as decimal text (so `true` or `nan` is refused as it is in the TOML file)."""
     overrides: dict[str, Any] = {}
     for name, spec in Settings.model_fields.items():
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is None:
             continue
-        if spec.annotation is not None and str(spec.annotation).startswith("dict"):
+        if spec.annotation in (int, float):
+            overrides[name] = _env_number(raw)
+        elif spec.annotation is not None and str(spec.annotation).startswith("dict"):
             try:
                 overrides[name] = json.loads(raw)
             except json.JSONDecodeError as exc:
@@ -232,6 +320,8 @@ def load_settings(
             values = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{config_path}: not valid TOML ({exc})") from exc
+        except OSError as exc:  # a folder, no permission
+            raise ConfigError(f"{config_path}: cannot be read ({exc.strerror})") from None
     elif explicit:
         raise ConfigError(f"{config_path}: configuration file not found")
     values.update(env_overrides(environ))

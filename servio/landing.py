@@ -1,28 +1,27 @@
-"""The landing zone (raw root): discover complete exports, hash them, read them as text.
+"""The landing zone (raw root): discover complete exports, hash them, hand them to the readers.
 
-Raw files are only ever read here: never modified, moved or deleted (SPEC §1.1). The raw
-root may be `s3://bucket/prefix`: objects are listed and hashed streaming, and an object is
-read by downloading it to a local temporary file checked against its hash, then read by the
-same readers as a local file (bounded by local disk, not memory).
-Every reader returns the same shape: one String column per header (names trimmed and
-lower-cased) plus `source_row`, the 1-based record number in the file. `read_raw` returns the
-whole file; `read_raw_chunks` the same rows in frames of a bounded number of rows.
+Raw files are only ever read here and in `servio.readers`: never modified, moved or deleted
+(SPEC §1.1). The raw root may be `s3://bucket/prefix`: objects are listed and hashed
+streaming, and an object is read by downloading it to a local temporary file checked against
+its hash, then read by the same readers as a local file (bounded by local disk, not memory).
+
+Discovery never stops at one file. A file it must not or cannot read is still described, with
+a `FileProblem`: `refused` for its location (a folder that names no source, a symbolic link
+out of the raw root, something that is not a regular file) and `deferred` for an I/O failure
+(permission denied, changed while hashed). Neither is a verdict about the content, so neither
+is remembered by hash: the next run looks at the file again (RELIABILITY.md, "hash memory").
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import gzip
+import errno
 import hashlib
-import io
-import json
 import os
-import shutil
+import stat
 import tempfile
-import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Collection, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -30,15 +29,29 @@ from typing import BinaryIO
 import polars as pl
 
 from servio import objectstore
+from servio.readers import FORMATS, FileRejected, read_chunks
+
+__all__ = ["FORMATS", "FileRejected"]
 
 SOURCES = ("interactions", "surveys")
-FORMATS = (".csv.gz", ".jsonl.gz", ".csv", ".jsonl", ".ndjson", ".parquet")
 IN_FLIGHT_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 ROW_NUMBER = "source_row"
+# Outcomes that are not about the content: the bytes stay eligible for the next run.
+REFUSED = "refused"  # where the file is: a folder naming no source, a link out of the root
+DEFERRED = "deferred"  # an I/O failure: permission denied, vanished, changed while read
 
 
-class FileRejected(Exception):
-    """The whole file is unusable; `code` is the quarantine reason code."""
+@dataclass(frozen=True)
+class FileProblem:
+    """Why discovery did not hand a file to the readers."""
+
+    status: str  # REFUSED or DEFERRED
+    code: str
+    detail: str
+
+
+class FileDeferred(Exception):
+    """The file could not be read this time (I/O, not its content): retried next run."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
@@ -48,14 +61,17 @@ class FileRejected(Exception):
 
 @dataclass(frozen=True)
 class LandedFile:
-    """A complete file in the landing zone, identified by its content hash."""
+    """A file in the landing zone, identified by its content hash."""
 
-    path: str  # absolute, or the object's s3:// URL
+    path: str  # absolute (a link's target inside the root), or the object's s3:// URL
     relative_path: str  # to the raw root; what tables and messages show
     source: str  # interactions, surveys, or unknown
     file_format: str  # csv, csv.gz, jsonl, jsonl.gz, ndjson, parquet, or the bad suffix
     size_bytes: int
-    sha256: str
+    sha256: str | None  # None when the bytes were not read (see `problem`)
+    # (size, mtime_ns, ctime_ns, inode, device) when hashed: a change after it shows.
+    stat_key: tuple[int, ...] | None = None
+    problem: FileProblem | None = None
 
 
 def is_in_flight(name: str) -> bool:
@@ -71,7 +87,9 @@ HASH_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def sha256_of(path: Path) -> str:
-    with path.open("rb") as handle:
+    """The file's SHA-256; a symbolic link is not followed (it is opened as itself)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
         return _sha256_stream(handle)
 
 
@@ -90,23 +108,149 @@ def source_of(raw_root: Path, path: Path) -> str:
     return first if first in SOURCES else "unknown"
 
 
+def _stat_key(info: os.stat_result) -> tuple[int, ...]:
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
+
+
 def discover(raw_root: str | Path) -> Iterator[LandedFile]:
-    """Every complete file under the raw root, in path order (which sets ingestion order)."""
+    """Every complete file under the raw root, in path order (which sets ingestion order);
+    files that cannot be read carry their `problem`."""
     if objectstore.is_object_url(raw_root):
         yield from _discover_objects(str(raw_root))
         return
     root = Path(raw_root).resolve()
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if any(is_in_flight(part) for part in relative.parts) or not path.is_file():
-            continue
-        yield LandedFile(
-            path=str(path),
-            relative_path=relative.as_posix(),
-            source=source_of(root, path) if len(relative.parts) > 1 else "unknown",
-            file_format=file_format_of(path.name) or path.suffix.lstrip(".").lower(),
-            size_bytes=path.stat().st_size,
-            sha256=sha256_of(path),
+    if not root.is_dir():
+        raise FileNotFoundError(f"raw_root {raw_root}: no such folder")
+    found: list[tuple[str, Path | None, FileProblem | None]] = []
+
+    def unlisted(error: OSError) -> None:
+        if error.filename is None or Path(error.filename).resolve() == root:
+            raise error
+        folder = Path(error.filename)
+        found.append((folder.relative_to(root).as_posix(), None, _io_problem(error)))
+
+    for folder, dirs, files in os.walk(root, onerror=unlisted):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if not is_in_flight(d)]
+        for name in dirs:
+            if (here / name).is_symlink():  # never descended into; one out of the root is shown
+                target = _resolved(here / name)
+                if target is None or not target.is_relative_to(root):
+                    relative = (here / name).relative_to(root).as_posix()
+                    found.append((relative, None, _outside(relative, "folder")))
+        for name in files:
+            if not is_in_flight(name):
+                found.append(((here / name).relative_to(root).as_posix(), here / name, None))
+    for relative, path, problem in sorted(found, key=lambda item: item[0]):
+        landed = _describe(root, relative, path, problem)
+        if landed is not None:
+            yield landed
+
+
+def describe_local(root: Path, path: Path) -> LandedFile | None:
+    """One local file of the raw zone, hashed, or with the problem that kept it unread;
+    None when it vanished before it could be looked at."""
+    root = root.resolve()
+    return _describe(root, path.relative_to(root).as_posix(), path, None)
+
+
+def _describe(
+    root: Path, relative: str, path: Path | None, problem: FileProblem | None
+) -> LandedFile | None:
+    parts = relative.split("/")
+    source = (parts[0] if parts[0] in SOURCES else "unknown") if len(parts) > 1 else "unknown"
+    fmt = file_format_of(parts[-1]) or Path(parts[-1]).suffix.lstrip(".").lower()
+    landed = LandedFile(str(path or root / relative), relative, source, fmt, 0, None)
+    if problem is not None or path is None:
+        return dataclasses.replace(landed, problem=problem)
+    try:
+        if path.is_symlink():
+            target = _resolved(path)
+            if target is None or not target.is_relative_to(root) or target == root:
+                return dataclasses.replace(landed, problem=_outside(relative, "file"))
+            path = target  # read the target itself: a later swap of the link is not followed
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return dataclasses.replace(
+                landed,
+                problem=FileProblem(
+                    REFUSED, "not_a_file", "not a regular file (a folder, FIFO, socket or device)"
+                ),
+            )
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(descriptor, "rb") as handle:
+            before = os.fstat(descriptor)
+            sha256 = _sha256_stream(handle)
+            after = os.fstat(descriptor)
+    except FileNotFoundError:
+        return None  # gone between listing and reading: nothing is there to ingest
+    except OSError as exc:
+        return dataclasses.replace(landed, problem=_io_problem(exc))
+    landed = dataclasses.replace(
+        landed, path=str(path), size_bytes=after.st_size, sha256=sha256, stat_key=_stat_key(after)
+    )
+    if _stat_key(before) != _stat_key(after) or _stat_key(info) != _stat_key(after):
+        return dataclasses.replace(
+            landed,
+            problem=FileProblem(
+                DEFERRED,
+                "changed_while_read",
+                "the file changed while it was hashed (still being written?)",
+            ),
+        )
+    return landed
+
+
+def _resolved(link: Path) -> Path | None:
+    """Where a symbolic link leads; None for a loop of links."""
+    try:
+        return link.resolve()
+    except (RuntimeError, OSError):
+        return None
+
+
+def _outside(relative: str, kind: str) -> FileProblem:
+    return FileProblem(
+        REFUSED,
+        "outside_raw_root",
+        f"a symbolic link to a {kind} outside the raw root (or in a loop): not followed, not read",
+    )
+
+
+def _io_problem(exc: OSError) -> FileProblem:
+    """An operating-system failure as a deferral (never the exception's text: it may hold
+    paths outside the raw root)."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return FileProblem(DEFERRED, "permission_denied", "permission denied")
+    name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    return FileProblem(DEFERRED, "io_error", f"cannot be read ({name})")
+
+
+def deferral_of(exc: OSError) -> FileDeferred:
+    """An OSError met while reading a landed file, as its deferral."""
+    if isinstance(exc, FileNotFoundError):
+        return FileDeferred("vanished", "the file was removed while it was read")
+    problem = _io_problem(exc)
+    return FileDeferred(problem.code, problem.detail)
+
+
+def check_unchanged(landed: LandedFile) -> None:
+    """Raise `FileDeferred` when the local file is no longer the bytes discovery hashed (it
+    was rewritten, replaced or removed while it was read): the next run takes its new
+    content. An object was already checked against its hash when it was downloaded."""
+    if objectstore.is_object_url(landed.path) or landed.sha256 is None:
+        return
+    path = Path(landed.path)
+    try:
+        info = os.lstat(path)
+        same = (landed.stat_key in (None, _stat_key(info))) and sha256_of(path) == landed.sha256
+    except FileNotFoundError:
+        raise FileDeferred("vanished", "the file was removed while it was read") from None
+    except OSError as exc:
+        raise deferral_of(exc) from None
+    if not same:
+        raise FileDeferred(
+            "changed_while_read", "the file changed while it was read"
         )
 
 
@@ -124,9 +268,7 @@ def _discover_objects(url: str) -> Iterator[LandedFile]:
         parts = relative.split("/")
         if any(is_in_flight(part) for part in parts) or info.get("type") != "file":
             continue
-        with fs.open(key, "rb", block_size=HASH_CHUNK_BYTES) as handle:
-            sha256 = _sha256_stream(handle)
-        yield LandedFile(
+        landed = LandedFile(
             path=objectstore.to_url(fs, key),
             relative_path=relative,
             source=(parts[0] if parts[0] in SOURCES else "unknown")
@@ -134,157 +276,23 @@ def _discover_objects(url: str) -> Iterator[LandedFile]:
             else "unknown",
             file_format=file_format_of(parts[-1]) or Path(parts[-1]).suffix.lstrip(".").lower(),
             size_bytes=int(info["size"]),
-            sha256=sha256,
+            sha256=None,
         )
+        try:
+            with fs.open(key, "rb", block_size=HASH_CHUNK_BYTES) as handle:
+                sha256 = _sha256_stream(handle)
+        except FileNotFoundError:
+            continue  # deleted since the listing
+        except OSError as exc:
+            yield dataclasses.replace(landed, problem=_io_problem(exc))
+            continue
+        yield dataclasses.replace(landed, sha256=sha256)
 
 
-def _normalised(names: list[str]) -> list[str]:
-    normal = [name.strip().lower() for name in names]
-    seen: set[str] = set()
-    for name in normal:
-        if name in seen:
-            raise FileRejected("duplicate_header", f"column {name!r} appears more than once")
-        seen.add(name)
-    return normal
-
-
-def _csv_header(path: Path, compressed: bool) -> list[str]:
-    opener = gzip.open if compressed else open
-    try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(io.StringIO(handle.readline())), None)
-    except UnicodeDecodeError as exc:
-        raise FileRejected(
-            "encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from exc
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
-    if not header or all(not name.strip() for name in header):
-        raise FileRejected("no_header", "the file is empty or its first line is not a header")
-    return header
-
-
-def _read_csv(path: Path, compressed: bool) -> pl.DataFrame:
-    header = _normalised(_csv_header(path, compressed))
-    try:
-        frame = pl.read_csv(
-            path, infer_schema=False, has_header=True, new_columns=header, encoding="utf8"
-        )
-    except pl.exceptions.NoDataError:
-        return pl.DataFrame(schema=dict.fromkeys(header, pl.String))
-    except pl.exceptions.ComputeError as exc:
-        message = str(exc).splitlines()[0]
-        code = "encoding" if "utf-8" in message else "malformed_csv"
-        raise FileRejected(code, message) from exc
-    except OSError as exc:  # a truncated .csv.gz whose first line still decompresses
-        raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
-    return frame
-
-
-def _json_lines(path: Path, compressed: bool) -> pl.DataFrame:
-    """Read JSON Lines; a line that is not a JSON object becomes a row with `__malformed__` set."""
-    records = list(_json_records(path, compressed))
-    return _records_frame(records, list(dict.fromkeys(n for record in records for n in record)))
-
-
-def _json_chunks(path: Path, compressed: bool, chunk_rows: int) -> Iterator[pl.DataFrame]:
-    """`_json_lines` in frames of `chunk_rows` records: a first pass collects the field names
-    of the whole file (every frame gets them all, as the whole file's frame would)."""
-    names = list(dict.fromkeys(n for record in _json_records(path, compressed) for n in record))
-    offset = 1
-    batch: list[dict[str, str | None]] = []
-    for record in _json_records(path, compressed):
-        batch.append(record)
-        if len(batch) == chunk_rows:
-            yield _numbered(_records_frame(batch, names), offset)
-            offset += len(batch)
-            batch = []
-    if batch or offset == 1:
-        yield _numbered(_records_frame(batch, names), offset)
-
-
-def _records_frame(records: list[dict[str, str | None]], names: list[str]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {name: [record.get(name) for record in records] for name in names},
-        schema=dict.fromkeys(names, pl.String),
-    )
-
-
-def _json_records(path: Path, compressed: bool) -> Iterator[dict[str, str | None]]:
-    opener = gzip.open if compressed else open
-    try:
-        with opener(path, "rt", encoding="utf-8-sig") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line, object_pairs_hook=_pairs)
-                except json.JSONDecodeError as exc:
-                    yield {"__malformed__": f"not valid JSON ({exc.msg} at column {exc.colno})"}
-                    continue
-                if not line.lstrip().startswith("{"):  # arrays and scalars are not records
-                    yield {"__malformed__": "a JSON line must be an object"}
-                    continue
-                names = [str(key).strip().lower() for key, _ in obj]
-                repeated = sorted({n for n in names if names.count(n) > 1})
-                if repeated:
-                    # {"nps": 9, "nps": 2}: which value the exporter meant is unknowable.
-                    yield {"__malformed__": f"key {repeated[0]!r} appears more than once"}
-                    continue
-                yield {n: _as_text(v) for n, (_, v) in zip(names, obj, strict=True)}
-    except UnicodeDecodeError as exc:
-        raise FileRejected(
-            "encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from exc
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
-
-
-def _pairs(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
-    """Keep a JSON object's key/value pairs as written, so repeated keys can be seen."""
-    return pairs
-
-
-def _as_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, list) and all(isinstance(p, tuple) for p in value) and value:
-        value = dict(value)  # a nested object, as parsed with `_pairs`
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _read_parquet(path: Path) -> pl.DataFrame:
-    try:
-        frame = pl.read_parquet(path)
-    except Exception as exc:  # polars raises several kinds for a corrupt file
-        raise FileRejected(
-            "unreadable", f"not a readable Parquet file ({str(exc).splitlines()[0]})"
-        ) from exc
-    frame = frame.rename(dict(zip(frame.columns, _normalised(frame.columns), strict=True)))
-    return frame.select(_parquet_text(name, dtype) for name, dtype in frame.schema.items())
-
-
-def _parquet_text(name: str, dtype: pl.DataType) -> pl.Expr:
-    column = pl.col(name)
-    if isinstance(dtype, pl.Datetime):
-        # Keep the instant: aware values carry their offset, naive ones stay naive.
-        fmt = "%Y-%m-%dT%H:%M:%S%.f%:z" if dtype.time_zone else "%Y-%m-%dT%H:%M:%S%.f"
-        return column.dt.to_string(fmt).alias(name)
-    if isinstance(dtype, (pl.List, pl.Struct, pl.Array)):
-        return column.map_elements(_as_text, return_dtype=pl.String).alias(name)
-    return column.cast(pl.String).alias(name)
-
-
-def read_raw(landed: LandedFile) -> pl.DataFrame:
-    """The file's records as text, columns normalised, with `source_row` first."""
-    if objectstore.is_object_url(landed.path):
-        with _downloaded(landed) as local:
-            return _read_local(local, landed.file_format)
-    return _read_local(Path(landed.path), landed.file_format)
+def read_raw(landed: LandedFile, columns: Collection[str]) -> pl.DataFrame:
+    """The whole file's records as text (`columns` only), with `source_row` first."""
+    frames = list(read_raw_chunks(landed, 1 << 62, columns))
+    return pl.concat(frames, how="diagonal") if len(frames) > 1 else frames[0]
 
 
 @contextlib.contextmanager
@@ -298,10 +306,9 @@ def _downloaded(landed: LandedFile) -> Iterator[Path]:
         with os.fdopen(descriptor, "wb") as copy, fs.open(key, "rb") as remote:
             sha256 = _sha256_stream(remote, copy_to=copy)
         if sha256 != landed.sha256:
-            raise FileRejected(
-                "unreadable",
-                "the object changed after it was discovered; its new content is a new export "
-                "and is ingested by the next run",
+            raise FileDeferred(
+                "changed_while_read",
+                "the object changed after it was discovered (its new content is a new export)",
             )
         yield local
     finally:
@@ -319,87 +326,16 @@ def local_copy(landed: LandedFile) -> Iterator[LandedFile]:
         yield dataclasses.replace(landed, path=str(local))
 
 
-def _read_local(path: Path, fmt: str) -> pl.DataFrame:
-    if fmt in ("csv", "csv.gz"):
-        frame = _read_csv(path, compressed=fmt == "csv.gz")
-    elif fmt in ("jsonl", "ndjson", "jsonl.gz"):
-        frame = _json_lines(path, compressed=fmt == "jsonl.gz")
-    elif fmt == "parquet":
-        frame = _read_parquet(path)
-    else:
-        raise FileRejected(
-            "unsupported_format",
-            f"extension {fmt!r} is not one of {', '.join(f.lstrip('.') for f in FORMATS)}",
-        )
-    return _numbered(frame, 1)
+def read_raw_chunks(
+    landed: LandedFile, chunk_rows: int, columns: Collection[str]
+) -> Generator[pl.DataFrame, None, None]:
+    """The file's records, in order, in frames of at most `chunk_rows` rows (at least one
+    frame, possibly empty), keeping only `columns` (the contract's): `servio.readers`.
 
-
-def _numbered(frame: pl.DataFrame, first_row: int) -> pl.DataFrame:
-    return frame.with_row_index(ROW_NUMBER, offset=first_row).with_columns(
-        pl.col(ROW_NUMBER).cast(pl.Int64)
-    )
-
-
-def read_raw_chunks(landed: LandedFile, chunk_rows: int) -> Generator[pl.DataFrame, None, None]:
-    """The rows of `read_raw`, in order, in frames of at most `chunk_rows` rows (at least one
-    frame, possibly empty); `source_row` numbers the file's records as `read_raw` does.
-
-    CSV streams (Polars' streaming CSV reader, which reads a few chunks ahead); csv.gz is first
-    decompressed to a temporary file, then streams the same way. JSON Lines streams in two
-    passes (the first collects the field names). Parquet is read whole and then sliced:
-    bounded staging downstream, but not a bounded read.
     A `FileRejected` may come from any chunk, so a caller must discard earlier chunks' output.
     """
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be ≥ 1, got {chunk_rows}")
     if objectstore.is_object_url(landed.path):
         with local_copy(landed) as local:
-            yield from read_raw_chunks(local, chunk_rows)
+            yield from read_raw_chunks(local, chunk_rows, columns)
         return
-    fmt = landed.file_format
-    if fmt == "csv":
-        yield from _csv_chunks(Path(landed.path), chunk_rows)
-    elif fmt == "csv.gz":
-        with tempfile.TemporaryDirectory(prefix="servio-gunzip-") as scratch:
-            plain = Path(scratch) / "export.csv"
-            _gunzip(Path(landed.path), plain)
-            yield from _csv_chunks(plain, chunk_rows)
-    elif fmt in ("jsonl", "ndjson", "jsonl.gz"):
-        yield from _json_chunks(Path(landed.path), fmt == "jsonl.gz", chunk_rows)
-    else:
-        whole = read_raw(landed)
-        for offset in range(0, max(whole.height, 1), chunk_rows):
-            yield whole.slice(offset, chunk_rows)
-
-
-def _gunzip(path: Path, target: Path) -> None:
-    _csv_header(path, compressed=True)  # the same rejections as `read_raw`, checked first
-    try:
-        with gzip.open(path, "rb") as source, target.open("wb") as out:
-            shutil.copyfileobj(source, out, 8 * 1024 * 1024)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise FileRejected("unreadable", f"cannot decompress or read ({exc})") from exc
-
-
-def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pl.DataFrame]:
-    header = _normalised(_csv_header(path, compressed=False))
-    empty = pl.DataFrame(schema={ROW_NUMBER: pl.Int64, **dict.fromkeys(header, pl.String)})
-    scan = pl.scan_csv(
-        path, infer_schema=False, has_header=True, new_columns=header, encoding="utf8"
-    ).with_row_index(ROW_NUMBER, offset=1)
-    batches = scan.collect_batches(chunk_size=chunk_rows, maintain_order=True)
-    produced = False
-    try:
-        for batch in batches:
-            produced = True
-            typed = batch.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
-            for offset in range(0, typed.height, chunk_rows):  # a batch may exceed the size
-                yield typed.slice(offset, chunk_rows)
-    except pl.exceptions.NoDataError:
-        pass
-    except pl.exceptions.ComputeError as exc:
-        message = str(exc).splitlines()[0]
-        code = "encoding" if "utf-8" in message else "malformed_csv"
-        raise FileRejected(code, message) from exc
-    if not produced:
-        yield empty
+    yield from read_chunks(Path(landed.path), landed.file_format, columns, chunk_rows)

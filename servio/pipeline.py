@@ -4,10 +4,13 @@ directly. Steps hand each other paths (staged Parquet files), never DataFrames."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import html
 import logging
 import shutil
+import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
@@ -24,6 +27,8 @@ from schemas.tables import (
     INTERACTIONS,
     INTERACTIONS_RAW,
     QUARANTINE,
+    RAW_MALFORMED,
+    RAW_ROW_NUMBER,
     CuratedTable,
     RawContract,
     curated_tables,
@@ -32,7 +37,7 @@ from schemas.tables import (
     surveys_raw,
 )
 from servio import faults, landing, objectstore, snapshots
-from servio.config import Settings
+from servio.config import Settings, check_raw_root
 from servio.landing import FileRejected, LandedFile
 from servio.storage import (
     Lake,
@@ -64,6 +69,20 @@ INTERMEDIATE_COMPRESSION: Final = "lz4"
 STAGED_ROW_GROUP_ROWS = 131_072
 
 INGESTED, REJECTED, DUPLICATE = "ingested", "rejected", "duplicate"
+# Folder of the Data Docs where a run keeps its GX results until they are rendered.
+PENDING_RESULTS = "pending"
+REFUSED, DEFERRED = landing.REFUSED, landing.DEFERRED
+# A rejection for servio's own failure says nothing about the content: retried every run.
+INTERNAL_ERROR = "internal_error"
+# Never caught at a file's boundary: the process is being stopped.
+_STOPS = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+# A full disk is the machine's problem, not the file's: the run fails, nothing is published.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+class StagingError(OSError):
+    """Writing to the lake's staging area failed (a full disk): the run stops, the tables
+    stay as they were (RELIABILITY.md row 4). Not a problem of the file being staged."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +90,7 @@ class StagedFile:
     """One landed file after parsing and validation, its outputs parked in staging."""
 
     landed: LandedFile
-    status: str  # ingested or rejected
+    status: str  # ingested, rejected, refused or deferred
     reason: str | None
     rows_read: int
     rows_valid: int
@@ -93,15 +112,41 @@ def table_for(source: str, settings: Settings) -> CuratedTable:
 # discovery
 
 
+def is_remembered(status: pl.Expr, reason: pl.Expr) -> pl.Expr:
+    """Ledger rows whose verdict is about the content, so the same bytes (by SHA-256) are
+    never looked at again: ingested, duplicate, and rejections other than servio's own
+    failure. Refused (location) and deferred (I/O) files stay eligible for the next run."""
+    return status.is_in([INGESTED, DUPLICATE]) | (
+        (status == REJECTED) & ~reason.fill_null("").str.starts_with(INTERNAL_ERROR + ":")
+    )
+
+
+def remembered_files(lake: Lake) -> pl.DataFrame:
+    """(source_file, sha256) of the ledger's remembered rows (`is_remembered`)."""
+    return (
+        lake.scan(INGEST_LEDGER)
+        .filter(is_remembered(pl.col("status"), pl.col("reason")))
+        .select("source_file", "sha256")
+        .collect()
+    )
+
+
 def pending_files(settings: Settings, lake: Lake) -> tuple[list[LandedFile], list[LandedFile]]:
-    """(files to ingest, files whose content is already known) — hashes decide, not names."""
-    ledger = lake.scan(INGEST_LEDGER).select("source_file", "sha256").collect()
+    """(files to stage, files whose content is already known) — hashes decide, not names.
+
+    Files discovery could not read are in the first list with their problem: staging them
+    records why, once (RELIABILITY.md, "hash memory").
+    """
+    ledger = remembered_files(lake)
     known_hashes = set(ledger["sha256"].to_list())
     known_paths = set(zip(ledger["source_file"].to_list(), ledger["sha256"].to_list(), strict=True))
     todo: list[LandedFile] = []
     duplicates: list[LandedFile] = []
     seen: set[str] = set()
     for landed in landing.discover(settings.raw_root):
+        if _problem_of(landed) is not None or landed.sha256 is None:
+            todo.append(landed)
+            continue
         if (landed.relative_path, landed.sha256) in known_paths:
             continue  # this very file was handled by an earlier run
         if landed.sha256 in known_hashes or landed.sha256 in seen:
@@ -112,43 +157,135 @@ def pending_files(settings: Settings, lake: Lake) -> tuple[list[LandedFile], lis
     return todo, duplicates
 
 
+_UNKNOWN_SOURCE = landing.FileProblem(
+    REFUSED,
+    "unknown_source",
+    "not in a source folder: the folder under the raw root must be interactions/ or surveys/",
+)
+
+
+def _problem_of(landed: LandedFile) -> landing.FileProblem | None:
+    """Why the file is not read this run (its location or an I/O failure), if it is not."""
+    if landed.problem is None and landed.source == "unknown":
+        return _UNKNOWN_SOURCE
+    return landed.problem
+
+
 # ---------------------------------------------------------------------------------------
 # staging one file
+
+
+class _Step:
+    """What staging is doing, for the reason of an unexpected failure."""
+
+    def __init__(self) -> None:
+        self.name = "opening the file"
+
+    def __call__(self, name: str) -> None:
+        self.name = name
 
 
 def stage_file(
     landed: LandedFile, settings: Settings, lake: Lake, run_id: str, ingested_at: datetime
 ) -> StagedFile:
-    """Parse, standardise and validate one file; park valid and quarantined rows in staging."""
+    """Parse, standardise and validate one file; park valid and quarantined rows in staging.
+
+    The file's boundary: whatever happens to this file ends as its outcome — ingested,
+    rejected (content; servio's own failure is `internal_error`), refused (location) or
+    deferred (I/O) — never as an exception that would stop the run and the other files.
+    Only a failure to write the lake's staging area (`StagingError`) and the process being
+    stopped go through.
+    """
+    problem = _problem_of(landed)
+    if problem is not None:
+        log.warning("%s %s: %s", landed.relative_path, problem.status, problem.code)
+        return _unstaged(landed, problem.status, problem.code, problem.detail)
+    step = _Step()
     try:
         # An object is downloaded once: staging reads a file more than once when it is big.
         with landing.local_copy(landed) as readable:
-            staged = _stage(readable, settings, lake, run_id, ingested_at)
+            staged = _stage(readable, settings, lake, run_id, ingested_at, step)
+        step("checking that the file did not change while it was read")
+        landing.check_unchanged(landed)
         return replace(staged, landed=landed)
     except FileRejected as rejected:
-        log.warning("%s rejected: %s", landed.relative_path, rejected)
-        # A late chunk may reject the file: nothing of it stays staged but this row.
-        _remove_staged(lake.staging_file(run_id, "files", landed.sha256))
-        path = _write_stage(
-            lake, run_id, landed, "quarantine", _file_quarantine(landed, rejected, run_id)
-        )
-        return StagedFile(
-            landed, REJECTED, f"{rejected.code}: {rejected.detail}", 0, 0, 0, None, path
-        )
+        return _rejected(landed, lake, run_id, rejected)
+    except StagingError:
+        raise
+    except _STOPS:
+        raise
+    except landing.FileDeferred as deferred:
+        code, detail = deferred.code, deferred.detail
+    except MemoryError:
+        code, detail = "out_of_memory", f"not enough memory while {step.name}"
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:  # no file can be staged: the run stops (RELIABILITY.md 4)
+            raise
+        if exc.errno is None:  # a library's complaint about the content
+            return _internal_error(landed, lake, run_id, step, exc)
+        deferral = landing.deferral_of(exc)
+        code, detail = deferral.code, deferral.detail
+    except BaseException as exc:  # a Rust panic (pyo3's PanicException) is one
+        return _internal_error(landed, lake, run_id, step, exc)
+    log.warning("%s deferred: %s", landed.relative_path, code)
+    _remove_staged(_staging_folder(lake, run_id, landed))
+    return _unstaged(landed, DEFERRED, code, detail)
+
+
+def _unstaged(landed: LandedFile, status: str, code: str, detail: str) -> StagedFile:
+    """A file left for a later run (refused or deferred): no rows, a reason."""
+    if status == DEFERRED:
+        detail += "; the next run tries again"
+    return StagedFile(landed, status, f"{code}: {detail}", 0, 0, 0, None, None)
+
+
+def _rejected(landed: LandedFile, lake: Lake, run_id: str, rejected: FileRejected) -> StagedFile:
+    log.warning("%s rejected: %s", landed.relative_path, rejected.code)
+    # A late chunk may reject the file: nothing of it stays staged but this row.
+    _remove_staged(_staging_folder(lake, run_id, landed))
+    path = _write_stage(
+        lake, run_id, landed, "quarantine", _file_quarantine(landed, rejected, run_id)
+    )
+    return StagedFile(landed, REJECTED, f"{rejected.code}: {rejected.detail}", 0, 0, 0, None, path)
+
+
+def _internal_error(
+    landed: LandedFile, lake: Lake, run_id: str, step: _Step, exc: BaseException
+) -> StagedFile:
+    """servio failed on this file: a rejection naming the step and the exception type only
+    (its message may quote cell values); the traceback, without the message, at DEBUG."""
+    log.error("%s: internal error while %s (%s)", landed.relative_path, step.name, type(exc).__name__)
+    log.debug(
+        "traceback (message withheld: it may quote values)\n%s",
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
+    detail = (
+        f"servio failed while {step.name} ({type(exc).__name__}); "
+        "the file is tried again by the next run"
+    )
+    return _rejected(landed, lake, run_id, FileRejected(INTERNAL_ERROR, detail))
+
+
+def _staging_folder(lake: Lake, run_id: str, landed: LandedFile) -> str:
+    assert landed.sha256 is not None
+    return lake.staging_file(run_id, "files", landed.sha256)
 
 
 def _stage(
-    landed: LandedFile, settings: Settings, lake: Lake, run_id: str, ingested_at: datetime
+    landed: LandedFile,
+    settings: Settings,
+    lake: Lake,
+    run_id: str,
+    ingested_at: datetime,
+    step: _Step,
 ) -> StagedFile:
     """Stage the file chunk by chunk (`STAGE_CHUNK_ROWS` rows at a time), each chunk's valid
     and quarantined rows to their own Parquet part, so memory is bounded by a chunk."""
-    if landed.source == "unknown":
-        raise FileRejected(
-            "unknown_source", "the folder under the raw root must be interactions/ or surveys/"
-        )
+    assert landed.sha256 is not None
     contract = contract_for(landed.source, settings)
     chunk_rows = STAGE_CHUNK_ROWS
-    reader = landing.read_raw_chunks(landed, chunk_rows)
+    step("reading the file")
+    reader = landing.read_raw_chunks(landed, chunk_rows, contract.names)
     first = next(reader)
     missing = standardise.missing_required(first.columns, contract)
     if missing:
@@ -162,22 +299,39 @@ def _stage(
         # Rules spanning rows see the whole file first; then read again from the start.
         del first, second, chunks
         reader.close()
+        step("finding conflicting duplicates across the file")
         conflicts = _file_conflicts(landed, contract, settings, chunk_rows)
-        chunks = landing.read_raw_chunks(landed, chunk_rows)
+        chunks = landing.read_raw_chunks(landed, chunk_rows, contract.names)
     validation_path = lake.staging_file(run_id, "files", landed.sha256, "validation.json")
     validations: list[ValidationResult] = []
     rows_read = rows_valid = rows_quarantined = 0
+    step("reading the file")
     for part, raw in enumerate(chunks):
         valid, quarantined = _stage_chunk(
-            raw, part, contract, landed, settings, lake, run_id, ingested_at, validations, conflicts
+            raw,
+            part,
+            contract,
+            landed,
+            settings,
+            lake,
+            run_id,
+            ingested_at,
+            validations,
+            conflicts,
+            step,
         )
         rows_read += raw.height
         rows_valid += valid
         rows_quarantined += quarantined
+        step("reading the file")
     if validations:
         from servio.validation import combine_results, write_gx_result
 
-        write_gx_result(combine_results(validations), validation_path)
+        step("writing the validation result")
+        try:
+            write_gx_result(combine_results(validations), validation_path)
+        except OSError as exc:
+            raise StagingError(f"cannot stage {landed.relative_path} ({exc})") from exc
     return StagedFile(
         landed,
         INGESTED,
@@ -202,13 +356,17 @@ def _stage_chunk(
     ingested_at: datetime,
     validations: list[ValidationResult],
     conflicts: pl.DataFrame | None,
+    step: _Step,
 ) -> tuple[int, int]:
     """Standardise and check one chunk; write its valid and quarantine parts. (valid, quarantined)"""
+    step(f"standardising records {_record_range(raw)}")
     malformed = _malformed_rows(raw)
     typed = standardise.standardise(raw.lazy(), contract, settings.source_timezone).collect()
+    step(f"validating records {_record_range(raw)}")
     rule_failures = _rule_failures(
         typed, contract, settings, ingested_at, landed.relative_path, validations, conflicts
     )
+    step(f"building curated and quarantine rows of records {_record_range(raw)}")
     # A line that is not a record has no values: its only reason is that it is malformed.
     others = pl.concat(
         [standardise.type_failures(raw.lazy(), typed.lazy(), contract).collect(), rule_failures]
@@ -226,9 +384,17 @@ def _stage_chunk(
         )
     partition = table_for(landed.source, settings).partition_by
     by_partition = curated.sort(partition, maintain_order=True)  # rows stay in file order
+    step(f"writing the staged rows of records {_record_range(raw)}")
     _write_stage(lake, run_id, landed, f"valid-{part:05d}", by_partition)
     _write_stage(lake, run_id, landed, f"quarantine-{part:05d}", quarantine)
     return curated.height, quarantine.height
+
+
+def _record_range(raw: pl.DataFrame) -> str:
+    if raw.is_empty():
+        return "(none)"
+    numbers = raw.get_column(RAW_ROW_NUMBER)
+    return f"{int(numbers.min())}–{int(numbers.max())}"  # type: ignore[arg-type]
 
 
 def _file_conflicts(
@@ -245,7 +411,7 @@ def _file_conflicts(
     key_value = standardise.parsed(contract, key, settings.source_timezone)
     hashes = [
         chunk.select(key_value).to_series().drop_nulls().hash().to_numpy()
-        for chunk in landing.read_raw_chunks(landed, chunk_rows)
+        for chunk in landing.read_raw_chunks(landed, chunk_rows, contract.names)
     ]
     ordered = np.sort(np.concatenate(hashes))
     del hashes
@@ -258,20 +424,52 @@ def _file_conflicts(
         )
         .select("source_row", *dict.fromkeys([key, *version, *content]))
         .collect()
-        for chunk in landing.read_raw_chunks(landed, chunk_rows)
+        for chunk in landing.read_raw_chunks(landed, chunk_rows, contract.names)
     ]
     return conflicting_rows(pl.concat(candidates), key, version, content)
 
 
-def build_data_docs(staged: Iterable[StagedFile], lake: Lake) -> Path | None:
-    """Add this run's validation results to the lake's Great Expectations Data Docs."""
-    results = [s.validation_path for s in staged if s.validation_path]
+def keep_validation_results(staged: Iterable[StagedFile], lake: Lake, run_id: str) -> None:
+    """Copy this run's GX results beside the Data Docs before the run publishes (under the
+    lock): a run killed after its publish, or whose Data Docs could not be written (a full
+    disk), leaves them for the next run's `build_data_docs`."""
+    from servio.validation import read_result_text
+
+    pending = lake.data_docs_dir / PENDING_RESULTS / run_id
+    for item in staged:
+        if item.validation_path and item.landed.sha256:
+            pending.mkdir(parents=True, exist_ok=True)
+            partial = pending / f".{item.landed.sha256}.json.partial"
+            partial.write_text(read_result_text(item.validation_path), encoding="utf-8")
+            partial.replace(pending / f"{item.landed.sha256}.json")
+
+
+def build_data_docs(lake: Lake) -> Path | None:
+    """Add the validation results of every published run not yet shown — this run's, and any
+    left by a run killed after its publish — to the lake's Great Expectations Data Docs.
+    Call under the lock, after `keep_validation_results` and the publish."""
+    pending = lake.data_docs_dir / PENDING_RESULTS
+    if not pending.is_dir():
+        return None
+    published = set(
+        lake.scan(INGEST_LEDGER).select("run_id").unique().collect().get_column("run_id")
+    )
+    runs = sorted(p for p in pending.iterdir() if p.is_dir())
+    # Under the lock no other run is between its copy and its publish: a run not in the
+    # ledger was killed before its commit, and its files are staged again by a later run.
+    for orphan in (r for r in runs if r.name not in published):
+        shutil.rmtree(orphan, ignore_errors=True)
+    shown = [r for r in runs if r.name in published]
+    results = [str(p) for run in shown for p in sorted(run.glob("*.json"))]
     if not results:
         return None
     from servio.validation import build_data_docs as render
 
     gx_index = render(results, lake.data_docs_dir)
-    return _offline_index(gx_index)
+    index = _offline_index(gx_index)
+    for run in shown:  # rendered: kept in data_docs/results from now on
+        shutil.rmtree(run, ignore_errors=True)
+    return index
 
 
 def _offline_index(gx_index: Path) -> Path:
@@ -298,14 +496,14 @@ def _offline_index(gx_index: Path) -> Path:
 
 
 def _malformed_rows(raw: pl.DataFrame) -> pl.DataFrame:
-    if "__malformed__" not in raw.columns:
+    if RAW_MALFORMED not in raw.columns:
         return pl.DataFrame(
             schema={"source_row": pl.Int64, "reason_code": pl.String, "detail": pl.String}
         )
-    return raw.filter(pl.col("__malformed__").is_not_null()).select(
+    return raw.filter(pl.col(RAW_MALFORMED).is_not_null()).select(
         "source_row",
         pl.lit("malformed_record").alias("reason_code"),
-        pl.col("__malformed__").alias("detail"),
+        pl.col(RAW_MALFORMED).alias("detail"),
     )
 
 
@@ -405,13 +603,14 @@ def _file_quarantine(landed: LandedFile, rejected: FileRejected, run_id: str) ->
 def _write_stage(
     lake: Lake, run_id: str, landed: LandedFile, kind: str, frame: pl.DataFrame
 ) -> str:
-    path = lake.staging_file(run_id, "files", landed.sha256, f"{kind}.parquet")
+    assert landed.sha256 is not None
     try:
+        path = lake.staging_file(run_id, "files", landed.sha256, f"{kind}.parquet")
         frame.write_parquet(
             path, compression=INTERMEDIATE_COMPRESSION, row_group_size=STAGED_ROW_GROUP_ROWS
         )
-    except pl.exceptions.ComputeError as exc:  # polars reports a full disk this way
-        raise OSError(
+    except (pl.exceptions.ComputeError, OSError) as exc:  # polars reports a full disk as either
+        raise StagingError(
             f"cannot stage {landed.relative_path} ({exc}); nothing was published"
         ) from exc
     faults.checkpoint("file_staged")
@@ -431,6 +630,7 @@ class IngestSummary:
     rows_valid: int
     rows_quarantined: int
     table_rows: dict[str, int]
+    files_deferred: int = 0  # refused or deferred: left for a later run, with a reason
 
 
 def publish_ingest(
@@ -447,34 +647,7 @@ def publish_ingest(
     """
     now = datetime.now(UTC)
     ledger = lake.scan(INGEST_LEDGER).collect()
-    known = dict(zip(ledger["sha256"].to_list(), ledger["source_file"].to_list(), strict=True))
-    next_seq = int(ledger.select(pl.col("source_seq").max()).item() or 0) + 1
-    new_entries: list[dict[str, object]] = []
-    accepted: list[tuple[int, StagedFile]] = []
-    for item in sorted(staged, key=lambda s: s.landed.relative_path):
-        landed = item.landed
-        if landed.sha256 in known:
-            new_entries.append(
-                _ledger_entry(
-                    next_seq, landed, DUPLICATE, run_id, now, duplicate_of=known[landed.sha256]
-                )
-            )
-        else:
-            known[landed.sha256] = landed.relative_path
-            new_entries.append(_ledger_entry(next_seq, landed, item.status, run_id, now, item))
-            accepted.append((next_seq, item))
-        next_seq += 1
-    for landed in duplicates:
-        if (landed.relative_path, landed.sha256) in set(
-            zip(ledger["source_file"], ledger["sha256"], strict=True)
-        ):
-            continue
-        new_entries.append(
-            _ledger_entry(
-                next_seq, landed, DUPLICATE, run_id, now, duplicate_of=known.get(landed.sha256)
-            )
-        )
-        next_seq += 1
+    new_entries, accepted = _ledger_entries(ledger, staged, duplicates, run_id, now)
 
     changes: list[TableChange] = []
     superseded_now: dict[int, int] = {}
@@ -517,6 +690,72 @@ def publish_ingest(
         rows_valid=sum(s.rows_valid for _, s in accepted),
         rows_quarantined=sum(s.rows_quarantined for _, s in accepted),
         table_rows=table_rows,
+        files_deferred=sum(1 for s in staged if s.status in (REFUSED, DEFERRED)),
+    )
+
+
+def _ledger_entries(
+    ledger: pl.DataFrame,
+    staged: list[StagedFile],
+    duplicates: list[LandedFile],
+    run_id: str,
+    now: datetime,
+) -> tuple[list[dict[str, object]], list[tuple[int, StagedFile]]]:
+    """This batch's new ledger rows, and the staged files (with their `source_seq`) whose rows
+    are published.
+
+    A content verdict is remembered by hash: known content is a duplicate. A file refused
+    (location), deferred (I/O) or failed by servio itself is recorded only when its (path,
+    content, status, reason) is new, so a run over an unchanged corpus adds nothing; its
+    bytes stay eligible for the next run.
+    """
+    remembered = ledger.filter(is_remembered(pl.col("status"), pl.col("reason")))
+    known = dict(
+        zip(remembered["sha256"].to_list(), remembered["source_file"].to_list(), strict=True)
+    )
+    known_paths = set(zip(remembered["source_file"], remembered["sha256"], strict=True))
+    recorded = set(ledger.select("source_file", "sha256", "status", "reason").iter_rows())
+    next_seq = int(ledger.select(pl.col("source_seq").max()).item() or 0) + 1
+    new_entries: list[dict[str, object]] = []
+    accepted: list[tuple[int, StagedFile]] = []
+    for item in sorted(staged, key=lambda s: s.landed.relative_path):
+        landed = item.landed
+        if not _remembers(item.status, item.reason):
+            outcome = (landed.relative_path, landed.sha256, item.status, item.reason)
+            if outcome in recorded:
+                continue  # the same unchanged failure as an earlier run: nothing new
+            recorded.add(outcome)
+            new_entries.append(_ledger_entry(next_seq, landed, item.status, run_id, now, item))
+            if item.quarantine_path:
+                accepted.append((next_seq, item))
+        elif landed.sha256 in known:
+            new_entries.append(
+                _ledger_entry(
+                    next_seq, landed, DUPLICATE, run_id, now, duplicate_of=known[landed.sha256]
+                )
+            )
+        else:
+            assert landed.sha256 is not None
+            known[landed.sha256] = landed.relative_path
+            new_entries.append(_ledger_entry(next_seq, landed, item.status, run_id, now, item))
+            accepted.append((next_seq, item))
+        next_seq += 1
+    for landed in duplicates:
+        if (landed.relative_path, landed.sha256) in known_paths:
+            continue
+        new_entries.append(
+            _ledger_entry(
+                next_seq, landed, DUPLICATE, run_id, now, duplicate_of=known.get(landed.sha256)
+            )
+        )
+        next_seq += 1
+    return new_entries, accepted
+
+
+def _remembers(status: str, reason: str | None) -> bool:
+    """`is_remembered` for one outcome."""
+    return status in (INGESTED, DUPLICATE) or (
+        status == REJECTED and not (reason or "").startswith(INTERNAL_ERROR + ":")
     )
 
 
@@ -849,6 +1088,7 @@ def run_steps(
 ) -> tuple[int, IngestSummary]:
     """The main job's steps in this thread, without Prefect (files staged one after another):
     lock, recover, discover, stage, publish, snapshot. Returns (files seen, ingest summary)."""
+    check_raw_root(settings)  # before any data is touched
     ingested_at = datetime.now(UTC)
     with lake.lock(run_id, wait_seconds):
         lake.recover()

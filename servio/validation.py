@@ -826,6 +826,11 @@ def build_data_docs(results: Iterable[ValidationResult | Path | str], docs_dir: 
     return docs_dir / "index.html"
 
 
+def read_result_text(location: str | Path) -> str:
+    """A GX result written by `write_gx_result` (local or on object storage), as text."""
+    return _read_text(location)
+
+
 def _read_text(location: str | Path) -> str:
     if is_object_url(location):
         with fsspec.open(str(location), "r", encoding="utf-8") as handle:
@@ -863,8 +868,22 @@ def _site_config(docs_dir: Path) -> dict[str, Any]:
     }
 
 
+# Bytes of a file label in a Data Docs key: keys become file names (with a time stamp and the
+# suite name around them), which most filesystems cap at 255 bytes.
+MAX_KEY_BYTES = 120
+
+
 def _key_safe(label: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
+    if len(safe.encode()) <= MAX_KEY_BYTES:
+        return safe
+    # Too long (a 200-character name, or fewer CJK characters): a prefix and a hash of the
+    # whole label, so two long names never share a page.
+    import hashlib
+
+    digest = hashlib.sha256(label.encode()).hexdigest()[:16]
+    prefix = safe.encode()[: MAX_KEY_BYTES - len(digest) - 1].decode(errors="ignore")
+    return f"{prefix}-{digest}"
 
 
 def _result_stem(document: dict[str, Any]) -> str:

@@ -59,22 +59,19 @@ def _local_root(raw_root: str | Path) -> Path:
 
 
 def landed_file(raw_root: str | Path, path: str | Path) -> LandedFile:
-    """Describe (and hash) one complete file of the raw zone, as `landing.discover` would."""
+    """Describe (and hash) one complete file of the raw zone, as `landing.discover` would.
+
+    A file that cannot be read (permission denied) comes back with its `problem` and no hash.
+    """
     resolved = resolve_raw_path(raw_root, path)
     root = Path(raw_root).resolve()
     relative = resolved.relative_to(root)
     if any(landing.is_in_flight(part) for part in relative.parts):
         raise UnsafePath(f"refused {str(path)!r}: the name marks a file still being written")
-    if not resolved.is_file():
+    landed = landing.describe_local(root, resolved)
+    if landed is None:
         raise FileNotFoundError(f"no file at {resolved}")
-    return LandedFile(
-        path=str(resolved),
-        relative_path=relative.as_posix(),
-        source=landing.source_of(root, resolved) if len(relative.parts) > 1 else "unknown",
-        file_format=landing.file_format_of(resolved.name) or resolved.suffix.lstrip(".").lower(),
-        size_bytes=resolved.stat().st_size,
-        sha256=landing.sha256_of(resolved),
-    )
+    return landed
 
 
 def event_id(landed: LandedFile) -> uuid.UUID:
@@ -102,7 +99,7 @@ def emit_landed(landed: LandedFile) -> uuid.UUID:
         },
         id=identifier,
     )
-    log.info("event %s for %s (%s)", identifier, landed.relative_path, landed.sha256[:12])
+    log.info("event %s for %s (%s)", identifier, landed.relative_path, landed.sha256)
     return identifier
 
 
@@ -119,7 +116,8 @@ def scan(settings: Settings) -> list[LandedFile]:
     from servio.storage import Lake
 
     todo, duplicates = pending_files(settings, Lake(settings.curated_root))
-    files = sorted(todo + duplicates, key=lambda f: f.relative_path)
+    # A file that could not be read has no hash to name its event: `servio run` records why.
+    files = sorted((f for f in todo + duplicates if f.sha256), key=lambda f: f.relative_path)
     for landed in files:
         emit_landed(landed)
     flush_events()
@@ -140,7 +138,7 @@ def catch_up(settings: Settings, deployment: str, wait_seconds: float = 120.0) -
 
     deadline = time.monotonic() + wait_seconds
     todo, duplicates = pending_files(settings, Lake(settings.curated_root))
-    files = sorted(todo + duplicates, key=lambda f: f.relative_path)
+    files = sorted((f for f in todo + duplicates if f.sha256), key=lambda f: f.relative_path)
     for landed in files:
         parameters = {
             "path": landed.relative_path,
@@ -175,7 +173,7 @@ class Watcher:
         self.poll_seconds = poll_seconds
         self._previous: dict[str, _Seen] = {}
         self._done: dict[str, _Seen] = {}
-        self._emitted: set[tuple[str, str]] = set()
+        self._emitted: set[tuple[str, str | None]] = set()
         self._stop = threading.Event()
 
     def _candidates(self) -> Iterator[tuple[str, Path]]:
@@ -223,6 +221,9 @@ class Watcher:
                 self._done[relative] = current[relative]
                 continue
             self._done[relative] = current[relative]
+            if landed.sha256 is None:  # unreadable: `servio run` records why
+                log.warning("not emitting %s: %s", relative, landed.problem)
+                continue
             if (landed.relative_path, landed.sha256) in known:
                 continue
             emit_landed(landed)
@@ -232,7 +233,7 @@ class Watcher:
 
     def seed(self, files: list[LandedFile]) -> None:
         """Files already handed to an ingest run: do not emit them again."""
-        self._emitted.update((f.relative_path, f.sha256) for f in files)
+        self._emitted.update((f.relative_path, f.sha256) for f in files if f.sha256)
 
     def run(self) -> None:
         log.info("watching %s every %.1fs", self.root, self.poll_seconds)

@@ -6,6 +6,8 @@ asserts its exact outcome and that nothing is lost (SPEC §3):
 
 - rejected files: status `rejected`, the exact reason code, one file-level quarantine row
   (`row_number` null, `reason_codes == "file:<code>"`), raw bytes unchanged;
+- refused files (a location verdict, retried by the next run): status `refused`, the exact
+  reason code, nothing staged;
 - row-level cases: the exact set of (row_number, reason_codes) quarantined, the number of
   valid rows, and `rows_read == rows_valid + rows_quarantined`.
 """
@@ -28,7 +30,7 @@ import pytest
 
 from servio import landing
 from servio.config import Settings, load_settings
-from servio.pipeline import INGESTED, REJECTED, StagedFile, stage_file
+from servio.pipeline import INGESTED, REFUSED, REJECTED, StagedFile, stage_file
 from servio.storage import Lake
 
 os.environ["GX_ANALYTICS_ENABLED"] = "false"  # GX is imported lazily, after this
@@ -108,6 +110,54 @@ def parquet_bytes(frame: pl.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+def _arrow_parquet(columns: dict[str, Any]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
+
+
+def _aware_and_exotic_parquet() -> bytes:
+    """What pandas writes for aware timestamps (a fixed "+02:00" zone), beside unknown
+    columns of types that have no text form (never read, never cast)."""
+    import pyarrow as pa
+
+    return _arrow_parquet(
+        {
+            "interaction_id": ["I1", "I2"],
+            "customer_id": ["C1", "C2"],
+            "channel": ["phone", "chat"],
+            # 2026-11-20 12:00 at +02:00 = 10:00 UTC
+            "started_at": pa.array([1_795_168_800_000_000] * 2, pa.timestamp("us", tz="+02:00")),
+            "handle_seconds": pa.array([300, 60], pa.duration("s")),  # a duration is seconds
+            "resolved": [True, False],
+            "notes": pa.array([b"\xff\xfe", b"\x00"], pa.binary()),
+            "wait": pa.array([1, 2], pa.duration("s")),
+            "attrs": pa.array([[("k", "v")]] * 2, pa.map_(pa.string(), pa.string())),
+            "nested": pa.array([{"a": [1]}, None], pa.struct([("a", pa.list_(pa.int64()))])),
+            "Source_Row": ["x", "y"],
+        }
+    )
+
+
+def _nested_contract_parquet() -> bytes:
+    """A struct where text belongs, a list where a number belongs: type errors."""
+    import pyarrow as pa
+
+    return _arrow_parquet(
+        {
+            "interaction_id": ["I1", "I2"],
+            "customer_id": ["C1", "C2"],
+            "channel": pa.array([{"name": "phone"}, None], pa.struct([("name", pa.string())])),
+            "started_at": ["2026-11-20T10:00:00Z"] * 2,
+            "handle_seconds": pa.array([None, [300]], pa.list_(pa.int64())),
+            "resolved": [True, False],
+        }
+    )
+
+
 def truncated_gzip() -> bytes:
     whole = gzip.compress(csv_bytes([interaction(n) for n in range(1, 200)]))
     return whole[: len(whole) // 2]
@@ -123,6 +173,7 @@ class Case:
     path: str  # relative to the raw root
     content: bytes | Callable[[], bytes]
     rejected: str | None = None  # the file-level reason code
+    refused: str | None = None  # the location's reason code (the file is not read)
     valid: int = 0
     quarantined: frozenset[tuple[int, str]] = field(default_factory=frozenset)
     timezone: str = "UTC"
@@ -253,13 +304,13 @@ CASES = [
         "unknown_source_folder",
         "orders/export.csv",
         csv_bytes([interaction(1)]),
-        rejected="unknown_source",
+        refused="unknown_source",
     ),
     Case(
         "file_at_raw_root",
         "interactions.csv",
         csv_bytes([interaction(1)]),
-        rejected="unknown_source",
+        refused="unknown_source",
     ),
     # ---- readable files, row level ---------------------------------------------------------
     Case("header_only", "interactions/header_only.csv", csv_bytes([]), valid=0),
@@ -649,7 +700,8 @@ CASES = [
             ]
         ),
         valid=2,
-        quarantined=rows((1, "allowed:channel"), (2, "type:handle_seconds")),
+        # An object or array is not text: a type error, never stringified into a value.
+        quarantined=rows((1, "type:channel"), (2, "type:handle_seconds")),
     ),
     Case(
         "empty_lines_in_jsonl",
@@ -692,6 +744,60 @@ CASES = [
         "interactions/dup.parquet",
         lambda: parquet_bytes(pl.DataFrame({"interaction_id": ["I1"], "Interaction_ID": ["I2"]})),
         rejected="duplicate_header",
+    ),
+    Case(
+        "offsets_beyond_14_hours_or_60_minutes",
+        "interactions/offsets.csv",
+        csv_bytes(
+            [
+                interaction(1, started_at="2026-11-20T10:00:00+14:30"),
+                interaction(2, started_at="2026-11-20T10:00:00+05:75"),
+                interaction(3, started_at="2026-11-20T10:00:00-1500"),
+                interaction(4, started_at="2026-11-20T10:00:00+14:00"),
+                interaction(5, started_at="2026-11-20T10:00:00-14:00"),
+                interaction(6, started_at="2026-11-20T10:00:00+05:45"),
+            ]
+        ),
+        valid=3,
+        quarantined=rows(
+            (1, "type:started_at"), (2, "type:started_at"), (3, "type:started_at")
+        ),
+    ),
+    Case(
+        "control_characters_in_keys_and_codes",
+        "interactions/controls.csv",
+        csv_bytes(
+            [
+                interaction(1, interaction_id="I\x001"),
+                interaction(2, customer_id="C\x1b[31m"),
+                interaction(3, channel="pho\x00ne"),
+                interaction(4, currency="EU\x7fR"),
+                interaction(5, reason="billing\nsecond line"),  # free text may break lines
+                interaction(6, reason="bill\x00ing"),
+            ]
+        ),
+        valid=1,
+        quarantined=rows(
+            (1, "type:interaction_id"),
+            (2, "type:customer_id"),
+            (3, "type:channel"),
+            (4, "type:currency"),
+            (6, "type:reason"),
+        ),
+    ),
+    Case(
+        "parquet_fixed_offset_timestamps_and_exotic_unknown_columns",
+        "interactions/pandas.parquet",
+        _aware_and_exotic_parquet,
+        valid=2,
+    ),
+    Case(
+        "parquet_nested_values_in_contract_columns",
+        "interactions/nested.parquet",
+        _nested_contract_parquet,
+        quarantined=rows(
+            (1, "required:handle_seconds;type:channel"), (2, "required:channel;type:handle_seconds")
+        ),
     ),
     Case(
         "dst_gap_naive_timestamp",
@@ -765,6 +871,11 @@ def test_bad_input(case: Case, tmp_path: Path, lake: Lake) -> None:
     assert _sha256(raw_file) == before, "the raw file must never be modified"
     assert raw_file.exists()
     assert staged.rows_read == staged.rows_valid + staged.rows_quarantined
+    if case.refused is not None:
+        assert staged.status == REFUSED, staged
+        assert staged.reason is not None and staged.reason.startswith(f"{case.refused}: ")
+        assert (staged.rows_read, staged.valid_path, staged.quarantine_path) == (0, None, None)
+        return
     assert staged.quarantine_path is not None
     quarantine = pl.read_parquet(staged.quarantine_path)
     if case.rejected is not None:

@@ -39,25 +39,46 @@ def test_discover_skips_in_flight_files_and_names_source_and_format(tmp_path: Pa
 
 def test_csv_with_bom_quoted_newlines_and_messy_headers(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
-    path.write_bytes('\ufeff Interaction_ID ,Notes\n1,"line one\nline, two"\n2,\n'.encode())
-    frame = read_raw(_landed(path, "csv"))
-    assert frame.columns == ["source_row", "interaction_id", "notes"]
-    assert frame["notes"].to_list() == ["line one\nline, two", None]
+    path.write_bytes('\ufeff Interaction_ID ,Reason\n1,"line one\nline, two"\n2,\n'.encode())
+    frame = read_raw(_landed(path, "csv"), ["interaction_id", "reason"])
+    assert frame.columns == ["source_row", "interaction_id", "reason"]
+    assert frame["reason"].to_list() == ["line one\nline, two", None]
     assert frame["source_row"].to_list() == [1, 2]
+
+
+def test_unknown_columns_are_never_read(tmp_path: Path) -> None:
+    """Personal data and names servio uses itself stay out of the frame, whatever the case."""
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"a,Notes,SOURCE_ROW,__malformed__,b,,,a_x,A_X\n1,secret,9,x,2,,,p,q\n")
+    frame = read_raw(_landed(path, "csv"), ["a", "b"])
+    assert frame.rows() == [(1, "1", "2")]
+
+
+def test_csv_blank_lines_are_not_records_and_cr_only_files_are_split(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"a,b\r1,2\r\r,\r3,4\r")
+    frame = read_raw(_landed(path, "csv"), ["a", "b"])
+    assert frame.rows() == [(1, "1", "2"), (2, "3", "4")]
 
 
 def test_gzip_csv_reads_like_plain_csv(tmp_path: Path) -> None:
     path = tmp_path / "a.csv.gz"
     path.write_bytes(gzip.compress(b"a,b\n1,2\n"))
-    assert read_raw(_landed(path, "csv.gz"))["b"].to_list() == ["2"]
+    assert read_raw(_landed(path, "csv.gz"), ["a", "b"])["b"].to_list() == ["2"]
 
 
 def test_jsonl_values_become_text_and_a_broken_line_is_kept_as_malformed(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
-    path.write_text('{"A": 1, "b": true}\n{not json}\n{"a": "x", "b": null}\n', encoding="utf-8")
-    frame = read_raw(_landed(path, "jsonl"))
-    assert frame["a"].to_list() == ["1", None, "x"]
-    assert frame["b"].to_list() == ["true", None, None]
+    path.write_text(
+        '{"A": 1, "b": true}\n{not json}\n{"a": "x", "b": null}\n'
+        '{"a": 2.0250000000000004, "b": {"c": 1}, "c": 1}\n',
+        encoding="utf-8",
+    )
+    frame = read_raw(_landed(path, "jsonl"), ["a", "b"])
+    assert frame["a"].to_list() == ["1", None, "x", "2.0250000000000004"]  # numbers keep their text
+    assert frame["b"].to_list() == ["true", None, None, None]
+    assert frame["__not_text__"].to_list() == [None, None, None, "b"]
+    assert "c" not in frame.columns
     assert frame["__malformed__"].to_list()[1].startswith("not valid JSON")
 
 
@@ -68,7 +89,7 @@ def test_parquet_keeps_instants_of_typed_timestamps(tmp_path: Path) -> None:
     pl.DataFrame({"started_at": [datetime(2026, 1, 5, 10, tzinfo=UTC)], "n": [1.5]}).write_parquet(
         path
     )
-    frame = read_raw(_landed(path, "parquet"))
+    frame = read_raw(_landed(path, "parquet"), ["started_at", "n"])
     assert frame["started_at"].to_list() == ["2026-01-05T10:00:00+00:00"]
     assert frame["n"].to_list() == ["1.5"]
 
@@ -77,6 +98,9 @@ def test_parquet_keeps_instants_of_typed_timestamps(tmp_path: Path) -> None:
     ("content", "fmt", "code"),
     [
         (b"a,A\n1,2\n", "csv", "duplicate_header"),
+        (b"a,b\n1,\"never closed\n2,3\n", "csv", "malformed_csv"),
+        (b"a,b\n1,\"utf-8 quoted by the parser\n", "csv", "malformed_csv"),  # not "encoding"
+        (b"a,b\n1,caf\xc3", "csv", "encoding"),  # ends inside a character
         (b"", "csv", "no_header"),
         (b"a,b\n1,\xe9\n", "csv", "encoding"),
         (b"\x1f\x8b\x08\x00garbage", "csv.gz", "unreadable"),
@@ -90,5 +114,5 @@ def test_unusable_files_are_rejected_whole_with_a_reason(
     path = tmp_path / f"f.{fmt}"
     path.write_bytes(content)
     with pytest.raises(FileRejected) as caught:
-        read_raw(_landed(path, fmt))
+        read_raw(_landed(path, fmt), ["a", "b"])
     assert caught.value.code == code

@@ -160,3 +160,87 @@ def test_parsing_never_raises_on_arbitrary_text(value: str) -> None:
 def test_dst_gap_local_time_is_unparseable_not_shifted(zone: str) -> None:
     got = _ts(["2026-03-08T02:30:00"], zone)
     assert got == ([datetime(2026, 3, 8, 2, 30, tzinfo=UTC)] if zone == "UTC" else [None])
+
+
+@given(st.sampled_from("+-"), st.integers(0, 99), st.integers(0, 99), st.booleans())
+def test_offsets_outside_14_hours_or_with_60_minutes_are_unparseable(
+    sign: str, hours: int, minutes: int, colon: bool
+) -> None:
+    """ISO-8601 offsets run from -14:00 to +14:00; `+05:75` or `+15:00` is no instant."""
+    offset = f"{sign}{hours:02d}{':' if colon else ''}{minutes:02d}"
+    [got] = _ts([f"2026-01-05T12:00:00{offset}"])
+    total = hours * 60 + minutes
+    if minutes >= 60 or total > 14 * 60:
+        assert got is None, offset
+    else:
+        from datetime import timedelta
+
+        shift = timedelta(minutes=total if sign == "+" else -total)
+        assert got == datetime(2026, 1, 5, 12, tzinfo=UTC) - shift
+
+
+decimal_texts = st.builds(
+    lambda sign, whole, fraction, exponent: f"{sign}{whole}{fraction}{exponent}",
+    st.sampled_from(["", "-", "+"]),
+    st.integers(0, 10**12).map(str),
+    st.one_of(st.just(""), st.text("0123456789", min_size=0, max_size=40).map(lambda f: "." + f)),
+    st.one_of(st.just(""), st.integers(-6, 6).map(lambda e: f"e{e}")),
+)
+
+
+@given(decimal_texts)
+def test_money_is_parsed_exactly_from_the_text_and_rounded_half_even_once(text: str) -> None:
+    from decimal import ROUND_HALF_EVEN, localcontext
+
+    with localcontext() as context:
+        context.prec = 100
+        exact = Decimal(text)
+        expected = exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+    [got] = standardise(_raw(revenue=[text]), INTERACTIONS_RAW, "UTC").collect()["revenue"]
+    assert got == (expected if abs(expected) < Decimal(10) ** 16 else None), text
+
+
+def test_money_named_examples_round_once() -> None:
+    out = standardise(
+        _raw(revenue=["2.0250000000000004", "1.005", "2.025", "1.0149999999999999999999"]),
+        INTERACTIONS_RAW,
+        "UTC",
+    ).collect()
+    assert out["revenue"].to_list() == [
+        Decimal("2.03"),  # not 2.02: rounding to 12 places first made it a tie
+        Decimal("1.00"),
+        Decimal("2.02"),
+        Decimal("1.01"),
+    ]
+
+
+CONTROLS = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]]
+
+
+@given(st.sampled_from(CONTROLS), st.sampled_from(["interaction_id", "customer_id", "channel"]))
+def test_control_characters_in_keys_and_codes_are_type_errors(control: str, field: str) -> None:
+    value = {"interaction_id": "I1", "customer_id": "C1", "channel": "phone"}[field]
+    raw = _raw(**{field: [value[:1] + control + value[1:]]})
+    out = standardise(raw, INTERACTIONS_RAW, "UTC").collect()
+    assert out[field].to_list() == [None]
+    assert out[INVALID].to_list() == [[field]]
+    [detail] = type_failures(raw, out.lazy(), INTERACTIONS_RAW).collect()["detail"]
+    assert control not in detail  # shown as U+FFFD
+
+
+def test_free_text_may_hold_line_breaks_but_no_nul() -> None:
+    out = standardise(
+        _raw(reason=["two\nlines", "tab\there", "nul\x00", "bell\x07"]), INTERACTIONS_RAW, "UTC"
+    ).collect()
+    assert out["reason"].to_list() == ["two\nlines", "tab\there", None, None]
+    assert out[INVALID].to_list() == [[], [], ["reason"], ["reason"]]
+
+
+def test_a_value_flagged_as_not_text_is_a_type_error_described_not_quoted() -> None:
+    raw = _raw(channel=[None, "chat"]).with_columns(
+        pl.Series("__not_text__", ["channel", None], dtype=pl.String)
+    )
+    out = standardise(raw, INTERACTIONS_RAW, "UTC").collect()
+    assert out[INVALID].to_list() == [["channel"], []]
+    [detail] = type_failures(raw, out.lazy(), INTERACTIONS_RAW).collect()["detail"]
+    assert "not text" in detail

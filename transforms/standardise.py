@@ -1,6 +1,7 @@
 """Raw text records → typed, standardised records (SPEC §1.2–§1.4), and which values failed to parse.
 
-Input is what `servio.landing.read_raw` returns: String columns plus `source_row`.
+Input is what `servio.readers` returns: String columns plus `source_row`, and `__not_text__`
+naming fields whose value was not text (a JSON object, a Parquet struct: never stringified).
 Parsing never drops a row: a value that cannot be read becomes null and its field name
 is listed in `INVALID`, so the row can be quarantined with the reason `type:<field>`.
 """
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from schemas.tables import TIMESTAMP, RawContract, RawField
+from schemas.tables import RAW_NOT_TEXT, RAW_ROW_NUMBER, TIMESTAMP, RawContract, RawField
 
 INVALID = "invalid_fields"  # List[String]: fields whose text could not be parsed
-ROW_NUMBER = "source_row"
+ROW_NUMBER = RAW_ROW_NUMBER
 _TYPED = "__typed__"  # prefix of a field's parsed value while its text is still needed
 _FAILED = "__failed__"  # prefix of a field's "text present, value unparseable" flag
 
@@ -24,12 +25,24 @@ _ISO = (
     r"\s*(?<offset>[Zz]|[+-]\d{2}(?::?\d{2})?)?$"
 )
 
+# UTC offsets that exist (SPEC: ISO-8601): from -14:00 to +14:00, minutes below 60.
+MAX_OFFSET_MINUTES = 14 * 60
+# Keys and codes (ids, channel, currency) hold no control character at all; other text
+# may hold a tab or a line break (an RFC 4180 quoted field), never NUL or another control.
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+_CONTROL_IN_TEXT = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+
+NOT_TEXT_DETAIL = "a value that is not text (a JSON object or array, a nested or binary value)"
+
 EXPECTED_FORM = {
     "timestamp": "an ISO-8601 timestamp",
     "number": "a number",
     "integer": "a whole number",
     "boolean": "true/false, 1/0, yes/no or y/n",
     "decimal": "a decimal number",
+    "id": "text without control characters",
+    "string": "text without control characters",
+    "currency": "a currency code",
 }
 
 
@@ -57,16 +70,14 @@ def parse_timestamp(raw: pl.Expr, source_timezone: str) -> pl.Expr:
     )
     offset = field("offset")
     sign = pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
+    hours = offset.str.slice(1, 2).cast(pl.Int64, strict=False)
+    minutes = offset.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
     offset_minutes = (
         pl.when(offset == "Z")
         .then(0)
-        .otherwise(
-            sign
-            * (
-                offset.str.slice(1, 2).cast(pl.Int64, strict=False) * 60
-                + offset.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
-            )
-        )
+        # +14:30 or +05:75 is no offset anywhere: the value is unparseable, not shifted.
+        .when((minutes < 60) & (hours * 60 + minutes <= MAX_OFFSET_MINUTES))
+        .then(sign * (hours * 60 + minutes))
     )
     aware = (field("local") - pl.duration(minutes=offset_minutes)).dt.replace_time_zone("UTC")
     naive = (
@@ -78,13 +89,24 @@ def parse_timestamp(raw: pl.Expr, source_timezone: str) -> pl.Expr:
     return parts.struct.with_fields(utc=utc).struct.field("utc")
 
 
+def is_code(field: RawField) -> bool:
+    """Keys and codes: ids (`*_id`), fields with a fixed set of values, currencies."""
+    return (
+        field.kind in ("id", "currency")
+        or field.name.endswith("_id")
+        or field.allowed is not None
+        or field.max_length is not None
+    )
+
+
 def _parsed(field: RawField, source_timezone: str) -> pl.Expr:
     raw = text(field.name)
     match field.kind:
         case "id" | "string":
-            return raw.str.to_lowercase() if field.lower_case else raw
+            clean = ~raw.str.contains(_CONTROL if is_code(field) else _CONTROL_IN_TEXT)
+            return pl.when(clean).then(raw.str.to_lowercase() if field.lower_case else raw)
         case "currency":
-            return raw.str.to_uppercase()
+            return pl.when(~raw.str.contains(_CONTROL)).then(raw.str.to_uppercase())
         case "timestamp":
             return parse_timestamp(raw, source_timezone)
         case "number":
@@ -97,8 +119,9 @@ def _parsed(field: RawField, source_timezone: str) -> pl.Expr:
             lower = raw.str.to_lowercase()
             return pl.when(lower.is_in(_TRUE)).then(True).when(lower.is_in(_FALSE)).then(False)
         case "decimal":
-            exact = raw.cast(pl.Decimal(38, 12), strict=False).round(2)
-            return exact.cast(pl.Decimal(18, 2), strict=False)
+            # The text is parsed exactly and rounded half-even once, to the cent
+            # ("2.0250000000000004" → 2.03, "1.005" → 1.00): Polars rounds on the digits.
+            return raw.cast(pl.Decimal(18, 2), strict=False)
     raise ValueError(f"unknown kind {field.kind!r} for {field.name}")
 
 
@@ -130,7 +153,10 @@ def standardise(raw: pl.LazyFrame, contract: RawContract, source_timezone: str) 
         pl.col(ROW_NUMBER),
         *[pl.col(_TYPED + f.name).alias(f.name) for f in contract.fields],
         *[
-            (text(name).is_not_null() & pl.col(_TYPED + name).is_null()).alias(_FAILED + name)
+            (
+                (text(name).is_not_null() & pl.col(_TYPED + name).is_null())
+                | _flagged_not_text(name, present)
+            ).alias(_FAILED + name)
             for name in checked
         ],
     )
@@ -141,6 +167,14 @@ def standardise(raw: pl.LazyFrame, contract: RawContract, source_timezone: str) 
         *[pl.col(f.name) for f in contract.fields],
         pl.col(INVALID).fill_null(pl.lit([], pl.List(pl.String))),
     )
+
+
+def _flagged_not_text(name: str, present: set[str]) -> pl.Expr:
+    """The reader found a value that is not text in this field (its text is null)."""
+    if RAW_NOT_TEXT not in present:
+        return pl.lit(False)
+    flagged = pl.col(RAW_NOT_TEXT).str.split(";").list.contains(pl.lit(name))
+    return flagged.fill_null(False)
 
 
 def _invalid_lists(typed: pl.LazyFrame, checked: list[str]) -> pl.LazyFrame:
@@ -180,10 +214,14 @@ def type_failures(
     values = raw.select(ROW_NUMBER, *[pl.col(n) for n in text_columns if n in present]).unpivot(
         index=ROW_NUMBER, variable_name="field", value_name="value"
     )
+    # A contract column's value may be quoted (control characters shown as U+FFFD); a value
+    # that was not text (a JSON object, a Parquet struct) is described, never stringified.
+    quoted = pl.col("value").str.slice(0, 80).str.replace_all(_CONTROL, "\ufffd")
     return failed.join(values, on=[ROW_NUMBER, "field"], how="left").select(
         ROW_NUMBER,
         ("type:" + pl.col("field")).alias("reason_code"),
-        pl.format(
-            "{} must be {}, got '{}'", "field", "form", pl.col("value").str.slice(0, 80)
-        ).alias("detail"),
+        pl.when(pl.col("value").is_null())
+        .then(pl.format("{} must be {}, got {}", "field", "form", pl.lit(NOT_TEXT_DETAIL)))
+        .otherwise(pl.format("{} must be {}, got '{}'", "field", "form", quoted))
+        .alias("detail"),
     )
