@@ -339,6 +339,14 @@ def test_maintain_compacts_the_record_and_vacuums_only_what_the_retention_allows
     assert _customers(lake) == ["c3"] == _customers(lake.pinned())
 
 
+def test_the_retention_setting_is_validated_and_never_zero_by_default() -> None:
+    from servio.config import ConfigError, Settings, load_settings
+
+    assert Settings().vacuum_retention_hours >= 24
+    with pytest.raises(ConfigError, match="vacuum_retention_hours"):
+        load_settings(environ={"SERVIO_VACUUM_RETENTION_HOURS": "0"})
+
+
 def test_quarantine_partitions_by_source_text(tmp_path: Path) -> None:
     rows = pl.DataFrame(
         {"source": ["surveys"], "source_file": ["a.csv"], "reason_codes": ["x"]}
@@ -384,3 +392,27 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
         assert holder["run_id"] == "alive"
     assert not (lake.control / "run.lock").exists()
 
+
+def test_servio_maintain_compacts_and_vacuums_under_the_lock(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from servio import cli
+
+    lake = Lake(tmp_path / "curated")
+    for n in range(3):
+        lake.publish(f"r{n}", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, [f"c{n}"])})])
+    config = tmp_path / "servio.toml"
+    config.write_text(f'curated_root = "{tmp_path / "curated"}"\n')
+    done = CliRunner().invoke(cli.app, ["maintain", "--config", str(config)])
+    assert done.exit_code == 0, done.output
+    assert "publications" in done.output and "retention 168 h" in done.output
+    assert len(lake.delta_table("publications").file_uris()) == 1  # compacted
+    kept = (tmp_path / "curated" / "customer_segments").glob("as_of_date=*/*.parquet")
+    assert len(list(kept)) == 3  # superseded 0 h ago: kept
+    with lake.lock("someone-else"):
+        busy = CliRunner().invoke(cli.app, ["maintain", "--config", str(config)])
+    assert busy.exit_code == 3 and "busy" in busy.output
+    refused = CliRunner().invoke(
+        cli.app, ["maintain", "--config", str(config), "--retention-hours", "0"]
+    )
+    assert refused.exit_code == 2 and "vacuum_retention_hours" in refused.output
