@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from schemas.tables import LAKE_STATE, PUBLICATIONS, CuratedTable
 from servio import catalog, delta, faults
@@ -122,13 +121,14 @@ def _stage(
         if text is not None:
             replace.append(text)
         local = _local_file(rows_or_file, table, scratch, value)
-        if local is None:
+        folder = f"{table.partition_by}={text}/" if table.partition_by else ""
+        name = f"part-{number:05d}-{uuid.uuid4().hex[:12]}.parquet"
+        described = delta.describe_file(local, folder + name, text) if local else None
+        if local is None or described is None or described.rows == 0:
             deleted += 1
             continue
-        folder = f"{table.partition_by}={text}/" if table.partition_by else ""
-        relative = f"{folder}part-{number:05d}-{uuid.uuid4().hex[:12]}.parquet"
-        described = delta.describe_file(local, relative, text)
-        staged = lake.staging_key(run_id, "publish", table.name, relative)
+        # Staged flat (one folder per table): fewer folders to create and remove.
+        staged = lake.staging_key(run_id, "publish", table.name, name)
         lake.store.put_file(local, staged)
         faults.checkpoint("partition_staged")
         files.append({"staged": staged, **described.__dict__})
@@ -151,11 +151,7 @@ def _local_file(
     rows_or_file: PartitionRows, table: CuratedTable, scratch: Path, value: PartitionValue
 ) -> Path | None:
     """The partition's rows as a local file in the table's format (None: no rows)."""
-    if rows_or_file is None:
-        return None
-    if isinstance(rows_or_file, Path):
-        if pq.read_metadata(rows_or_file).num_rows == 0:
-            return None
+    if rows_or_file is None or isinstance(rows_or_file, Path):
         return rows_or_file
     if rows_or_file.is_empty():
         return None
@@ -167,11 +163,13 @@ def apply(lake: Lake, plan: Mapping[str, Any]) -> None:
     """Commit every table of the plan not yet committed, record the publication, rebuild
     the catalog, drop the plan. Idempotent: rerun after a crash anywhere in it."""
     number, run_id = plan["publication"], plan["run_id"]
-    changed: set[str] = set()
+    changed: dict[str, int] = {}  # table → its version holding publication `number`
     for entry in plan["tables"]:
         url = lake.store.url(entry["location"])
         table = delta.ensure_table(url, lake.storage_options, entry)
-        if not delta.committed(table, number):
+        if delta.committed(table, number):  # committed before a crash: not again
+            changed[entry["name"]] = int(table.version())
+        else:
             for item in entry["files"]:
                 target = f"{entry['location']}/{item['path']}"
                 if lake.store.exists(item["staged"]) or not lake.store.exists(target):
@@ -181,8 +179,9 @@ def apply(lake: Lake, plan: Mapping[str, Any]) -> None:
                 delta.DataFile(**{k: v for k, v in f.items() if k != "staged"})
                 for f in entry["files"]
             ]
-            delta.commit(table, files, entry["partition_by"], entry["replace"], number, run_id)
-        changed.add(entry["name"])
+            changed[entry["name"]] = delta.commit(
+                table, files, entry["partition_by"], entry["replace"], number, run_id
+            )
         faults.checkpoint("between_table_commits")
     record(lake, number, run_id, changed)
     faults.checkpoint("after_publication_record")
@@ -199,9 +198,10 @@ def last_publication(lake: Lake) -> int:
     return int(record.transaction_version(delta.APP_ID) or 0)
 
 
-def record(lake: Lake, number: int, run_id: str, changed: set[str]) -> None:
-    """Append publication `number`'s row per table (txn-idempotent): the version every
-    table of the lake has now."""
+def record(lake: Lake, number: int, run_id: str, changed: Mapping[str, int]) -> None:
+    """Append publication `number`'s row per table (txn-idempotent): the version of every
+    table of the lake after it — `changed`'s, and the previous record's for the others (only
+    publications and maintenance, which records too, commit to a table)."""
     from deltalake import write_deltalake
     from deltalake.transaction import CommitProperties, Transaction
 
@@ -209,12 +209,7 @@ def record(lake: Lake, number: int, run_id: str, changed: set[str]) -> None:
     publications = delta.ensure_table(url, lake.storage_options, _spec(PUBLICATIONS))
     if delta.committed(publications, number):
         return
-    known = set(changed) | set(latest_versions(lake))
-    versions = {}
-    for name in sorted(known - {PUBLICATIONS.name}):
-        current = delta.open_table(lake.table_url(name), lake.storage_options)
-        if current is not None:
-            versions[name] = int(current.version())
+    versions = dict(sorted({**latest_versions(lake), **changed}.items()))
     now = datetime.now(UTC)
     rows = pl.DataFrame(
         {
@@ -286,16 +281,18 @@ def maintain(lake: Lake, retention_hours: int) -> dict[str, dict[str, int]]:
     `recover()`). Files that readers of the last `retention_hours` may still use stay."""
     names = sorted(set(latest_versions(lake)) | {PUBLICATIONS.name})
     done: dict[str, dict[str, int]] = {}
+    compacted: dict[str, int] = {}
     for name in names:
         table = delta.open_table(lake.table_url(name), lake.storage_options)
         if table is not None:
             done[name] = delta.maintain(table, retention_hours)
             log.info("maintained %s: %s", name, done[name])
-    if any(v["files_compacted"] for k, v in done.items() if k != PUBLICATIONS.name):
+            if done[name]["files_compacted"] and name != PUBLICATIONS.name:
+                compacted[name] = int(table.version())
+    if compacted:
         # Compaction gave a data table a new version: record it, so the catalog (and
         # readers pinning the latest publication) stop naming the files it removed.
-        number = last_publication(lake) + 1
-        record(lake, number, "maintenance", set())
+        record(lake, last_publication(lake) + 1, "maintenance", compacted)
         write_catalog(lake)
     return done
 
