@@ -427,9 +427,14 @@ def maintain(
 ) -> None:
     """Compact small files, checkpoint the Delta logs and vacuum superseded files older than
     the retention (servio also does this by itself once enough publications piled up)."""
-    if retention_hours is not None:
-        os.environ[ENV_PREFIX + "VACUUM_RETENTION_HOURS"] = str(retention_hours)
-    settings = _settings(config)
+    environ = dict(os.environ)
+    if retention_hours is not None:  # validated like the setting it overrides, once
+        environ[ENV_PREFIX + "VACUUM_RETENTION_HOURS"] = str(retention_hours)
+    try:
+        settings = load_settings(config, environ)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error[/red]\n{exc}")
+        raise typer.Exit(2) from None
     from servio.pipeline import new_run_id
     from servio.storage import Lake, LakeBusy
 

@@ -416,3 +416,22 @@ def test_servio_maintain_compacts_and_vacuums_under_the_lock(tmp_path: Path) -> 
         cli.app, ["maintain", "--config", str(config), "--retention-hours", "0"]
     )
     assert refused.exit_code == 2 and "vacuum_retention_hours" in refused.output
+    assert "SERVIO_VACUUM_RETENTION_HOURS" not in os.environ  # the override was for that run
+
+
+def test_servio_maintains_by_itself_once_the_record_holds_enough_small_files(
+    tmp_path: Path,
+) -> None:
+    from servio.config import Settings
+    from servio.pipeline import maintain_if_due
+    from servio.storage import MAINTAIN_AFTER_FILES
+
+    lake = Lake(tmp_path)
+    settings = Settings(curated_root=str(tmp_path))
+    for n in range(MAINTAIN_AFTER_FILES):
+        lake.publish(f"r{n}", [TableChange(INGEST_LEDGER, {None: _ledger([n + 1])})])
+        assert lake.maintenance_due() == (n + 1 >= MAINTAIN_AFTER_FILES)
+        maintain_if_due(lake, settings)  # what publish_ingest and build_snapshots call
+    assert len(lake.delta_table("publications").file_uris()) == 1  # compacted at the 50th
+    assert not lake.maintenance_due()
+    assert lake.scan(INGEST_LEDGER).collect()["source_seq"].to_list() == [MAINTAIN_AFTER_FILES]
