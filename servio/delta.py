@@ -114,6 +114,7 @@ def _stats(metadata: pq.FileMetaData) -> str:
     decimals, short strings). Floats (NaN) and booleans get none: a missing bound only costs
     pruning, a wrong one would lose rows."""
     schema = metadata.schema.to_arrow_schema()
+    groups = [metadata.row_group(g) for g in range(metadata.num_row_groups)]
     nulls: dict[str, int] = {}
     lows: dict[str, Any] = {}
     highs: dict[str, Any] = {}
@@ -121,8 +122,8 @@ def _stats(metadata: pq.FileMetaData) -> str:
         null_count, low, high, bounded = 0, None, None, _has_bounds(field.type)
         # Timestamps by their raw integers: pyarrow's conversion imports pandas (0.4 s).
         raw = pa.types.is_timestamp(field.type)
-        for group in range(metadata.num_row_groups):
-            column = metadata.row_group(group).column(index)
+        for group in groups:
+            column = group.column(index)
             statistics = column.statistics
             if statistics is None or not statistics.has_null_count:
                 break
