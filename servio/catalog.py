@@ -105,21 +105,21 @@ def write_catalog(
     None when DuckDB cannot read the files here (s3:// without the httpfs extension)."""
     import duckdb
 
+    remote = any(f.startswith("s3://") for t in tables for f in t.files)
+    if remote and not _s3_ready(duckdb.connect()):
+        log.warning(
+            "the DuckDB catalog %s is not written: DuckDB's httpfs extension cannot be loaded "
+            "here to read s3:// files (docs/OBJECT_STORAGE.md)",
+            path,
+        )
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
-    remote = any(f.startswith("s3://") for t in tables for f in t.files)
     con = duckdb.connect(str(temporary))
     try:
-        if remote and not _s3_ready(con):
-            log.warning(
-                "the DuckDB catalog %s is not written: DuckDB's httpfs extension cannot be "
-                "loaded here to read s3:// files (docs/OBJECT_STORAGE.md)",
-                path,
-            )
-            con.close()
-            temporary.unlink(missing_ok=True)
-            return None
+        if remote:
+            _s3_ready(con)
         ordered = sorted(tables, key=lambda t: t.name)
         for table in ordered:
             create_view(con, table)
@@ -132,8 +132,11 @@ def write_catalog(
             f"CREATE TABLE servio_publication AS SELECT * FROM (VALUES {rows}) "
             "AS p(publication, published_at, table_name, table_version, files)"
         )
-    finally:
+    except BaseException:
         con.close()
+        temporary.unlink(missing_ok=True)
+        raise
+    con.close()
     os.replace(temporary, path)
     return path
 

@@ -293,7 +293,7 @@ def maintain(lake: Lake, retention_hours: int) -> dict[str, dict[str, int]]:
         # Compaction gave a data table a new version: record it, so the catalog (and
         # readers pinning the latest publication) stop naming the files it removed.
         record(lake, last_publication(lake) + 1, "maintenance", compacted)
-        write_catalog(lake)
+    write_catalog(lake)  # also rewrites the files' absolute paths after a lake was moved
     return done
 
 

@@ -435,3 +435,21 @@ def test_servio_maintains_by_itself_once_the_record_holds_enough_small_files(
     assert len(lake.delta_table("publications").file_uris()) == 1  # compacted at the 50th
     assert not lake.maintenance_due()
     assert lake.scan(INGEST_LEDGER).collect()["source_seq"].to_list() == [MAINTAIN_AFTER_FILES]
+
+
+def test_maintain_rewrites_the_catalog_of_a_moved_lake(tmp_path: Path) -> None:
+    import shutil
+
+    Lake(tmp_path / "old").publish(
+        "r1", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a"])})]
+    )
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    lake = Lake(tmp_path / "new")
+    with (
+        pytest.raises(duckdb.IOException),  # the views still name the old paths
+        duckdb.connect(str(lake.catalog_path), read_only=True) as con,
+    ):
+        con.execute("SELECT count(*) FROM customer_segments").fetchall()
+    lake.maintain(retention_hours=168)
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM customer_segments").fetchall() == [(1,)]
