@@ -166,7 +166,7 @@ def raw_bytes(paths: Paths) -> int:
 
 @contextmanager
 def timed_publish(sink: dict[str, float]) -> Iterator[None]:
-    """Time every `Lake.publish` (the write + atomic rename part of a step)."""
+    """Time every `Lake.publish` (staging, the plan, the Delta commits, the record, the catalog)."""
     from servio.storage import Lake
 
     original = Lake.publish
@@ -518,7 +518,14 @@ def ensure_raw(paths: Paths, rows: int) -> dict[str, Any]:
 
 
 def _read_hive(path: Path) -> pl.DataFrame:
+    """The peer's Hive-partitioned output (plain Parquet, written once)."""
     return pl.read_parquet(path / "**" / "*.parquet", hive_partitioning=True)
+
+
+def _read_servio(path: Path) -> pl.DataFrame:
+    """A servio table: a Delta table, read through its log (a glob would also read files
+    superseded by later publications until vacuum)."""
+    return pl.read_delta(str(path))
 
 
 def compare_frames(
@@ -570,7 +577,7 @@ def compare(paths: Paths) -> dict[str, Any]:
         "queue_seconds", "is_resolved", "reason", "revenue", "margin", "cost_to_serve",
         "currency", "agent_id", "updated_at",
     ]  # fmt: skip
-    ours = _read_hive(paths.curated / "interactions")
+    ours = _read_servio(paths.curated / "interactions")
     peer = _read_hive(paths.peer / "interactions").with_columns(
         pl.col("started_at", "updated_at").dt.replace_time_zone("UTC")
     )
@@ -581,14 +588,14 @@ def compare(paths: Paths) -> dict[str, Any]:
         "customer_id", "interaction_id", "submitted_at", "submitted_date",
         *catalog.answer_columns, "nps", "csat", "ces",
     ]  # fmt: skip
-    ours = _read_hive(paths.curated / "survey_responses")
+    ours = _read_servio(paths.curated / "survey_responses")
     peer = _read_hive(paths.peer / "survey_responses").with_columns(
         pl.col("submitted_at").dt.replace_time_zone("UTC")
     )
     tables.append(compare_frames("survey_responses", ours, peer, ["response_id"], response_columns))
     quality_table = "customer_quality"
     for name in (quality_table, CUSTOMER_PROFITABILITY.name, CUSTOMER_SEGMENTS.name):
-        ours = _read_hive(paths.curated / name)
+        ours = _read_servio(paths.curated / name)
         peer = pl.read_parquet(paths.peer / f"{name}.parquet")
         columns = [c for c in peer.columns if c not in ("as_of_date", "customer_id")]
         tables.append(compare_frames(name, ours, peer, ["as_of_date", "customer_id"], columns))

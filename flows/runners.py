@@ -43,6 +43,7 @@ def task_runner(settings: Settings) -> Any | None:
     from prefect_dask import DaskTaskRunner
 
     if address == "local":
+        spawn_workers()
         workers = max(1, min(4, os.cpu_count() or 1))
         return DaskTaskRunner(
             cluster_kwargs={
@@ -54,6 +55,16 @@ def task_runner(settings: Settings) -> Any | None:
             }
         )
     return DaskTaskRunner(address=address)
+
+
+def spawn_workers() -> None:
+    """Worker processes servio starts are spawned (a fresh interpreter), never forked:
+    deltalake (delta-rs) panics in a process forked after it was used. `spawn` is
+    distributed's default; servio sets it explicitly so no user config can turn it to fork.
+    (Prefect's served runs are spawned or exec'd too: `run_flow_in_subprocess`.)"""
+    import dask
+
+    dask.config.set({"distributed.worker.multiprocessing-method": "spawn"})
 
 
 def with_runner(flow: F, settings: Settings) -> F:

@@ -664,3 +664,33 @@ def curated_tables(catalog: ItemCatalog) -> dict[str, CuratedTable]:
         INGEST_LEDGER,
     )
     return {t.name: t for t in tables}
+
+
+# servio's own Delta tables under `<curated_root>/_servio/`: what the lake remembers between
+# runs, and which table versions each publication left (readers pin these for one consistent
+# view of several tables).
+LAKE_STATE = CuratedTable(
+    name="state",
+    grain="One row per remembered fact (e.g. snapshot_fingerprints).",
+    key=("key",),
+    partition_by=None,
+    columns=(
+        Column("key", pl.String, "What is remembered."),
+        Column("value", pl.String, "Its value, as JSON."),
+    ),
+)
+
+PUBLICATIONS = CuratedTable(
+    name="publications",
+    grain="One row per publication and table: the table's Delta version once it was done.",
+    key=("publication", "table_name"),
+    partition_by=None,
+    columns=(
+        Column("publication", pl.Int64, "Publication number, 1, 2, … (the Delta txn version)."),
+        Column("run_id", pl.String, "Run that published."),
+        Column("published_at", TIMESTAMP, "When the publication completed, UTC."),
+        Column("table_name", pl.String, "A table of the lake."),
+        Column("table_version", pl.Int64, "Its Delta version in this publication."),
+        Column("changed", pl.Boolean, "Whether this publication committed to the table."),
+    ),
+)

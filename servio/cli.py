@@ -472,3 +472,45 @@ def backfill(
     console.print(table)
     if any(o.outcome == FAILED for o in outcomes):
         raise typer.Exit(1)
+
+
+@app.command()
+def maintain(
+    retention_hours: Annotated[
+        int | None,
+        typer.Option(help="Keep superseded files this long (default: vacuum_retention_hours)."),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait if another run holds the lake.")
+    ] = 0.0,
+    config: ConfigOption = None,
+) -> None:
+    """Compact small files, checkpoint the Delta logs and vacuum superseded files older than
+    the retention (servio also does this by itself once enough publications piled up)."""
+    environ = dict(os.environ)
+    if retention_hours is not None:  # validated like the setting it overrides, once
+        environ[ENV_PREFIX + "VACUUM_RETENTION_HOURS"] = str(retention_hours)
+    try:
+        settings = load_settings(config, environ)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error[/red]\n{exc}")
+        raise typer.Exit(2) from None
+    from servio.pipeline import new_run_id
+    from servio.storage import Lake, LakeBusy
+
+    lake = Lake(settings.curated_root)
+    try:
+        with lake.lock(new_run_id(), wait), console.status("Maintaining the lake…"):
+            lake.recover()
+            done = lake.maintain(settings.vacuum_retention_hours)
+    except LakeBusy as exc:
+        console.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(3) from None
+    table = Table(
+        title=f"servio maintain {lake.root} (retention {settings.vacuum_retention_hours} h)"
+    )
+    for column in ("table", "files compacted", "files deleted"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name, counts in done.items():
+        table.add_row(name, f"{counts['files_compacted']:,}", f"{counts['files_deleted']:,}")
+    console.print(table)

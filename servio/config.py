@@ -66,7 +66,9 @@ class Settings(BaseModel):
     deliberately not settings: they come from the AWS environment, so no dump or fingerprint
     can hold them."""
 
-    EXECUTION_KEYS: ClassVar[frozenset[str]] = frozenset({"snapshot_buckets", "dask_address"})
+    EXECUTION_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"snapshot_buckets", "dask_address", "vacuum_retention_hours"}
+    )
 
     # hide_input: a root URL wrongly carrying credentials must not be echoed in the error.
     model_config = ConfigDict(**NUMBERS, frozen=True, hide_input_in_errors=True)
@@ -94,6 +96,13 @@ class Settings(BaseModel):
         default=None,
         description="Run flow tasks on this Dask scheduler (tcp://host:8786), or 'local' for a "
         "temporary local cluster; unset: threads in the flow's process.",
+    )
+    vacuum_retention_hours: int = Field(
+        default=168,
+        ge=1,
+        le=87_600,
+        description="Superseded data files are deleted (vacuum) once older than this; longer "
+        "than the longest BI query and the time travel readers need (Delta's default: 7 days).",
     )
     item_catalog: str = str(DEFAULT_CATALOG_PATH)
 

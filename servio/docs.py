@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable
 from pathlib import Path
 
 from schemas.catalog import ItemCatalog
 from schemas.tables import (
     INTERACTIONS_RAW,
+    LAKE_STATE,
+    PUBLICATIONS,
+    CuratedTable,
     RawContract,
     curated_tables,
     expected_purchases_column,
@@ -45,19 +49,43 @@ def data_dictionary(catalog: ItemCatalog) -> str:
         "",
         "## Curated tables",
         "",
-        "Hive-partitioned zstd Parquet under `curated_root/<table>/`; the partition key is in the",
-        "folder name (`<key>=<value>`), not inside the files. Money is decimal(18,2), timestamps",
-        "are microsecond UTC.",
+        "Delta Lake tables under `curated_root/<table>/`: Hive-partitioned zstd Parquet files and",
+        "a `_delta_log/` naming the files of each version (read through the log, never a glob:",
+        "docs/BI.md). The partition key is in the folder name (`<key>=<value>`) and the log, not",
+        "inside the files. Money is decimal(18,2), timestamps are microsecond UTC.",
         "",
     ]
-    tables = {**curated_tables(catalog), **value_tables(DEFAULT_HORIZON_DAYS)}
-    for table in tables.values():
+    lines += _tables(
+        [*curated_tables(catalog).values(), *value_tables(DEFAULT_HORIZON_DAYS).values()]
+    )
+    lines += [
+        f"`customer_value.{expected_purchases_column(DEFAULT_HORIZON_DAYS)}` is named after the "
+        f"setting `value_horizon_days` (default {DEFAULT_HORIZON_DAYS}): "
+        "`expected_purchases_<h>d`.",
+        "",
+        "## servio's own tables",
+        "",
+        "Delta tables under `curated_root/_servio/<table>/`. `publications` says which version of",
+        "each table every publication left: pin those versions for a consistent read of several",
+        "tables (docs/BI.md).",
+        "",
+    ]
+    lines += _tables((PUBLICATIONS, LAKE_STATE))
+    lines += ["## Raw export contracts", ""]
+    for contract in (INTERACTIONS_RAW, surveys_raw(catalog)):
+        lines += _contract(contract)
+    return "\n".join(lines)
+
+
+def _tables(tables: Iterable[CuratedTable]) -> list[str]:
+    lines: list[str] = []
+    for table in tables:
         lines += [
             f"### `{table.name}`",
             "",
             f"- **Grain**: {table.grain}",
             f"- **Key**: {', '.join(table.key)}",
-            f"- **Partitioned by**: {table.partition_by or '— (one file)'}",
+            f"- **Partitioned by**: {table.partition_by or '— (not partitioned)'}",
             f"- **Schema version**: {table.schema_version}",
             "",
             "| column | type | meaning |",
@@ -67,17 +95,7 @@ def data_dictionary(catalog: ItemCatalog) -> str:
             f"| `{c.name}` | {_type_name(c.dtype)} | {c.description} |" for c in table.columns
         ]
         lines.append("")
-    lines += [
-        f"`customer_value.{expected_purchases_column(DEFAULT_HORIZON_DAYS)}` is named after the "
-        f"setting `value_horizon_days` (default {DEFAULT_HORIZON_DAYS}): "
-        "`expected_purchases_<h>d`.",
-        "",
-        "## Raw export contracts",
-        "",
-    ]
-    for contract in (INTERACTIONS_RAW, surveys_raw(catalog)):
-        lines += _contract(contract)
-    return "\n".join(lines)
+    return lines
 
 
 def _contract(contract: RawContract) -> list[str]:

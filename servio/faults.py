@@ -21,13 +21,14 @@ _hits: Counter[str] = Counter()
 
 # Every checkpoint in the code base, in the order a run meets them (tests iterate this).
 CHECKPOINTS = (
-    "lock_taken",  # storage.Lake.lock: the lock file is ours
+    "lock_taken",  # storage.Lake.lock: the lock is ours
     "file_staged",  # pipeline._write_stage: one staged Parquet file written
-    "partition_staged",  # storage.Lake.publish: one new partition file written to staging
-    "before_journal_commit",  # storage.Lake.publish: everything staged, journal not yet written
-    "after_journal_commit",  # storage.Lake.publish: journal committed, nothing moved yet
-    "between_moves",  # storage.Lake._apply: after each os.replace
-    "after_apply",  # storage.Lake.publish: all moved, journal not yet removed
+    "partition_staged",  # storage.Lake._stage: one new data file staged, outside every table
+    "before_publication_commit",  # storage.Lake.publish: all staged, plan not yet written
+    "after_publication_commit",  # storage.Lake.publish: plan written (commit point), no commit
+    "before_table_commit",  # storage.Lake._apply: a table's files in its folder, not committed
+    "between_table_commits",  # storage.Lake._apply: after each table's Delta commit (or skip)
+    "after_publication_record",  # storage.Lake._apply: publications row added, plan still there
     "after_ingest_publish",  # pipeline.publish_ingest: tables + ledger published
     "after_snapshot_publish",  # pipeline.build_snapshots: snapshot partitions published
 )

@@ -680,6 +680,7 @@ def publish_ingest(
     if accepted or new_entries:
         lake.publish(run_id, changes)
         faults.checkpoint("after_ingest_publish")
+        maintain_if_due(lake, settings)
     shutil.rmtree(lake.scratch_dir(run_id) / "merge", ignore_errors=True)
     table_rows[QUARANTINE.name] = lake.scan(QUARANTINE).select(pl.len()).collect().item()
     return IngestSummary(
@@ -1072,8 +1073,16 @@ def build_snapshots(
         state={"snapshot_fingerprints": fingerprints},
     )
     faults.checkpoint("after_snapshot_publish")
+    maintain_if_due(lake, settings)
     actions = dict(segments.group_by("action").agg(pl.len()).sort("action").iter_rows())
     return SnapshotSummary(as_of, segments.height, actions, shuffle_bytes=combined.shuffle_bytes)
+
+
+def maintain_if_due(lake: Lake, settings: Settings) -> None:
+    """Compact, checkpoint and vacuum the lake once enough publications have piled up small
+    files (`storage.MAINTAIN_AFTER_FILES`); `servio maintain` does it on demand."""
+    if lake.maintenance_due():
+        lake.maintain(settings.vacuum_retention_hours)
 
 
 def new_run_id() -> str:

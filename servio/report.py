@@ -94,8 +94,11 @@ def default_report_path(lake: Lake) -> Path:
 
 
 def write_report(lake: Lake, settings: Settings, out_path: Path, as_of: date | None = None) -> Path:
-    """Write the HTML report for the snapshot `as_of` (default: the latest one); return its path."""
+    """Write the HTML report for the snapshot `as_of` (default: the latest one); return its path.
+    Every table is read at the latest publication's versions: one consistent lake, even
+    while a run publishes (docs/BI.md, "One consistent view of several tables")."""
     out_path = Path(out_path)
+    lake = lake.pinned()
     as_of = _snapshot_date(lake, as_of)
     profitability = _snapshot(lake, CUSTOMER_PROFITABILITY, as_of)
     quality = _snapshot(lake, customer_quality_table(settings.catalog), as_of)

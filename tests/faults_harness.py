@@ -174,6 +174,9 @@ def assert_consistent(config: Path, raw_digest: dict[str, str]) -> None:
         return
     for folder in (p for p in curated.iterdir() if p.is_dir() and p.name != "_servio"):
         assert not list(folder.rglob("*.tmp")), folder
+        # A table folder holds its Delta log and its data files only.
+        for entry in folder.iterdir():
+            assert entry.name == "_delta_log" or "=" in entry.name or entry.suffix == ".parquet"
         for path in folder.rglob("*.parquet"):
             pq.read_table(path)  # raises on a half-written file
     lake = Lake(curated)
@@ -185,9 +188,16 @@ def assert_consistent(config: Path, raw_digest: dict[str, str]) -> None:
     )
     assert ledger["sha256"].is_unique().all(), "a file is in the ledger twice"
     assert ledger["source_file"].is_unique().all()
-    if (curated / "_servio" / "journal.json").exists():
-        # Killed while applying a committed journal: partitions may come from two runs until
-        # the next run rolls forward (RELIABILITY.md); each file is still whole.
+    # At the latest publication the tables always agree, even mid-publication.
+    pinned = lake.pinned()
+    published = set(pinned.scan(INGEST_LEDGER).select("source_seq").collect()["source_seq"])
+    pinned_seqs = set(
+        pinned.scan(INTERACTIONS).select("source_seq").unique().collect()["source_seq"]
+    )
+    assert pinned_seqs <= published, "the latest publication has rows without their ledger entry"
+    if (curated / "_servio" / "publication.json").exists():
+        # Killed while applying a committed publication: the latest version of each table
+        # may come from two publications until the next run rolls forward (RELIABILITY.md).
         return
     seqs = set(lake.scan(INTERACTIONS).select("source_seq").unique().collect()["source_seq"])
     assert seqs <= set(ledger["source_seq"]), "rows published without their ledger entry"
@@ -195,6 +205,6 @@ def assert_consistent(config: Path, raw_digest: dict[str, str]) -> None:
 
 def assert_finished(config: Path) -> None:
     control = Path(load_settings(str(config)).curated_root) / "_servio"
-    assert not (control / "journal.json").exists()
+    assert not (control / "publication.json").exists()
     assert not (control / "run.lock").exists()
     assert not [p for p in (control / "staging").rglob("*") if p.is_file()]

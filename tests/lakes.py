@@ -11,9 +11,9 @@ from servio.pipeline import run_steps
 from servio.storage import Lake
 
 
-def build_lake(root: Path, run_id: str) -> tuple[Settings, Lake]:
+def build_lake(root: Path, run_id: str, days: int = 60) -> tuple[Settings, Lake]:
     """Generate a small landing zone under `root` and run ingest + snapshot as `servio run` does."""
-    generate(root / "raw", GenerateOptions(customers=300, days=60, seed=3))
+    generate(root / "raw", GenerateOptions(customers=300, days=days, seed=3))
     config = root / "servio.toml"
     config.write_text(
         f'raw_root = "{(root / "raw").as_posix()}"\n'

@@ -1,6 +1,9 @@
-"""Every curated table, read the way analysts read it — DuckDB, pyarrow, pandas, Polars and
-Spark — has the manifest's rows and the types of SPEC §4 (UTC microsecond timestamps,
-decimal(18,2) money, a readable partition key), and every file matches its table's contract.
+"""Every curated table, read the way analysts read it — Polars `scan_delta`, pandas and
+pyarrow through `deltalake`, DuckDB through the catalog file and through the log's file list,
+Spark through the file list — has the rows its Delta log counts and the types of SPEC §4
+(UTC microsecond timestamps, decimal(18,2) money, a typed partition key); every data file
+matches its table's contract; and every Python and SQL snippet of docs/BI.md and the README
+runs against the lake.
 
 One real lake per module: generated exports run through the pipeline steps (no Prefect).
 The Spark tests skip, saying why, when pyspark or a Java runtime is missing.
@@ -10,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -19,23 +24,24 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from schemas.tables import MONEY, TIMESTAMP, CuratedTable, curated_tables
 from servio.config import Settings
-from servio.storage import MANIFEST, PART_FILE, ROW_GROUP_ROWS, Lake
+from servio.delta import table_schema
+from servio.storage import ROW_GROUP_ROWS, Lake
 from tests import lakes
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:PySpark does not yet fully support pandas:FutureWarning"
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 TABLES = curated_tables(Settings().catalog)
 TABLE_NAMES = sorted(TABLES)
 
@@ -48,6 +54,7 @@ TABLE_NAMES = sorted(TABLES)
 class BuiltLake:
     settings: Settings
     lake: Lake
+    root: Path  # holds data/curated: where the docs' snippets run
 
     def table(self, name: str) -> CuratedTable:
         return curated_tables(self.settings.catalog)[name]
@@ -55,13 +62,25 @@ class BuiltLake:
     def table_dir(self, name: str) -> Path:
         return self.lake.table_dir(self.table(name))
 
-    def manifest(self, name: str) -> dict[str, Any]:
-        manifest: dict[str, Any] = json.loads((self.table_dir(name) / MANIFEST).read_text())
-        return manifest
+    def delta(self, name: str) -> DeltaTable:
+        return DeltaTable(str(self.table_dir(name)))
+
+    def logged_rows(self, name: str) -> dict[str, int]:
+        """Rows per partition as the Delta log counts them (add actions' numRecords)."""
+        actions = pa.table(self.delta(name).get_add_actions(flatten=True)).to_pylist()
+        key = self.table(name).partition_by
+        counts: dict[str, int] = {}
+        for action in actions:
+            value = _text(action[f"partition.{key}"]) if key else ""
+            counts[value] = counts.get(value, 0) + action["num_records"]
+        return counts
 
 
 def build_lake(root: Path) -> BuiltLake:
-    return BuiltLake(*lakes.build_lake(root, "test-bi-readers"))
+    settings, lake = lakes.build_lake(root, "test-bi-readers")
+    (root / "data").mkdir()
+    (root / "data" / "curated").symlink_to(Path(settings.curated_root).resolve())
+    return BuiltLake(settings, lake, root)
 
 
 @pytest.fixture(scope="module")
@@ -121,13 +140,7 @@ def _arrow_view(data: pa.Table, table: CuratedTable) -> TableView:
     return TableView(rows, types, bounds, totals)
 
 
-def _glob(table_dir: Path) -> str:
-    return f"{table_dir.as_posix()}/**/*.parquet"
-
-
-def read_duckdb(table_dir: Path, table: CuratedTable) -> TableView:
-    source = f"read_parquet('{_glob(table_dir)}', hive_partitioning = true)"
-    con = duckdb.connect()
+def _duckdb_view(con: Any, source: str, table: CuratedTable) -> TableView:
     described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     types = {row[0]: row[1] for row in described}
     key = f"CAST({table.partition_by} AS VARCHAR)" if table.partition_by else "''"
@@ -145,24 +158,39 @@ def read_duckdb(table_dir: Path, table: CuratedTable) -> TableView:
     return TableView(rows, types, bounds, totals)
 
 
-def read_pyarrow(table_dir: Path, table: CuratedTable) -> TableView:
-    return _arrow_view(
-        ds.dataset(table_dir, format="parquet", partitioning="hive").to_table(), table
+def read_duckdb_catalog(built: BuiltLake, name: str) -> TableView:
+    with duckdb.connect(str(built.lake.catalog_path), read_only=True) as con:
+        return _duckdb_view(con, name, built.table(name))
+
+
+def read_duckdb_file_uris(built: BuiltLake, name: str) -> TableView:
+    table = built.table(name)
+    files = built.delta(name).file_uris()
+    hive = (
+        f", hive_partitioning = true, hive_types = {{'{table.partition_by}': "
+        f"{'DATE' if table.schema[table.partition_by] == pl.Date else 'VARCHAR'}}}"
+        if table.partition_by
+        else ""
     )
+    source = f"read_parquet({files}, union_by_name = true{hive})"
+    return _duckdb_view(duckdb.connect(), source, table)
 
 
-def read_pandas(table_dir: Path, table: CuratedTable) -> TableView:
-    frame = pd.read_parquet(table_dir)
+def read_pyarrow_deltalake(built: BuiltLake, name: str) -> TableView:
+    return _arrow_view(built.delta(name).to_pyarrow_dataset().to_table(), built.table(name))
+
+
+def read_pandas_deltalake(built: BuiltLake, name: str) -> TableView:
+    table = built.table(name)
+    frame = built.delta(name).to_pandas()
     types = {}
-    for name, dtype in frame.dtypes.items():
-        values = frame[name].dropna()
+    for column, dtype in frame.dtypes.items():
+        values = frame[column].dropna()
         # object columns hold Python objects; name them by what they hold (e.g. Decimal)
         held = (
-            f"[{type(values.iloc[0]).__name__}]"
-            if pd.api.types.is_object_dtype(dtype) and len(values)
-            else ""
+            f"[{type(values.iloc[0]).__name__}]" if str(dtype) == "object" and len(values) else ""
         )
-        types[str(name)] = f"{dtype}{held}"
+        types[str(column)] = f"{dtype}{held}"
     key = table.partition_by
     if key is None:
         rows = {"": len(frame)}
@@ -170,16 +198,17 @@ def read_pandas(table_dir: Path, table: CuratedTable) -> TableView:
         sizes = frame.groupby(key, observed=True).size()
         rows = {_text(value): int(n) for value, n in sizes.items()}
     bounds = {}
-    for name in _timestamp_columns(table):
-        micros = frame[name].dropna().astype("int64")  # the column's own unit: µs expected
-        bounds[name] = (int(micros.min()), int(micros.max()))
-    totals = {name: sum(frame[name].dropna(), Decimal(0)) for name in _money_columns(table)}
+    for column in _timestamp_columns(table):
+        micros = frame[column].dropna().astype("int64")  # the column's own unit: µs expected
+        bounds[column] = (int(micros.min()), int(micros.max()))
+    totals = {column: sum(frame[column].dropna(), Decimal(0)) for column in _money_columns(table)}
     return TableView(rows, types, bounds, totals)
 
 
-def read_polars(table_dir: Path, table: CuratedTable) -> TableView:
-    frame = pl.scan_parquet(_glob(table_dir), hive_partitioning=True)
-    types = {name: str(dtype) for name, dtype in frame.collect_schema().items()}
+def read_polars_scan_delta(built: BuiltLake, name: str) -> TableView:
+    table = built.table(name)
+    frame = pl.scan_delta(str(built.table_dir(name)))
+    types = {column: str(dtype) for column, dtype in frame.collect_schema().items()}
     key = pl.col(table.partition_by).cast(pl.String) if table.partition_by else pl.lit("")
     rows = dict(frame.group_by(key.alias("partition")).len().collect().iter_rows())
     stamps, money = _timestamp_columns(table), _money_columns(table)
@@ -197,35 +226,40 @@ def read_polars(table_dir: Path, table: CuratedTable) -> TableView:
     return TableView(rows, types, bounds, totals)
 
 
-def read_files_directly(table_dir: Path, table: CuratedTable) -> TableView:
-    """The reference: each file on its own, partition value from its folder name."""
+def read_files_directly(built: BuiltLake, name: str) -> TableView:
+    """The reference: each file of the current version on its own (pyarrow), the partition
+    value from its folder name."""
+    table = built.table(name)
     pieces = []
-    for path in sorted(table_dir.rglob("*.parquet")):
+    for path in sorted(built.delta(name).file_uris()):
         data = pq.ParquetFile(path).read()
         if table.partition_by:
-            value = path.parent.name.removeprefix(f"{table.partition_by}=")
+            value = Path(path).parent.name.removeprefix(f"{table.partition_by}=")
             data = data.append_column(table.partition_by, pa.array([value] * data.num_rows))
         pieces.append(data)
     return _arrow_view(pa.concat_tables(pieces), table)
 
 
-Reader = Callable[[Path, CuratedTable], TableView]
+Reader = Callable[[BuiltLake, str], TableView]
 READERS: dict[str, tuple[Reader, ReaderTypes]] = {
-    "duckdb": (
-        read_duckdb,
+    "duckdb_catalog": (
+        read_duckdb_catalog,
         ReaderTypes("TIMESTAMP WITH TIME ZONE", "DECIMAL(18,2)", "DATE", "VARCHAR"),
     ),
-    "pyarrow": (
-        read_pyarrow,
-        # hive partitioning infers only int32 or string; pass a typed partitioning for date32
-        ReaderTypes("timestamp[us, tz=UTC]", "decimal128(18, 2)", "string", "string"),
+    "duckdb_file_uris": (
+        read_duckdb_file_uris,
+        ReaderTypes("TIMESTAMP WITH TIME ZONE", "DECIMAL(18,2)", "DATE", "VARCHAR"),
     ),
-    "pandas": (
-        read_pandas,
-        ReaderTypes("datetime64[us, UTC]", "object[Decimal]", "category", "category"),
+    "pyarrow_deltalake": (
+        read_pyarrow_deltalake,
+        ReaderTypes("timestamp[us, tz=UTC]", "decimal128(18, 2)", "date32[day]", "string"),
     ),
-    "polars": (
-        read_polars,
+    "pandas_deltalake": (
+        read_pandas_deltalake,
+        ReaderTypes("datetime64[us, UTC]", "object[Decimal]", "object[date]", "str"),
+    ),
+    "polars_scan_delta": (
+        read_polars_scan_delta,
         ReaderTypes(
             "Datetime(time_unit='us', time_zone='UTC')",
             "Decimal(precision=18, scale=2)",
@@ -241,10 +275,10 @@ def assert_reader_sees_the_table(
     view: TableView, expected: ReaderTypes, built: BuiltLake, name: str
 ) -> None:
     table = built.table(name)
-    manifest = built.manifest(name)
-    reference = read_files_directly(built.table_dir(name), table)
-    assert sum(view.rows_per_partition.values()) == manifest["row_count"]
-    assert view.rows_per_partition == manifest["partitions"] == reference.rows_per_partition
+    reference = read_files_directly(built, name)
+    logged = built.logged_rows(name)
+    assert sum(view.rows_per_partition.values()) == sum(logged.values())
+    assert view.rows_per_partition == logged == reference.rows_per_partition
     assert view.timestamp_bounds == reference.timestamp_bounds  # same instants, in µs
     assert view.money_totals == reference.money_totals  # exact to the cent
     for column in _timestamp_columns(table):
@@ -258,7 +292,7 @@ def assert_reader_sees_the_table(
 
 
 # ---------------------------------------------------------------------------------------
-# the files: one per partition, each exactly the contract
+# the files: each exactly the contract; a table folder holds its data and its log only
 
 
 FORBIDDEN = {
@@ -316,7 +350,8 @@ def test_portability_check_catches_what_readers_mishandle() -> None:
 @pytest.mark.parametrize("name", TABLE_NAMES)
 def test_every_file_is_exactly_the_contract(built: BuiltLake, name: str) -> None:
     table = built.table(name)
-    files = sorted(built.table_dir(name).rglob("*.parquet"))
+    table_dir = built.table_dir(name)
+    files = sorted(p for p in table_dir.rglob("*.parquet") if "_delta_log" not in p.parts)
     assert files, f"{name} has no published file"
     for path in files:
         parquet = pq.ParquetFile(path)
@@ -339,32 +374,33 @@ def test_every_file_is_exactly_the_contract(built: BuiltLake, name: str) -> None
 
 
 @pytest.mark.parametrize("name", TABLE_NAMES)
-def test_one_data_file_per_partition_and_nothing_else(built: BuiltLake, name: str) -> None:
+def test_a_table_folder_holds_its_data_files_and_delta_log_only(
+    built: BuiltLake, name: str
+) -> None:
     table = built.table(name)
     table_dir = built.table_dir(name)
-    manifest = built.manifest(name)
-    entries = sorted(p.relative_to(table_dir).as_posix() for p in table_dir.rglob("*"))
-    files = [e for e in entries if (table_dir / e).is_file()]
-    if table.partition_by is None:
-        assert files == [MANIFEST, PART_FILE]
-        assert manifest["partitions"] == {
-            "": pq.ParquetFile(table_dir / PART_FILE).metadata.num_rows
-        }
-        return
-    folders = [e for e in entries if (table_dir / e).is_dir()]
-    prefix = f"{table.partition_by}="
-    assert all(f.startswith(prefix) and "/" not in f for f in folders)
-    assert files == sorted([MANIFEST, *(f"{folder}/{PART_FILE}" for folder in folders)])
-    footer_rows = {
-        folder.removeprefix(prefix): pq.ParquetFile(
-            table_dir / folder / PART_FILE
-        ).metadata.num_rows
-        for folder in folders
+    log = built.delta(name)
+    files = sorted(
+        p.relative_to(table_dir).as_posix()
+        for p in table_dir.rglob("*")
+        if p.is_file() and "_delta_log" not in p.parts
+    )
+    # One run publishes each table once: every data file is in the current version.
+    assert files == sorted(Path(f).relative_to(table_dir).as_posix() for f in log.file_uris())
+    assert {p.name for p in table_dir.iterdir() if p.is_dir()} - {"_delta_log"} == {
+        f.split("/")[0] for f in files if "/" in f
     }
-    assert manifest["partitions"] == footer_rows
-    assert manifest["row_count"] == sum(footer_rows.values())
-    assert manifest["partition_by"] == table.partition_by
-    assert manifest["schema_version"] == table.schema_version
+    if table.partition_by is None:
+        assert all("/" not in f for f in files)
+    else:
+        prefix = f"{table.partition_by}="
+        assert all(f.startswith(prefix) and f.count("/") == 1 for f in files)
+    assert log.metadata().partition_columns == ([table.partition_by] if table.partition_by else [])
+    assert log.metadata().description == table.grain
+    assert log.metadata().configuration["servio.schemaVersion"] == str(table.schema_version)
+    # The Delta schema is the contract, partition key included, in contract order.
+    logged = pa.schema(log.schema().to_arrow())
+    assert logged.equals(table_schema(table), check_metadata=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -375,8 +411,52 @@ def test_one_data_file_per_partition_and_nothing_else(built: BuiltLake, name: st
 @pytest.mark.parametrize("reader", sorted(READERS))
 def test_reader_sees_the_published_table(built: BuiltLake, reader: str, name: str) -> None:
     read, expected = READERS[reader]
-    view = read(built.table_dir(name), built.table(name))
-    assert_reader_sees_the_table(view, expected, built, name)
+    assert_reader_sees_the_table(read(built, name), expected, built, name)
+
+
+def test_duckdb_catalog_names_the_latest_publication(built: BuiltLake) -> None:
+    record = built.lake.publications()
+    latest = record.filter(pl.col("publication") == record["publication"].max())
+    with duckdb.connect(str(built.lake.catalog_path), read_only=True) as con:
+        rows = con.execute(
+            "SELECT publication, table_name, table_version FROM servio_publication"
+        ).fetchall()
+        views = {
+            r[0]
+            for r in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        }
+    pinned = {
+        (p, t, v)
+        for p, t, v in latest.select("publication", "table_name", "table_version").iter_rows()
+        if t in TABLES
+    }
+    assert set(rows) == pinned
+    assert views == set(TABLES)
+
+
+def test_a_glob_over_a_delta_table_double_counts_until_vacuum(tmp_path: Path) -> None:
+    """Why docs/BI.md says not to glob: republish one partition, and the glob sees both."""
+    from servio.storage import TableChange
+
+    settings, lake = lakes.build_lake(tmp_path, "glob")
+    table = curated_tables(settings.catalog)["interactions"]
+    current = lake.scan(table).collect()
+    day = current["interaction_date"].max()
+    with lake.lock("again"):
+        lake.publish(
+            "again", [TableChange(table, {day: current.filter(pl.col("interaction_date") == day)})]
+        )
+    glob = f"{lake.table_dir(table).as_posix()}/**/*.parquet"
+    globbed = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{glob}')").fetchone()
+    assert globbed is not None
+    same_day = current.filter(pl.col("interaction_date") == day).height
+    assert globbed[0] == current.height + same_day  # the superseded file counted too
+    assert (
+        pl.scan_delta(str(lake.table_dir(table))).select(pl.len()).collect().item()
+        == current.height
+    )
 
 
 @pytest.fixture(scope="module")
@@ -409,10 +489,18 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
-def read_spark(spark: Any, table_dir: Path, table: CuratedTable) -> TableView:
+def _spark_frame(spark: Any, built: BuiltLake, name: str) -> Any:
+    """As docs/BI.md reads it: the log's file list, the table folder as basePath."""
+    table = built.delta(name)
+    reader = spark.read.option("basePath", table.table_uri).option("mergeSchema", "true")
+    return reader.parquet(*table.file_uris())
+
+
+def read_spark(spark: Any, built: BuiltLake, name: str) -> TableView:
     from pyspark.sql import functions as F
 
-    frame = spark.read.parquet(str(table_dir))
+    table = built.table(name)
+    frame = _spark_frame(spark, built, name)
     types = {field.name: field.dataType.simpleString() for field in frame.schema.fields}
     if table.partition_by is None:
         rows = {"": frame.count()}
@@ -436,23 +524,53 @@ def read_spark(spark: Any, table_dir: Path, table: CuratedTable) -> TableView:
 
 @pytest.mark.parametrize("name", TABLE_NAMES)
 def test_spark_sees_the_published_table(spark: Any, built: BuiltLake, name: str) -> None:
-    view = read_spark(spark, built.table_dir(name), built.table(name))
-    assert_reader_sees_the_table(view, SPARK_TYPES, built, name)
+    assert_reader_sees_the_table(read_spark(spark, built, name), SPARK_TYPES, built, name)
 
 
 def test_spark_timestamps_are_utc_instants(spark: Any, built: BuiltLake) -> None:
     from pyspark.sql.types import TimestampNTZType, TimestampType
 
-    frame = spark.read.parquet(str(built.table_dir("interactions")))
+    frame = _spark_frame(spark, built, "interactions")
     stamps = [f for f in frame.schema.fields if f.name in ("started_at", "updated_at")]
     assert stamps
     assert all(isinstance(f.dataType, TimestampType) for f in stamps)
     assert not any(isinstance(f.dataType, TimestampNTZType) for f in stamps)
 
 
-def test_pyarrow_reads_date_keys_as_dates_with_a_typed_partitioning(built: BuiltLake) -> None:
-    table = built.table("interactions")
-    partitioning = ds.partitioning(pa.schema([(table.partition_by, pa.date32())]), flavor="hive")
-    data = ds.dataset(built.table_dir("interactions"), format="parquet", partitioning=partitioning)
-    assert data.schema.field(table.partition_by).type == pa.date32()
-    assert data.count_rows() == built.manifest("interactions")["row_count"]
+# ---------------------------------------------------------------------------------------
+# every snippet of docs/BI.md and the README runs
+
+SNIPPET = re.compile(r"(<!-- not run[^>]*-->\n)?```(python|sql)\n(.*?)```", re.DOTALL)
+
+
+def _snippets() -> list[Any]:
+    found = []
+    for doc in ("docs/BI.md", "README.md"):
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        for number, match in enumerate(SNIPPET.finditer(text), start=1):
+            if match.group(1):
+                continue  # needs what this machine lacks (delta-spark): said on the page
+            language, code = match.group(2), textwrap.dedent(match.group(3))
+            found.append(pytest.param(language, code, id=f"{doc}#{number}"))
+    return found
+
+
+@pytest.mark.parametrize(("language", "code"), _snippets())
+def test_every_documented_snippet_runs(
+    request: pytest.FixtureRequest,
+    built: BuiltLake,
+    language: str,
+    code: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(built.root)  # the snippets read data/curated
+    if "pyspark" in code:
+        request.getfixturevalue("spark")  # the module's loopback session: getOrCreate finds it
+    if language == "python":
+        namespace: dict[str, Any] = {"__name__": "snippet"}
+        exec(compile(code, "snippet", "exec"), namespace)
+        return
+    with duckdb.connect() as con:
+        if "ATTACH" not in code:  # the README's queries run in `duckdb data/curated/servio.duckdb`
+            con.execute("ATTACH 'data/curated/servio.duckdb' AS servio (READ_ONLY); USE servio")
+        con.execute(code).fetchall()  # every statement runs; the last one's rows are fetched

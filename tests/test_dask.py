@@ -138,5 +138,7 @@ def test_a_dask_run_against_s3_equals_the_single_process_local_run(
         config = _config(tmp_path, "s3://raw/crm", "s3://lake/crm")
         with two_workers() as cluster:  # started here: the workers get the AWS settings
             settings = _run_on_dask(config, cluster, monkeypatch)
-        assert not any(key.endswith(".parquet") for key in objects("lake", "crm/_servio/"))
+        # Staging (the workers' parts, the shuffle) is gone; no publication is pending.
+        assert not objects("lake", "crm/_servio/staging/")
+        assert "crm/_servio/publication.json" not in objects("lake", "crm/_servio/")
         _assert_same_tables(_tables(settings), single_process)

@@ -1,6 +1,6 @@
 """A full disk or a failing write mid-run: the run fails with a clear message, the curated
-tables are unchanged (or, after the journal commit, rolled forward by the next run), and a
-rerun once space is freed gives the tables of a run that never failed."""
+tables are unchanged (or, after the publication's commit point, rolled forward by the next
+run), and a rerun once space is freed gives the tables of a run that never failed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from servio import faults, pipeline, storage
+from servio import faults, objectstore, pipeline, storage
 from tests import faults_harness as h
 
 NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -70,10 +70,10 @@ def _failing(
 FAULTS: dict[str, tuple[Any, str, Callable[[Any], Callable[..., Any]]]] = {
     "staging a landed file": (pipeline, "_write_stage", lambda real: _failing(real, 3, NO_SPACE)),
     "staging a partition": (storage, "_write_parquet", lambda real: _failing(real, 4, NO_SPACE)),
-    "writing the journal": (
-        storage,
-        "_atomic_write_json",
-        lambda real: _failing(real, 1, NO_SPACE, lambda path, *_: path.name == "journal.json"),
+    "writing the publication plan": (
+        objectstore.Store,
+        "write_json",
+        lambda real: _failing(real, 1, NO_SPACE, lambda _store, key, *_: key == storage.PLAN),
     ),
 }
 
@@ -104,7 +104,8 @@ def test_no_space_before_the_commit_changes_nothing_and_a_rerun_succeeds(
 def test_a_write_error_after_the_commit_is_rolled_forward(
     exports: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The journal is committed, two partitions moved, then a rename fails (EIO)."""
+    """The publication is committed (its plan written), two data files moved into their
+    table, then a rename fails (EIO) before the first table's Delta commit."""
     raw_source, first, rest, after_first, expected = exports
     config = h.new_lake(tmp_path, first + rest, raw_source, after_first)
     raw = h.digest(tmp_path / "raw")
@@ -112,14 +113,14 @@ def test_a_write_error_after_the_commit_is_rolled_forward(
         os.replace,
         3,
         OSError(errno.EIO, os.strerror(errno.EIO)),
-        # the moves of `_apply`, not the atomic JSON writes into staging
+        # the moves of `_apply` out of staging, not the atomic JSON writes (.tmp)
         lambda source, *_: "/publish/" in str(source) and not str(source).endswith(".tmp"),
     )
     with monkeypatch.context() as patch:
         patch.setattr(storage.os, "replace", broken)
         with pytest.raises(OSError):
             _run(config)
-    assert (tmp_path / "curated" / "_servio" / "journal.json").exists()
+    assert (tmp_path / "curated" / "_servio" / "publication.json").exists()
     h.assert_consistent(config, raw)
     _run(config)
     h.assert_finished(config)

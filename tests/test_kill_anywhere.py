@@ -78,24 +78,27 @@ def _kill_then_rerun(config: Path, raw: dict[str, str], reference: Reference, **
     h.assert_same_tables(config, reference.incremental)
 
 
-# Ingest publication: ~13 moves (partitions, ledger, quarantine, manifests); snapshot: ~7.
+# The ingest publication commits 4 tables (interactions, survey_responses, quarantine,
+# ingest_ledger), the snapshot's 4 (customer_quality, _profitability, _segments, state).
 NAMED_KILLS = [
     "lock_taken",
     "file_staged:1",
     "file_staged:4",
     "partition_staged:1",
     "partition_staged:6",
-    "before_journal_commit:1",
-    "after_journal_commit:1",
-    "between_moves:1",
-    "between_moves:5",
-    "between_moves:10",
-    "after_apply:1",
+    "before_publication_commit:1",
+    "after_publication_commit:1",
+    "before_table_commit:1",
+    "between_table_commits:1",
+    "between_table_commits:2",
+    "before_table_commit:4",  # the ledger's files are in its folder, not committed
+    "between_table_commits:4",  # every table committed, the publication not recorded
+    "after_publication_record:1",
     "after_ingest_publish",
-    "before_journal_commit:2",  # the snapshot's publication
-    "after_journal_commit:2",
-    "between_moves:16",
-    "after_apply:2",
+    "before_publication_commit:2",  # the snapshot's publication
+    "after_publication_commit:2",
+    "between_table_commits:6",
+    "after_publication_record:2",
     "after_snapshot_publish",
 ]
 
@@ -111,12 +114,13 @@ def test_kill_at_a_checkpoint_then_rerun(
 def test_kills_during_recovery_and_again_and_again(reference: Reference, tmp_path: Path) -> None:
     """Killed after the commit, killed again while rolling forward, again at the lock: fine."""
     config, raw = _second_batch_lake(reference, tmp_path)
-    # the 4th run finds the ingest published (rolled forward) and dies committing the snapshot
+    # The 2nd run dies rolling forward (2 of 4 tables committed); the 4th run finishes the
+    # ingest (skipping the 2 committed tables by their txn) and dies committing the snapshot.
     for kill_at in (
-        "after_journal_commit:1",
-        "between_moves:2",
+        "after_publication_commit:1",
+        "between_table_commits:2",
         "lock_taken",
-        "after_journal_commit:1",
+        "after_publication_commit:1",
     ):
         code, _, err = h.finish(h.fast_run(config, "--no-rules", SERVIO_KILL_AT=kill_at))
         assert code == KILLED, f"{kill_at}: exit {code}: {err[-2000:]}"
@@ -149,7 +153,7 @@ def test_kill_at_a_random_moment_then_rerun(
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("kill_at", ["after_journal_commit:1", "between_moves:3"])
+@pytest.mark.parametrize("kill_at", ["after_publication_commit:1", "between_table_commits:2"])
 def test_servio_run_killed_then_rerun(kill_at: str, reference: Reference, tmp_path: Path) -> None:
     """The real command, real GX suite: killed mid-publication, rerun, same as uninterrupted."""
     expected_config, _ = _second_batch_lake(reference, tmp_path / "expected")

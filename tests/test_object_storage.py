@@ -1,6 +1,7 @@
 """Raw and curated roots on an S3-compatible server (moto on loopback, started here): the
-same tables as on local disk row for row, reruns that change nothing, crashes finished
-without rename, and credentials that never leave the AWS environment."""
+same Delta tables as on local disk row for row, reruns that change nothing, crashes finished
+without rename (delta-rs commits by conditional PUT, which moto honours), and credentials
+that never leave the AWS environment."""
 
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.tables import INGEST_LEDGER, curated_tables
+from schemas.tables import INGEST_LEDGER, INTERACTIONS, curated_tables
 from servio import faults, landing, pipeline
 from servio.config import ConfigError, Settings, load_settings
 from servio.pipeline import new_run_id, run_steps
-from servio.storage import Lake, LakeBusy, ObjectLake
+from servio.storage import PLAN, Lake, LakeBusy
 from tests.faults_harness import assert_same_tables, fast_run, finish, make_exports, tables
 from tests.s3server import (
     ACCESS_KEY_ID,
@@ -92,23 +93,26 @@ def _run(config: Path) -> pipeline.IngestSummary:
     return summary
 
 
-def _named_by_manifests(prefix: str) -> set[str]:
-    named: set[str] = set()
-    for key in objects(LAKE, prefix):
-        if key.endswith("/_manifest.json"):
-            manifest = json.loads(read_object(LAKE, key))
-            named |= {f"{prefix}/{relative}" for relative in manifest["files"].values()}
-    return named
-
-
-def _assert_finished(prefix: str) -> None:
-    """No journal, lock or staging left, and every Parquet object is one a manifest names
-    (superseded and uncommitted files deleted)."""
-    keys = set(objects(LAKE, prefix))
-    assert not {k for k in keys if k.startswith(f"{prefix}/_servio/")} - {
-        f"{prefix}/_servio/state.json"
+def _named_by_delta(config: Path, prefix: str) -> set[str]:
+    """The keys of every data file the tables' current Delta versions name."""
+    settings = load_settings(str(config))
+    lake = Lake(settings.curated_root)
+    return {
+        url.removeprefix(f"s3://{LAKE}/")
+        for table in curated_tables(settings.catalog).values()
+        for url in lake.files(table)
     }
-    assert {k for k in keys if k.endswith(".parquet")} == _named_by_manifests(prefix)
+
+
+def _assert_finished(config: Path, prefix: str) -> None:
+    """No plan, lock or staging left: under _servio/ only servio's own Delta tables; and
+    every data file in a table folder is one the table's current version names."""
+    keys = set(objects(LAKE, prefix))
+    control = {k.removeprefix(f"{prefix}/_servio/").split("/")[0] for k in keys if "/_servio/" in k}
+    assert control <= {"state", "publications"}, control
+    table_files = {k for k in keys if k.endswith(".parquet") and "/_servio/" not in k}
+    table_files = {k for k in table_files if "/_delta_log/" not in k}
+    assert table_files == _named_by_delta(config, prefix)
 
 
 # ---------------------------------------------------------------------------------------
@@ -130,22 +134,36 @@ def test_a_run_on_s3_equals_the_local_disk_run_row_for_row(
     s3_run: tuple[Path, str, pipeline.IngestSummary], local_tables: dict[str, pl.DataFrame]
 ) -> None:
     config, prefix, summary = s3_run
-    assert isinstance(Lake(load_settings(str(config)).curated_root), ObjectLake)
+    assert not Lake(load_settings(str(config)).curated_root).store.is_local
     assert summary.files_ingested == 7
     assert_same_tables(config, local_tables)
-    _assert_finished(prefix)
+    _assert_finished(config, prefix)
+    assert any(
+        k.endswith("/interactions/_delta_log/00000000000000000001.json")
+        for k in objects(LAKE, prefix)
+    )
 
 
-def test_the_tables_on_s3_are_hive_partitioned_parquet_named_per_publication(
+def test_the_tables_on_s3_are_hive_partitioned_delta_tables(
     s3_run: tuple[Path, str, pipeline.IngestSummary],
 ) -> None:
-    _, prefix, _ = s3_run
+    config, prefix, _ = s3_run
     keys = [k for k in objects(LAKE, f"{prefix}/interactions/") if k.endswith(".parquet")]
     assert keys
     assert all("/interaction_date=" in k and "/part-" in k for k in keys)
     # Read by a plain reader with the key (as BI tools would read a listed file).
     frame = pl.read_parquet(f"s3://{LAKE}/{keys[0]}")
     assert frame.height > 0 and "interaction_id" in frame.columns
+    # And as a Delta table, by Polars and by delta-rs, with the AWS environment alone.
+    from servio.objectstore import delta_storage_options
+
+    url = f"s3://{LAKE}/{prefix}/interactions"
+    options = delta_storage_options(url)
+    scanned = pl.scan_delta(url, storage_options=options).select(pl.len()).collect().item()
+    settings = load_settings(str(config))
+    assert (
+        scanned == Lake(settings.curated_root).scan(INTERACTIONS).select(pl.len()).collect().item()
+    )
 
 
 def test_a_second_run_on_s3_changes_no_object(
@@ -210,7 +228,7 @@ def test_a_lake_sent_to_a_worker_reads_the_same_tables(
     settings = load_settings(str(config))
     lake = Lake(settings.curated_root)
     sent = pickle.loads(pickle.dumps(lake))
-    assert isinstance(sent, ObjectLake) and sent.root == lake.root
+    assert not sent.store.is_local and sent.root == lake.root
     for table in curated_tables(settings.catalog).values():
         assert sent.scan(table).collect().equals(lake.scan(table).collect()), table.name
 
@@ -226,10 +244,10 @@ def test_watching_an_object_store_raw_root_is_refused_clearly() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# crashes: no rename, the journal is the commit point
+# crashes: no rename; the plan (one PUT) is the commit point, Delta txn makes replays exact
 
 
-def test_a_kill_after_the_journal_commit_is_rolled_forward_by_the_next_run(
+def test_a_kill_after_the_publication_commit_is_rolled_forward_by_the_next_run(
     aws: None,
     exports: Path,
     tmp_path: Path,
@@ -237,20 +255,24 @@ def test_a_kill_after_the_journal_commit_is_rolled_forward_by_the_next_run(
     required_checks_only: None,
 ) -> None:
     config, prefix = _s3_lake(exports, tmp_path)
-    killed = fast_run(config, "--no-rules", SERVIO_KILL_AT="after_journal_commit")
+    killed = fast_run(config, "--no-rules", SERVIO_KILL_AT="between_table_commits:2")
     code, _, err = finish(killed, timeout=120)
     assert code == -9, err
     keys = set(objects(LAKE, prefix))
-    assert f"{prefix}/_servio/journal.json" in keys
+    assert f"{prefix}/{PLAN}" in keys
     assert f"{prefix}/_servio/run.lock" in keys  # left by the dead process
-    assert not any(k.endswith("/_manifest.json") for k in keys)  # nothing applied yet
-    # A reader already sees the committed publication whole: the journal's manifests.
+    # Two tables committed (their txn), the ledger not; readers pinned at the latest
+    # publication see none of it (there is none yet).
     lake = Lake(load_settings(str(config)).curated_root)
-    assert lake.scan(INGEST_LEDGER).collect().height == local_tables["ingest_ledger"].height
+    assert lake.scan(INTERACTIONS).collect().height == local_tables["interactions"].height
+    assert lake.scan(INGEST_LEDGER).collect().is_empty()
+    assert lake.pinned().scan(INTERACTIONS).collect().is_empty()
 
     _run(config)  # takes over the dead process's lock, rolls forward, then carries on
     assert_same_tables(config, local_tables)
-    _assert_finished(prefix)
+    _assert_finished(config, prefix)
+    # Each table was committed once for the ingest publication: no commit was replayed.
+    assert Lake(load_settings(str(config)).curated_root).delta_table("interactions").version() == 1
 
 
 class _Crash(Exception):
@@ -281,28 +303,104 @@ def test_a_crash_before_the_commit_leaves_the_tables_and_its_files_are_removed(
 ) -> None:
     config, prefix = _s3_lake(exports, tmp_path)
     with monkeypatch.context() as patch:
-        # The ingest publication commits; the snapshot one dies with 2 of 3 files written.
+        # The ingest publication commits; the snapshot one dies with 2 of 4 files staged.
         patch.setattr(
             faults, "checkpoint", _crash_at("partition_staged", 2, "after_ingest_publish")
         )
         with pytest.raises(_Crash):
             _run(config)
-    table_files = {
-        k for k in objects(LAKE, prefix) if k.endswith(".parquet") and "/_servio/" not in k
-    }
-    orphans = table_files - _named_by_manifests(prefix)
-    assert len(orphans) == 2 and all("/customer_" in k for k in orphans)
+    keys = set(objects(LAKE, prefix))
+    staged = {k for k in keys if "/_servio/staging/" in k and "/publish/" in k}
+    assert len(staged) == 2 and all("/customer_" in k for k in staged)
+    assert not any("/customer_" in k and "/_servio/" not in k for k in keys)  # no table touched
     after_crash = tables(config)
     for name, frame in local_tables.items():
         if name.startswith("customer_"):
-            assert after_crash[name].is_empty(), name  # no manifest names the new files
+            assert after_crash[name].is_empty(), name
         else:
             assert after_crash[name].equals(frame), name
 
-    _run(config)  # recover() deletes the uncommitted files; the snapshot is built again
-    assert not orphans & set(objects(LAKE, prefix))
+    _run(config)  # recover() drops the dead run's staging; the snapshot is built again
+    assert not staged & set(objects(LAKE, prefix))
     assert_same_tables(config, local_tables)
-    _assert_finished(prefix)
+    _assert_finished(config, prefix)
+
+
+def test_delta_commits_on_s3_are_conditional_puts_moto_refuses_a_second_writer(aws: None) -> None:
+    """delta-rs commits version N by creating `_delta_log/N.json` with If-None-Match: *; the
+    loopback S3 (moto) honours it, so of two writers racing for N only the first wins (no
+    locking provider, no AWS_S3_ALLOW_UNSAFE_RENAME)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+    from deltalake.exceptions import CommitFailedError
+    from deltalake.transaction import CommitProperties
+
+    from servio.objectstore import delta_storage_options
+
+    prefix = f"race-{uuid.uuid4().hex[:8]}"
+    url = f"s3://{LAKE}/{prefix}/t"
+    options = delta_storage_options(url)
+    write_deltalake(url, pa.table({"x": [1]}), storage_options=options)
+    first, second = (DeltaTable(url, storage_options=options) for _ in range(2))  # both at 0
+    write_deltalake(
+        first,
+        pa.table({"x": [2]}),
+        mode="overwrite",
+        commit_properties=CommitProperties(custom_metadata={"who": "first"}),
+    )
+    with pytest.raises(CommitFailedError):
+        write_deltalake(
+            second,
+            pa.table({"x": [3]}),
+            mode="overwrite",
+            commit_properties=CommitProperties(
+                custom_metadata={"who": "second"}, max_commit_retries=0
+            ),
+        )
+    table = DeltaTable(url, storage_options=options)
+    assert table.version() == 1
+    assert table.to_pyarrow_table()["x"].to_pylist() == [2]
+    # (read with boto3: delta-rs's history() timed out on moto in a LIST with start-after)
+    commit = read_object(LAKE, f"{prefix}/t/_delta_log/00000000000000000001.json")
+    infos = [json.loads(line) for line in commit.splitlines()]
+    assert [i["commitInfo"]["who"] for i in infos if "commitInfo" in i] == ["first"]
+
+
+def test_maintenance_on_s3_compacts_checkpoints_and_vacuums(aws: None) -> None:
+    from datetime import date
+
+    from schemas.tables import CUSTOMER_SEGMENTS
+    from servio.storage import TableChange
+
+    day = date(2026, 1, 1)
+    prefix = f"m-{uuid.uuid4().hex[:8]}"
+    lake = Lake(f"s3://{LAKE}/{prefix}")
+    for n in range(3):
+        rows = pl.DataFrame(
+            {"as_of_date": [day], "customer_id": [f"c{n}"]},
+            schema_overrides={"as_of_date": pl.Date},
+        ).select(
+            pl.col(c).cast(t) if c in ("as_of_date", "customer_id") else pl.lit("x").alias(c)
+            for c, t in CUSTOMER_SEGMENTS.schema.items()
+        )
+        lake.publish(f"r{n}", [TableChange(CUSTOMER_SEGMENTS, {day: rows})])
+
+    def data_files() -> set[str]:
+        keys = objects(LAKE, f"{prefix}/customer_segments/as_of_date=")
+        return {k for k in keys if k.endswith(".parquet")}
+
+    assert len(data_files()) == 3  # two superseded
+    done = lake.maintain(retention_hours=0)  # 0 only here: the setting is >= 1 h
+    assert done["customer_segments"]["files_deleted"] == 2
+    assert done["publications"]["files_compacted"] == 3
+    assert data_files() == {
+        url.removeprefix(f"s3://{LAKE}/") for url in lake.files(CUSTOMER_SEGMENTS)
+    }
+    assert any(
+        k.endswith(".checkpoint.parquet")
+        for k in objects(LAKE, f"{prefix}/customer_segments/_delta_log/")
+    )
+    assert lake.scan(CUSTOMER_SEGMENTS).collect()["customer_id"].to_list() == ["c2"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -359,8 +457,8 @@ def test_credentials_appear_in_no_log_object_setting_or_error(
     assert "s3://no-such-bucket/x: the bucket does not exist" in str(missing_lake.value)
     assert "s3://no-such-raw-bucket/x: the bucket does not exist" in str(missing_raw.value)
     lake_objects = objects(LAKE, prefix)
-    assert any(k.endswith("quarantine/_manifest.json") for k in lake_objects)
-    assert any(k.endswith("state.json") for k in lake_objects)
+    assert any("/quarantine/_delta_log/" in k for k in lake_objects)
+    assert any("/_servio/state/_delta_log/" in k for k in lake_objects)
     texts = {
         "logs": caplog.text + "".join(r.getMessage() for r in caplog.records),
         "output": "".join(capfd.readouterr()),

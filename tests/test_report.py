@@ -273,6 +273,28 @@ def test_an_older_snapshot_can_be_reported(tmp_path: Path) -> None:
     assert "Only one snapshot up to 2026-10-31" in page
 
 
+def test_the_report_reads_the_latest_whole_publication(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publication of a newer snapshot that died between two table commits (segments
+    committed, profitability not): the report still draws the last whole publication."""
+    from servio import faults
+
+    lake, settings = _lake(tmp_path, (EARLIER,))
+
+    def die_after_the_first_commit(name: str) -> None:
+        if name == "between_table_commits":
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(faults, "checkpoint", die_after_the_first_commit)
+    with pytest.raises(RuntimeError, match="killed"):
+        lake.publish("partial", _snapshot(settings, LATEST)[::-1])  # segments first
+    monkeypatch.undo()
+    assert LATEST.isoformat() in lake.partitions(CUSTOMER_SEGMENTS)  # the latest version has it
+    page = write_report(lake, settings, tmp_path / "r.html").read_text()
+    assert "as of 2026-10-31" in page and "as of 2026-11-26" not in page
+
+
 def test_a_data_docs_index_is_linked_relatively(tmp_path: Path) -> None:
     lake, settings = _lake(tmp_path, (LATEST,))
     without = write_report(lake, settings, tmp_path / "a.html").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,37 @@ def test_servers_servio_starts_listen_on_loopback_unless_told_otherwise(
     monkeypatch.setenv("PREFECT_SERVER_API_HOST", "0.0.0.0")
     _quiet_defaults()
     assert os.environ["PREFECT_SERVER_API_HOST"] == "0.0.0.0"  # told otherwise
+
+
+def _worker_facts(table: str) -> tuple[str, int]:
+    """In a worker: how its process was started (the multiprocessing Process class the
+    nanny made it with: SpawnProcess, ForkProcess…), and a Delta read's row count."""
+    import multiprocessing
+
+    import polars as pl
+
+    started = type(multiprocessing.current_process()).__name__
+    return started, pl.scan_delta(table).select(pl.len()).collect().item()
+
+
+def test_dask_workers_servio_starts_are_spawned_and_read_delta_after_the_parent_did(
+    tmp_path: Path,
+) -> None:
+    """deltalake panics in a process forked after it was used: here the parent uses it
+    first, then starts servio's local cluster; its workers are spawned and read Delta."""
+    import dask
+    import polars as pl
+    from deltalake import write_deltalake
+
+    table = str(tmp_path / "t")
+    write_deltalake(table, pl.DataFrame({"x": [1, 2, 3]}).to_arrow())
+    assert pl.scan_delta(table).select(pl.len()).collect().item() == 3  # runtime started here
+    # A user config asking for fork is overridden.
+    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+        runner = task_runner(load_settings(None, {"SERVIO_DASK_ADDRESS": "local"}))
+        assert dask.config.get("distributed.worker.multiprocessing-method") == "spawn"
+        runner.cluster_kwargs["n_workers"] = 2
+        with runner:
+            facts = runner.client.run(_worker_facts, table)
+    assert len(facts) == 2
+    assert all(facts_ == ("SpawnProcess", 3) for facts_ in facts.values()), facts

@@ -1,11 +1,13 @@
 """An additive column is a compatible change: partitions written before it existed and
-partitions written after read together as one table, the old rows carrying nulls — with
-DuckDB (`union_by_name`), a pyarrow dataset given the current schema, pandas, and Polars.
+partitions written after read together as one table, the old rows carrying nulls — with the
+Delta readers (Polars `scan_delta`, pyarrow and pandas through `deltalake`), the DuckDB
+catalog, DuckDB over the log's file list (`union_by_name`), and `Lake.scan`.
 
 The older schema is simulated by publishing some partitions of `interactions` through a
 copy of its `CuratedTable` that lacks `agent_id`. Old partitions are the earlier dates, so
 the first file a reader meets is an old one: the case where readers that take the first
-file's columns go wrong. One real lake per module (the pipeline steps, no Prefect).
+file's columns go wrong. A second lake is created by the older contract and then meets the
+current one: servio adds the column to the Delta schema. One real lake per module.
 """
 
 from __future__ import annotations
@@ -16,16 +18,14 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 import polars as pl
-import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
-from schemas.tables import INTERACTIONS, CuratedTable
-from servio.storage import MANIFEST, PART_FILE, Lake, TableChange
+from schemas.tables import INTERACTIONS
+from servio.storage import Lake, TableChange
 from tests import lakes
 
 ADDED = "agent_id"  # the additive column: absent from the older schema
@@ -51,8 +51,9 @@ class EvolvedTable:
         return self.lake.table_dir(INTERACTIONS)
 
     @property
-    def glob(self) -> str:
-        return f"{self.table_dir.as_posix()}/**/*.parquet"
+    def files(self) -> list[str]:
+        """The current version's files, oldest partition first."""
+        return sorted(DeltaTable(str(self.table_dir)).file_uris())
 
 
 @pytest.fixture(scope="module")
@@ -87,40 +88,62 @@ def _check(seen: pl.DataFrame, evolved: EvolvedTable) -> None:
     assert_frame_equal(seen.select(KEY, PARTITION, ADDED).sort(KEY), evolved.expected)
 
 
-def current_arrow_schema(table: CuratedTable) -> pa.Schema:
-    """The table's columns as a reader should see them, partition key (a date) included."""
-    assert table.partition_by is not None
-    return table.arrow_file_schema.append(pa.field(table.partition_by, pa.date32()))
-
-
 def test_the_lake_really_holds_both_schemas(evolved: EvolvedTable) -> None:
-    files = sorted(evolved.table_dir.glob(f"{PARTITION}=*/{PART_FILE}"))
     old_names = {f"{PARTITION}={d.isoformat()}" for d in evolved.old_partitions}
-    for path in files:
+    for path in evolved.files:
         schema = pq.ParquetFile(path).schema_arrow
-        contract = OLDER if path.parent.name in old_names else INTERACTIONS
+        contract = OLDER if Path(path).parent.name in old_names else INTERACTIONS
         assert schema.equals(contract.arrow_file_schema, check_metadata=False), path
-    assert files[0].parent.name in old_names  # readers meet an old file first
+    assert Path(evolved.files[0]).parent.name in old_names  # readers meet an old file first
     assert evolved.expected[ADDED].null_count() > 0
     assert evolved.expected[ADDED].drop_nulls().len() > 0
 
 
-def test_an_additive_column_keeps_the_schema_version(evolved: EvolvedTable) -> None:
-    import json
+def test_an_additive_column_keeps_the_delta_schema_and_the_schema_version(
+    evolved: EvolvedTable,
+) -> None:
+    table = DeltaTable(str(evolved.table_dir))
+    assert ADDED in [field.name for field in table.schema().fields]  # not dropped by OLDER
+    version = table.metadata().configuration["servio.schemaVersion"]
+    assert version == str(INTERACTIONS.schema_version) == str(OLDER.schema_version)
 
-    manifest = json.loads((evolved.table_dir / MANIFEST).read_text())
-    assert manifest["schema_version"] == INTERACTIONS.schema_version == OLDER.schema_version
-    assert manifest["row_count"] == evolved.expected.height
+
+def test_polars_scan_delta_reads_both_schemas(evolved: EvolvedTable) -> None:
+    _check(pl.scan_delta(str(evolved.table_dir)).collect(), evolved)
 
 
-def test_duckdb_reads_both_schemas_by_name(evolved: EvolvedTable) -> None:
-    con = duckdb.connect()
-    rows = con.execute(
-        f"""
-        SELECT {KEY}, {PARTITION}, {ADDED}
-        FROM read_parquet('{evolved.glob}', hive_partitioning = true, union_by_name = true)
-        """
-    ).fetchall()
+def test_pyarrow_through_deltalake_reads_both_schemas(evolved: EvolvedTable) -> None:
+    data = (
+        DeltaTable(str(evolved.table_dir))
+        .to_pyarrow_dataset()
+        .to_table(columns=[KEY, PARTITION, ADDED])
+    )
+    _check(pl.DataFrame(pl.from_arrow(data)), evolved)
+
+
+def test_pandas_through_deltalake_reads_both_schemas(evolved: EvolvedTable) -> None:
+    frame = DeltaTable(str(evolved.table_dir)).to_pandas(columns=[KEY, PARTITION, ADDED])
+    _check(pl.from_pandas(frame), evolved)
+
+
+def test_the_duckdb_catalog_reads_both_schemas(evolved: EvolvedTable) -> None:
+    with duckdb.connect(str(evolved.lake.catalog_path), read_only=True) as con:
+        rows = con.execute(f"SELECT {KEY}, {PARTITION}, {ADDED} FROM interactions").fetchall()
+    seen = pl.DataFrame(
+        rows, schema={KEY: pl.String, PARTITION: pl.Date, ADDED: pl.String}, orient="row"
+    )
+    _check(seen, evolved)
+
+
+def test_duckdb_over_the_file_list_reads_both_schemas_by_name(evolved: EvolvedTable) -> None:
+    rows = (
+        duckdb.connect()
+        .execute(
+            f"SELECT {KEY}, {PARTITION}, {ADDED} FROM read_parquet({evolved.files}, "
+            "hive_partitioning = true, union_by_name = true)"
+        )
+        .fetchall()
+    )
     seen = pl.DataFrame(
         rows, schema={KEY: pl.String, PARTITION: pl.Date, ADDED: pl.String}, orient="row"
     )
@@ -133,54 +156,32 @@ def test_duckdb_without_union_by_name_takes_the_first_files_columns(
     """Why docs/BI.md says `union_by_name = true`: the first file here lacks agent_id."""
     with pytest.raises(duckdb.BinderException, match=ADDED):
         duckdb.connect().execute(
-            f"SELECT {ADDED} FROM read_parquet('{evolved.glob}', hive_partitioning = true)"
+            f"SELECT {ADDED} FROM read_parquet({evolved.files}, hive_partitioning = true)"
         ).fetchall()
-
-
-def test_pyarrow_dataset_reads_both_schemas_with_the_current_schema(
-    evolved: EvolvedTable,
-) -> None:
-    partitioning = ds.partitioning(pa.schema([(PARTITION, pa.date32())]), flavor="hive")
-    dataset = ds.dataset(
-        evolved.table_dir,
-        format="parquet",
-        partitioning=partitioning,
-        schema=current_arrow_schema(INTERACTIONS),
-    )
-    data = dataset.to_table(columns=[KEY, PARTITION, ADDED])
-    _check(pl.DataFrame(pl.from_arrow(data)), evolved)
-
-
-def test_pyarrow_dataset_without_a_schema_takes_the_first_files_columns(
-    evolved: EvolvedTable,
-) -> None:
-    dataset = ds.dataset(evolved.table_dir, format="parquet", partitioning="hive")
-    assert ADDED not in dataset.schema.names
-
-
-def test_pandas_reads_both_schemas_with_the_current_schema(evolved: EvolvedTable) -> None:
-    frame = pd.read_parquet(
-        evolved.table_dir,
-        columns=[KEY, PARTITION, ADDED],
-        schema=current_arrow_schema(INTERACTIONS),
-    )
-    _check(pl.from_pandas(frame), evolved)
-
-
-def test_polars_reads_both_schemas_with_the_current_schema(evolved: EvolvedTable) -> None:
-    frame = pl.scan_parquet(
-        evolved.glob,
-        hive_partitioning=True,
-        schema=INTERACTIONS.file_schema,
-        missing_columns="insert",
-    )
-    _check(frame.collect(), evolved)
-
-
-def test_polars_without_a_schema_takes_the_first_files_columns(evolved: EvolvedTable) -> None:
-    with pytest.raises(pl.exceptions.SchemaError, match=ADDED):
-        pl.scan_parquet(evolved.glob, hive_partitioning=True).collect()
 
 
 def test_lake_scan_reads_both_schemas(evolved: EvolvedTable) -> None:
     _check(evolved.lake.scan(INTERACTIONS).collect(), evolved)
+
+
+def test_a_new_column_is_added_to_the_delta_schema_and_reads_null_before(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    day = date(2026, 1, 1)
+    first = pl.DataFrame(
+        {KEY: ["a"], PARTITION: [day], ADDED: ["x"]}, schema_overrides={PARTITION: pl.Date}
+    )
+    full = first.select(
+        pl.col(n).cast(t) if n in first.columns else pl.lit(None, t).alias(n)
+        for n, t in INTERACTIONS.schema.items()
+    )
+    lake.publish("old", [TableChange(OLDER, {day: full.drop(ADDED)})])
+    assert ADDED not in [f.name for f in lake.delta_table(INTERACTIONS.name).schema().fields]
+    next_day = date(2026, 1, 2)
+    newer = full.with_columns(pl.lit(next_day).alias(PARTITION), pl.lit("b").alias(KEY))
+    lake.publish("new", [TableChange(INTERACTIONS, {next_day: newer})])
+    fields = [f.name for f in lake.delta_table(INTERACTIONS.name).schema().fields]
+    # Delta appends an added column (reordering would need column mapping); readers by name
+    # and `Lake.scan` (contract order) do not mind.
+    assert fields == [n for n in INTERACTIONS.schema.names() if n != ADDED] + [ADDED]
+    seen = pl.scan_delta(str(lake.table_dir(INTERACTIONS))).select(KEY, ADDED).sort(KEY).collect()
+    assert seen.rows() == [("a", None), ("b", "x")]

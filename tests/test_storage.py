@@ -1,22 +1,40 @@
-"""The curated lake: partition publish, manifests, crash recovery, the run lock."""
+"""The curated lake on Delta Lake: partition replacement, exactly-once publications across
+tables (txn + roll-forward), the publication record and pinned reads, the data files'
+statistics, the DuckDB catalog, housekeeping, and the run lock."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import multiprocessing
 import os
-from datetime import date
+import time
+from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from schemas.tables import CUSTOMER_SEGMENTS, INGEST_LEDGER
-from servio.storage import PART_FILE, Lake, LakeBusy, TableChange
+from schemas.tables import (
+    CUSTOMER_SEGMENTS,
+    INGEST_LEDGER,
+    MONEY,
+    QUARANTINE,
+    TIMESTAMP,
+    Column,
+    CuratedTable,
+)
+from servio import delta, faults
+from servio.storage import PARQUET_OPTIONS, PLAN, Lake, LakeBusy, TableChange, to_arrow
+
+D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
 
 
-def _segments(as_of: date, customers: list[str]) -> pl.DataFrame:
+def _segments(as_of: dt.date, customers: list[str]) -> pl.DataFrame:
     n = len(customers)
     return pl.DataFrame(
         {
@@ -31,36 +49,72 @@ def _segments(as_of: date, customers: list[str]) -> pl.DataFrame:
     )
 
 
-def test_publish_writes_hive_partitions_without_the_key_inside(tmp_path: Path) -> None:
-    lake = Lake(tmp_path)
-    lake.publish(
-        "r1",
-        [
-            TableChange(
-                CUSTOMER_SEGMENTS, {date(2026, 1, 1): _segments(date(2026, 1, 1), ["a", "b"])}
-            )
-        ],
+def _ledger(seqs: list[int]) -> pl.DataFrame:
+    rows = [
+        {
+            "source_seq": s,
+            "source_file": f"f{s}.csv",
+            "sha256": f"{s:064d}",
+            "status": "ingested",
+            "rows_read": s,
+        }
+        for s in seqs
+    ]
+    return pl.DataFrame(rows).select(
+        pl.col(name).cast(dtype) if name in rows[0] else pl.lit(None, dtype).alias(name)
+        for name, dtype in INGEST_LEDGER.schema.items()
     )
-    path = tmp_path / "customer_segments" / "as_of_date=2026-01-01" / PART_FILE
-    schema = pq.ParquetFile(path).schema_arrow
+
+
+def _customers(lake: Lake) -> list[str]:
+    return sorted(lake.scan(CUSTOMER_SEGMENTS).collect()["customer_id"])
+
+
+def test_publish_writes_a_delta_table_of_hive_partitions_without_the_key_inside(
+    tmp_path: Path,
+) -> None:
+    lake = Lake(tmp_path)
+    lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a", "b"])})])
+    table_dir = tmp_path / "customer_segments"
+    [data] = lake.files(CUSTOMER_SEGMENTS)
+    assert Path(data).parent == table_dir / "as_of_date=2026-01-01"
+    assert sorted(p.name for p in table_dir.iterdir()) == ["_delta_log", "as_of_date=2026-01-01"]
+    schema = pq.ParquetFile(data).schema_arrow
     assert "as_of_date" not in schema.names
-    assert str(schema.field("customer_id").type) == "string"
-    assert lake.scan(CUSTOMER_SEGMENTS).collect().equals(_segments(date(2026, 1, 1), ["a", "b"]))
+    assert schema.equals(CUSTOMER_SEGMENTS.arrow_file_schema, check_metadata=False)
+    assert lake.scan(CUSTOMER_SEGMENTS).collect().equals(_segments(D1, ["a", "b"]))
+    table = lake.delta_table("customer_segments")
+    assert table.metadata().partition_columns == ["as_of_date"]
+    assert table.metadata().description == CUSTOMER_SEGMENTS.grain
+    assert table.metadata().configuration["servio.key"] == "as_of_date,customer_id"
 
 
 def test_publish_replaces_a_partition_and_deletes_on_none(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
-    d1, d2 = date(2026, 1, 1), date(2026, 1, 2)
     lake.publish(
-        "r1", [TableChange(CUSTOMER_SEGMENTS, {d1: _segments(d1, ["a"]), d2: _segments(d2, ["b"])})]
+        "r1", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a"]), D2: _segments(D2, ["b"])})]
     )
-    lake.publish("r2", [TableChange(CUSTOMER_SEGMENTS, {d1: _segments(d1, ["a", "c"]), d2: None})])
+    lake.publish("r2", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a", "c"]), D2: None})])
     assert lake.partitions(CUSTOMER_SEGMENTS) == ["2026-01-01"]
-    assert sorted(lake.scan(CUSTOMER_SEGMENTS).collect()["customer_id"]) == ["a", "c"]
-    manifest = json.loads((tmp_path / "customer_segments" / "_manifest.json").read_text())
-    assert manifest["partitions"] == {"2026-01-01": 2}
-    assert manifest["run_id"] == "r2"
-    assert manifest["row_count"] == 2
+    assert _customers(lake) == ["a", "c"]
+    table = lake.delta_table("customer_segments")
+    assert table.transaction_version(delta.APP_ID) == 2  # the publication number
+    assert table.history(1)[0]["servio.run_id"] == "r2"
+    # The superseded files stay on disk (readers of older versions) until vacuum.
+    assert len(list((tmp_path / "customer_segments").rglob("*.parquet"))) == 3
+
+
+def test_two_changes_of_one_table_are_one_commit(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    lake.publish(
+        "r1",
+        [
+            TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a"])}),
+            TableChange(CUSTOMER_SEGMENTS, {D2: _segments(D2, ["b"])}),
+        ],
+    )
+    assert _customers(lake) == ["a", "b"]
+    assert lake.delta_table("customer_segments").version() == 1  # created, then one commit
 
 
 def test_unpublished_table_scans_as_empty_with_its_schema(tmp_path: Path) -> None:
@@ -69,45 +123,247 @@ def test_unpublished_table_scans_as_empty_with_its_schema(tmp_path: Path) -> Non
     assert frame.schema == INGEST_LEDGER.schema
 
 
-def test_a_committed_journal_is_rolled_forward_by_recover(tmp_path: Path) -> None:
+class _Crash(Exception):
+    pass
+
+
+def _crash_at(name: str, nth: int = 1):  # type: ignore[no-untyped-def]
+    hits = {"n": 0}
+
+    def checkpoint(reached: str) -> None:
+        if reached == name:
+            hits["n"] += 1
+            if hits["n"] == nth:
+                raise _Crash(name)
+
+    return checkpoint
+
+
+def test_a_publication_interrupted_between_two_table_commits_is_rolled_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lake = Lake(tmp_path)
-    d1 = date(2026, 1, 1)
-    lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {d1: _segments(d1, ["a"])})])
-    # Simulate a crash after the journal commit but before the moves: stage by hand.
-    staged = (
-        lake.staging_dir("r2")
-        / "publish"
-        / "customer_segments"
-        / "as_of_date=2026-01-01"
-        / PART_FILE
-    )
-    staged.parent.mkdir(parents=True)
-    final = tmp_path / "customer_segments" / "as_of_date=2026-01-01" / PART_FILE
-    _segments(d1, ["x", "y"]).drop("as_of_date").write_parquet(staged)
-    journal = {
-        "run_id": "r2",
-        "moves": [
-            [staged.relative_to(tmp_path).as_posix(), final.relative_to(tmp_path).as_posix()]
-        ],
-        "deletes": [],
+    lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a"])})])
+    ledger_before = lake.delta_table("ingest_ledger")
+    with monkeypatch.context() as patch:
+        patch.setattr(faults, "checkpoint", _crash_at("between_table_commits", 1))
+        with pytest.raises(_Crash):
+            lake.publish(
+                "r2",
+                [
+                    TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["x", "y"])}),
+                    TableChange(INGEST_LEDGER, {None: _ledger([1, 2])}),
+                ],
+            )
+    assert (tmp_path / PLAN).exists()
+    segments = lake.delta_table("customer_segments")
+    assert segments.transaction_version(delta.APP_ID) == 2  # committed before the crash
+    assert ledger_before is None and lake.delta_table("ingest_ledger") is None
+    # Readers pinned at the latest publication still see publication 1 whole.
+    assert _customers(lake.pinned()) == ["a"]
+    committed_version = segments.version()
+
+    lake.recover()
+    assert not (tmp_path / PLAN).exists()
+    assert _customers(lake) == ["x", "y"]
+    assert lake.scan(INGEST_LEDGER).collect()["source_seq"].to_list() == [1, 2]
+    # The committed table was skipped by its txn, not committed twice.
+    assert lake.delta_table("customer_segments").version() == committed_version
+    record = lake.publications().filter(pl.col("publication") == 2)
+    assert dict(record.select("table_name", "changed").iter_rows()) == {
+        "customer_segments": True,
+        "ingest_ledger": True,
     }
-    (lake.control / "journal.json").write_text(json.dumps(journal))
-    lake.recover()
-    assert sorted(lake.scan(CUSTOMER_SEGMENTS).collect()["customer_id"]) == ["x", "y"]
-    assert not (lake.control / "journal.json").exists()
-    assert not (lake.control / "staging").exists()
+    assert _customers(lake.pinned()) == ["x", "y"]
 
 
-def test_staging_without_a_journal_is_discarded_and_tables_unchanged(tmp_path: Path) -> None:
+def test_staging_without_a_plan_is_discarded_and_tables_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lake = Lake(tmp_path)
-    d1 = date(2026, 1, 1)
-    lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {d1: _segments(d1, ["a"])})])
-    leftover = lake.staging_dir("dead") / "publish" / "x.parquet"
-    leftover.parent.mkdir(parents=True)
-    leftover.write_bytes(b"half")
+    lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a"])})])
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "customer_segments").rglob("*"))
+    with monkeypatch.context() as patch:
+        patch.setattr(faults, "checkpoint", _crash_at("before_publication_commit"))
+        with pytest.raises(_Crash):
+            lake.publish("r2", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["z"])})])
+    assert list(lake.staging_dir("r2").rglob("*.parquet"))  # staged, outside every table
     lake.recover()
-    assert not leftover.exists()
-    assert lake.scan(CUSTOMER_SEGMENTS).collect()["customer_id"].to_list() == ["a"]
+    assert not lake.staging_dir("r2").exists()
+    after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "customer_segments").rglob("*"))
+    assert after == before
+    assert _customers(lake) == ["a"]
+
+
+def test_the_record_pins_every_table_and_older_publications_stay_readable(
+    tmp_path: Path,
+) -> None:
+    lake = Lake(tmp_path)
+    lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a"])})])
+    lake.publish("r2", [TableChange(INGEST_LEDGER, {None: _ledger([1])})])
+    lake.publish("r3", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["b", "c"])})])
+    record = lake.publications()
+    assert record["publication"].unique().to_list() == [1, 2, 3]
+    third = dict(
+        record.filter(pl.col("publication") == 3).select("table_name", "table_version").iter_rows()
+    )
+    assert third == {"customer_segments": 2, "ingest_ledger": 1}
+    assert _customers(lake.pinned(1)) == ["a"]
+    assert lake.pinned(1).scan(INGEST_LEDGER).collect().is_empty()  # not yet published
+    assert _customers(lake.pinned(2)) == ["a"]
+    assert _customers(lake.pinned()) == ["b", "c"]
+    with pytest.raises(TypeError, match="read-only"):
+        lake.pinned().publish("r4", [])
+
+
+def test_the_duckdb_catalog_views_the_latest_publication(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a", "b"])})])
+    session = duckdb.connect(str(lake.catalog_path), read_only=True)  # a BI session, left open
+    lake.publish(
+        "r2", [TableChange(CUSTOMER_SEGMENTS, {D1: None, D2: _segments(D2, ["c", "d", "e"])})]
+    )
+    # The open session keeps its publication whole: the files it names are still there.
+    assert session.execute("SELECT count(*) FROM customer_segments").fetchall() == [(2,)]
+    session.close()
+    with duckdb.connect(str(tmp_path / "servio.duckdb"), read_only=True) as con:
+        seen = con.execute("SELECT as_of_date, count(*) FROM customer_segments GROUP BY ALL")
+        assert seen.fetchall() == [(D2, 3)]
+        publication = con.execute("SELECT DISTINCT publication FROM servio_publication")
+        assert publication.fetchall() == [(2,)]
+        types = {row[0]: row[1] for row in con.execute("DESCRIBE customer_segments").fetchall()}
+        assert types["as_of_date"] == "DATE" and types["customer_id"] == "VARCHAR"
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+# ---------------------------------------------------------------------------------------
+# the statistics servio writes into the Delta log must be true bounds (readers prune by them)
+
+MONEY_VALUES = st.decimals(
+    min_value=Decimal("-999999999999.99"),
+    max_value=Decimal("999999999999.99"),
+    places=2,
+    allow_nan=False,
+    allow_infinity=False,
+)
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80)
+STAMPS = st.datetimes(
+    min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2090, 1, 1), timezones=st.just(dt.UTC)
+)
+FRAME_SCHEMA = {"text": pl.String, "amount": MONEY, "stamp": TIMESTAMP, "count": pl.Int64}
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> pl.DataFrame:
+    n = draw(st.integers(1, 40))
+    columns = {
+        "text": draw(st.lists(st.none() | TEXT, min_size=n, max_size=n)),
+        "amount": draw(st.lists(st.none() | MONEY_VALUES, min_size=n, max_size=n)),
+        "stamp": draw(st.lists(st.none() | STAMPS, min_size=n, max_size=n)),
+        "count": draw(st.lists(st.none() | st.integers(-(2**62), 2**62), min_size=n, max_size=n)),
+    }
+    return pl.DataFrame(columns, schema=FRAME_SCHEMA)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frame=frames(), row_group=st.sampled_from([3, 1_000_000]))
+def test_file_statistics_are_true_bounds(
+    frame: pl.DataFrame, row_group: int, tmp_path: Path
+) -> None:
+    table = CuratedTable(
+        "t",
+        "One row per thing.",
+        ("text",),
+        None,
+        tuple(Column(n, d, n) for n, d in FRAME_SCHEMA.items()),
+    )
+    path = tmp_path / f"f{os.urandom(4).hex()}.parquet"
+    # Several row groups, or one: bounds are combined across groups.
+    options = {**PARQUET_OPTIONS, "row_group_size": row_group}
+    pq.write_table(to_arrow(frame, table), path, **options)
+    stats = json.loads(delta.describe_file(path, "f.parquet", None).stats)
+    assert stats["numRecords"] == frame.height
+    for name in FRAME_SCHEMA:
+        values = frame[name].drop_nulls()
+        assert stats["nullCount"][name] == frame[name].null_count()
+        if name not in stats["minValues"]:
+            # No bound is allowed (pruning only); text too long for one, or all null.
+            assert values.is_empty() or name == "text"
+            continue
+        low, high = stats["minValues"][name], stats["maxValues"][name]
+        if name == "stamp":
+            low, high = (dt.datetime.fromisoformat(v.replace("Z", "+00:00")) for v in (low, high))
+        if name == "amount":
+            low, high = Decimal(str(low)), Decimal(str(high))
+        assert low == values.min() and high == values.max(), name
+    raw = delta.describe_file(path, "f.parquet", None).stats
+    for value in frame["amount"].drop_nulls():
+        if value in (frame["amount"].min(), frame["amount"].max()):
+            assert str(value) in raw  # exact decimal text, not a rounded float
+
+
+# ---------------------------------------------------------------------------------------
+# housekeeping
+
+
+def test_maintain_compacts_the_record_and_vacuums_only_what_the_retention_allows(
+    tmp_path: Path,
+) -> None:
+    lake = Lake(tmp_path)
+    for n in range(4):
+        lake.publish(f"r{n}", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, [f"c{n}"])})])
+    folder = tmp_path / "customer_segments" / "as_of_date=2026-01-01"
+    assert len(list(folder.glob("*.parquet"))) == 4  # three superseded, not yet vacuumed
+    assert len(lake.delta_table("publications").file_uris()) == 4  # one per publication
+    # Files no commit names, as a writer killed before committing leaves: one 30 h old.
+    [current] = lake.files(CUSTOMER_SEGMENTS)
+    aged, fresh = folder / "part-orphan-old.parquet", folder / "part-orphan-new.parquet"
+    for orphan in (aged, fresh):
+        orphan.write_bytes(Path(current).read_bytes())
+    old = time.time() - 30 * 3600
+    os.utime(aged, (old, old))
+
+    done = lake.maintain(retention_hours=24)
+    assert done["publications"]["files_compacted"] == 4
+    assert len(lake.delta_table("publications").file_uris()) == 1
+    # Superseded 0 h ago and the fresh orphan stay: a reader may still be on them.
+    assert done["customer_segments"]["files_deleted"] == 1 and not aged.exists()
+    assert len(list(folder.glob("*.parquet"))) == 5
+    assert list((tmp_path / "customer_segments" / "_delta_log").glob("*.checkpoint.parquet"))
+
+    done = lake.maintain(retention_hours=0)  # only possible here: the setting is ≥ 1 h
+    assert done["customer_segments"]["files_deleted"] == 4
+    assert [p.as_posix() for p in folder.glob("*.parquet")] == [current]
+    assert _customers(lake) == ["c3"] == _customers(lake.pinned())
+
+
+def test_the_retention_setting_is_validated_and_never_zero_by_default() -> None:
+    from servio.config import ConfigError, Settings, load_settings
+
+    assert Settings().vacuum_retention_hours >= 24
+    with pytest.raises(ConfigError, match="vacuum_retention_hours"):
+        load_settings(environ={"SERVIO_VACUUM_RETENTION_HOURS": "0"})
+
+
+def test_quarantine_partitions_by_source_text(tmp_path: Path) -> None:
+    rows = pl.DataFrame(
+        {"source": ["surveys"], "source_file": ["a.csv"], "reason_codes": ["x"]}
+    ).select(
+        pl.col(n).cast(t)
+        if n in ("source", "source_file", "reason_codes")
+        else pl.lit(None, t).alias(n)
+        for n, t in QUARANTINE.schema.items()
+    )
+    lake = Lake(tmp_path)
+    lake.publish("r1", [TableChange(QUARANTINE, {"surveys": rows})])
+    assert lake.partitions(QUARANTINE) == ["surveys"]
+    assert lake.scan(QUARANTINE).collect()["source"].to_list() == ["surveys"]
+
+
+# ---------------------------------------------------------------------------------------
+# the run lock
 
 
 def test_lock_refuses_a_second_live_holder(tmp_path: Path) -> None:
@@ -135,3 +391,65 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
         holder = json.loads((lake.control / "run.lock").read_text())
         assert holder["run_id"] == "alive"
     assert not (lake.control / "run.lock").exists()
+
+
+def test_servio_maintain_compacts_and_vacuums_under_the_lock(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from servio import cli
+
+    lake = Lake(tmp_path / "curated")
+    for n in range(3):
+        lake.publish(f"r{n}", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, [f"c{n}"])})])
+    config = tmp_path / "servio.toml"
+    config.write_text(f'curated_root = "{tmp_path / "curated"}"\n')
+    done = CliRunner().invoke(cli.app, ["maintain", "--config", str(config)])
+    assert done.exit_code == 0, done.output
+    assert "publications" in done.output and "retention 168 h" in done.output
+    assert len(lake.delta_table("publications").file_uris()) == 1  # compacted
+    kept = (tmp_path / "curated" / "customer_segments").glob("as_of_date=*/*.parquet")
+    assert len(list(kept)) == 3  # superseded 0 h ago: kept
+    with lake.lock("someone-else"):
+        busy = CliRunner().invoke(cli.app, ["maintain", "--config", str(config)])
+    assert busy.exit_code == 3 and "busy" in busy.output
+    refused = CliRunner().invoke(
+        cli.app, ["maintain", "--config", str(config), "--retention-hours", "0"]
+    )
+    assert refused.exit_code == 2 and "vacuum_retention_hours" in refused.output
+    assert "SERVIO_VACUUM_RETENTION_HOURS" not in os.environ  # the override was for that run
+
+
+def test_servio_maintains_by_itself_once_the_record_holds_enough_small_files(
+    tmp_path: Path,
+) -> None:
+    from servio.config import Settings
+    from servio.pipeline import maintain_if_due
+    from servio.storage import MAINTAIN_AFTER_FILES
+
+    lake = Lake(tmp_path)
+    settings = Settings(curated_root=str(tmp_path))
+    for n in range(MAINTAIN_AFTER_FILES):
+        lake.publish(f"r{n}", [TableChange(INGEST_LEDGER, {None: _ledger([n + 1])})])
+        assert lake.maintenance_due() == (n + 1 >= MAINTAIN_AFTER_FILES)
+        maintain_if_due(lake, settings)  # what publish_ingest and build_snapshots call
+    assert len(lake.delta_table("publications").file_uris()) == 1  # compacted at the 50th
+    assert not lake.maintenance_due()
+    assert lake.scan(INGEST_LEDGER).collect()["source_seq"].to_list() == [MAINTAIN_AFTER_FILES]
+
+
+def test_maintain_rewrites_the_catalog_of_a_moved_lake(tmp_path: Path) -> None:
+    import shutil
+
+    Lake(tmp_path / "old").publish(
+        "r1", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a"])})]
+    )
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    lake = Lake(tmp_path / "new")
+    with (
+        pytest.raises(duckdb.IOException),  # the views still name the old paths
+        duckdb.connect(str(lake.catalog_path), read_only=True) as con,
+    ):
+        con.execute("SELECT count(*) FROM customer_segments").fetchall()
+    lake.maintain(retention_hours=168)
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM customer_segments").fetchall() == [(1,)]
