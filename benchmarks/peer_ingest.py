@@ -18,13 +18,13 @@ from pathlib import Path
 
 import duckdb
 
-from schemas.tables import (
+from servio.config import Settings
+from servio.schemas.tables import (
     CHANNELS,
     INTERACTIONS_RAW,
     RawContract,
     RawField,
 )
-from servio.config import Settings
 
 # The ISO-8601 shapes `transforms.standardise` accepts: date, optional time, optional offset.
 _ISO = (

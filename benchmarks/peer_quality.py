@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import duckdb
 import polars as pl
 
-from schemas.catalog import ItemCatalog
+from servio.schemas.catalog import ItemCatalog
 
 # A fixed duration: `INTERVAL 7 DAY` on a TIMESTAMPTZ follows the session time zone's
 # calendar (167 or 169 hours across a DST change); the spec means 7 × 24 h in UTC.

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make `servio`, `schemas`, … importable
+if str(ROOT) not in sys.path:  # run as a script: make `servio` and `benchmarks` importable
     sys.path.insert(0, str(ROOT))
 
 import polars as pl  # noqa: E402
@@ -275,7 +275,7 @@ def stage_peer(paths: Paths) -> dict[str, Any]:
     from benchmarks import peer_ingest
     from benchmarks.peer_profitability import peer_customer_profitability, peer_customer_segments
     from benchmarks.peer_quality import peer_customer_quality
-    from schemas.tables import INTERACTIONS_RAW, surveys_raw
+    from servio.schemas.tables import INTERACTIONS_RAW, surveys_raw
 
     settings = paths.settings()
     shutil.rmtree(paths.peer, ignore_errors=True)
@@ -346,7 +346,7 @@ def stage_servio_flowlike(paths: Paths) -> dict[str, Any]:
     ThreadPoolTaskRunner does (the per-stage figures above stage them one after another)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from flows.runners import THREADS
+    from servio.flows.runners import THREADS
     from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
     from servio.storage import Lake
 
@@ -393,7 +393,7 @@ def stage_prefect(paths: Paths) -> dict[str, Any]:
 
     noop()
     timings["startup_s"] = time.perf_counter() - start
-    from flows.run import run_pipeline
+    from servio.flows.run import run_pipeline
 
     mark = time.perf_counter()
     summary = run_pipeline(config_path=str(config), write_html_report=False)
@@ -567,7 +567,7 @@ def compare_frames(
 
 
 def compare(paths: Paths) -> dict[str, Any]:
-    from schemas.tables import CUSTOMER_PROFITABILITY, CUSTOMER_SEGMENTS
+    from servio.schemas.tables import CUSTOMER_PROFITABILITY, CUSTOMER_SEGMENTS
 
     settings = paths.settings()
     catalog = settings.catalog

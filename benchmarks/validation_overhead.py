@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from schemas.suites import PARAM_LATEST_ALLOWED_AT, PARAM_REPORTING_CURRENCIES, load_suite
-from schemas.tables import INTERACTIONS_RAW, MONEY, TIMESTAMP
 from servio import validation
+from servio.schemas.suites import PARAM_LATEST_ALLOWED_AT, PARAM_REPORTING_CURRENCIES, load_suite
+from servio.schemas.tables import INTERACTIONS_RAW, MONEY, TIMESTAMP
 
 INGESTED_AT = datetime(2026, 11, 27, 12, tzinfo=UTC)
 BAD_SHARE = 0.01

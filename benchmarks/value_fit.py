@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from servio.transforms.value import customer_value
 from servio.value_snapshot import score_customers
-from transforms.value import customer_value
 
 RESULTS = Path(__file__).parent / "results"
 WINDOW_DAYS = 365

@@ -15,8 +15,8 @@ from datetime import date, timedelta
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from flows.snapshot import DEFAULT_WAIT_SECONDS, snapshot_for_date, snapshot_task
 from servio.config import Settings, load_settings
+from servio.flows.snapshot import DEFAULT_WAIT_SECONDS, snapshot_for_date, snapshot_task
 from servio.pipeline import snapshot_fingerprint
 from servio.storage import Lake
 
@@ -87,7 +87,7 @@ def _on_server(
 def _customers(lake: Lake, as_of: date) -> int:
     import polars as pl
 
-    from schemas.tables import CUSTOMER_SEGMENTS
+    from servio.schemas.tables import CUSTOMER_SEGMENTS
 
     segments = lake.scan(CUSTOMER_SEGMENTS).filter(pl.col("as_of_date") == as_of)
     return int(segments.select(pl.len()).collect().item())

@@ -9,10 +9,10 @@ from typing import Any
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 
-from flows.backfill import backfill
-from flows.ingest_file import ingest_file
-from flows.snapshot import build_snapshot
 from servio.config import Settings
+from servio.flows.backfill import backfill
+from servio.flows.ingest_file import ingest_file
+from servio.flows.snapshot import build_snapshot
 from servio.watch import CURATED_UPDATED, FILE_LANDED
 
 INGEST_DEPLOYMENT = "servio-ingest"

@@ -14,9 +14,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.runners import transient_error
-from flows.snapshot import DEFAULT_WAIT_SECONDS, new_run_id, writing
 from servio.config import Settings, load_settings
+from servio.flows.runners import transient_error
+from servio.flows.snapshot import DEFAULT_WAIT_SECONDS, new_run_id, writing
 from servio.landing import LandedFile
 from servio.pipeline import (
     DEFERRED,

@@ -12,9 +12,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.runners import task_mapper, threads
 from servio import progress
 from servio.config import Settings, check_raw_root, load_settings
+from servio.flows.runners import task_mapper, threads
 from servio.landing import LandedFile
 from servio.pipeline import (
     IngestSummary,

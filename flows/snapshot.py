@@ -14,9 +14,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.runners import task_mapper, threads, transient_error
 from servio import snapshots
 from servio.config import Settings, load_settings
+from servio.flows.runners import task_mapper, threads, transient_error
 from servio.pipeline import SnapshotSummary, build_snapshots
 from servio.storage import Lake
 

@@ -2,7 +2,7 @@
 
 `build_suite(contract)` turns every `RawField` rule into one expectation, as a plain dict in the
 shape `gx.ExpectationSuite(**suite)` loads. The suites for the default item catalog are committed
-under `schemas/suites/` (regenerate with `python -m schemas.suites`; a test keeps them equal to
+under `schemas/suites/` (regenerate with `python -m servio.schemas.suites`; a test keeps them equal to
 what this module builds). This module does not import Great Expectations: it only writes data.
 
 Each expectation carries `meta.reason_code` (the quarantine reason code, `<rule>:<column>`) and
@@ -25,8 +25,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from schemas.catalog import load_catalog
-from schemas.tables import INTERACTIONS_RAW, TIMESTAMP_FLOOR, RawContract, RawField, surveys_raw
+from servio.schemas.catalog import load_catalog
+from servio.schemas.tables import (
+    INTERACTIONS_RAW,
+    TIMESTAMP_FLOOR,
+    RawContract,
+    RawField,
+    surveys_raw,
+)
 
 SUITES_DIR = Path(__file__).with_name("suites")
 
@@ -214,7 +220,7 @@ def build_suite(contract: RawContract) -> dict[str, Any]:
                 "key": contract.key,
                 "columns": list(contract.names),
                 "parameters": sorted(_parameters(expectations)),
-                "generated_by": "python -m schemas.suites",
+                "generated_by": "python -m servio.schemas.suites",
             }
         },
     }

@@ -12,7 +12,7 @@ from typing import Literal
 import polars as pl
 import pyarrow as pa
 
-from schemas.catalog import SCALE_MAX, SCALE_MIN, ItemCatalog
+from servio.schemas.catalog import SCALE_MAX, SCALE_MIN, ItemCatalog
 
 SCHEMA_VERSION = 1
 MONEY = pl.Decimal(18, 2)

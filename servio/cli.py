@@ -26,7 +26,7 @@ from servio.config import ENV_PREFIX, ConfigError, Settings, check_raw_root, loa
 from servio.objectstore import is_object_url
 
 if TYPE_CHECKING:
-    from flows.run import RunSummary
+    from servio.flows.run import RunSummary
     from servio.storage import Lake
 
 app = typer.Typer(
@@ -168,9 +168,9 @@ def run(
     except ConfigError as exc:
         console.print(f"[red]configuration error[/red]\n{escape(str(exc))}")
         raise typer.Exit(2) from None
-    from flows.run import run_pipeline
-    from flows.runners import with_runner
     from servio import progress
+    from servio.flows.run import run_pipeline
+    from servio.flows.runners import with_runner
     from servio.storage import LakeBusy, ReconciliationError
 
     snapshot_date = _as_of(as_of)
@@ -361,7 +361,7 @@ def serve(
 
     from prefect import serve as prefect_serve
 
-    from flows.deployments import INGEST_DEPLOYMENT, build_deployments
+    from servio.flows.deployments import INGEST_DEPLOYMENT, build_deployments
     from servio.watch import Watcher, catch_up
 
     deployments = build_deployments(settings, str(config) if config else None, cron)
@@ -438,7 +438,7 @@ def backfill(
     build-snapshot deployment per date when PREFECT_API_URL is set, else in this process."""
     _quiet_defaults()
     settings = _settings(config)
-    from flows.backfill import FAILED, DateOutcome, dates_between, run_backfill
+    from servio.flows.backfill import FAILED, DateOutcome, dates_between, run_backfill
 
     try:
         first, last = date.fromisoformat(start), date.fromisoformat(end)

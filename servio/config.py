@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from schemas.catalog import DEFAULT_CATALOG_PATH, CatalogError, ItemCatalog, load_catalog
-from schemas.tables import CHANNELS
 from servio.objectstore import check_root, is_object_url
+from servio.schemas.catalog import DEFAULT_CATALOG_PATH, CatalogError, ItemCatalog, load_catalog
+from servio.schemas.tables import CHANNELS
 
 DEFAULT_CONFIG_FILE = "servio.toml"
 ENV_PREFIX = "SERVIO_"
@@ -208,7 +208,11 @@ class Settings(BaseModel):
     def _catalog_columns_are_distinct(self) -> Settings:
         """A dimension or item whose derived column is named like another column (dimension
         `service` → `service_gap`) would silently overwrite it."""
-        from schemas.tables import customer_quality_table, survey_responses_table, surveys_raw
+        from servio.schemas.tables import (
+            customer_quality_table,
+            survey_responses_table,
+            surveys_raw,
+        )
 
         catalog = self.catalog
         for what, names in (

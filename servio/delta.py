@@ -26,7 +26,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
-from schemas.tables import CuratedTable, arrow_type
+from servio.schemas.tables import CuratedTable, arrow_type
 
 APP_ID = "servio"  # the Delta application id of every servio commit
 ROW_GROUP_ROWS = 1_000_000

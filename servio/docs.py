@@ -6,8 +6,9 @@ import html
 from collections.abc import Iterable
 from pathlib import Path
 
-from schemas.catalog import ItemCatalog
-from schemas.tables import (
+from servio.config import Settings
+from servio.schemas.catalog import ItemCatalog
+from servio.schemas.tables import (
     INTERACTIONS_RAW,
     LAKE_STATE,
     PUBLICATIONS,
@@ -18,7 +19,6 @@ from schemas.tables import (
     surveys_raw,
     value_tables,
 )
-from servio.config import Settings
 
 DEFAULT_HORIZON_DAYS: int = Settings.model_fields["value_horizon_days"].default
 

@@ -22,8 +22,8 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from schemas.catalog import SCALE_MAX, SCALE_MIN, ItemCatalog, load_catalog
-from schemas.tables import CHANNELS, INTERACTIONS_RAW, MAX_ID_LENGTH, surveys_raw
+from servio.schemas.catalog import SCALE_MAX, SCALE_MIN, ItemCatalog, load_catalog
+from servio.schemas.tables import CHANNELS, INTERACTIONS_RAW, MAX_ID_LENGTH, surveys_raw
 
 MANIFEST_NAME = "_generator_manifest.json"
 FORMATS = ("csv", "csv.gz", "jsonl", "jsonl.gz", "ndjson", "parquet")

@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import polars as pl
 
-from schemas.tables import (
+from servio import faults, landing, objectstore, snapshots
+from servio.config import Settings, check_raw_root
+from servio.landing import FileRejected, LandedFile
+from servio.schemas.tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
     INGEST_LEDGER,
@@ -36,9 +39,6 @@ from schemas.tables import (
     survey_responses_table,
     surveys_raw,
 )
-from servio import faults, landing, objectstore, snapshots
-from servio.config import Settings, check_raw_root
-from servio.landing import FileRejected, LandedFile
 from servio.storage import (
     Lake,
     PartitionRows,
@@ -48,7 +48,7 @@ from servio.storage import (
     partition_text,
     write_partition_file,
 )
-from transforms import curate, standardise
+from servio.transforms import curate, standardise
 
 if TYPE_CHECKING:
     from servio.validation import ValidationResult

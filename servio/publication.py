@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
-from schemas.tables import LAKE_STATE, PUBLICATIONS, CuratedTable
 from servio import catalog, delta, faults
+from servio.schemas.tables import LAKE_STATE, PUBLICATIONS, CuratedTable
 from servio.storage import (
     CONTROL_TABLES,
     PLAN,

@@ -22,7 +22,8 @@ from typing import Any
 import altair as alt
 import polars as pl
 
-from schemas.tables import (
+from servio.config import Settings
+from servio.schemas.tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
     INGEST_LEDGER,
@@ -30,9 +31,8 @@ from schemas.tables import (
     CuratedTable,
     customer_quality_table,
 )
-from servio.config import Settings
 from servio.storage import Lake
-from transforms.segments import ACTIONS
+from servio.transforms.segments import ACTIONS
 
 TOP_SHARE = 0.2  # "share of profit from the top 20 % of customers"
 WHALE_POINTS = 400  # the whale curve is thinned to about this many points

@@ -34,13 +34,13 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from schemas.tables import INTERACTIONS, CuratedTable, survey_responses_table
 from servio import objectstore
 from servio.config import Settings
+from servio.schemas.tables import INTERACTIONS, CuratedTable, survey_responses_table
 from servio.storage import Lake
-from transforms.profitability import customer_money, rank_customers
-from transforms.quality import customer_quality
-from transforms.segments import customer_segments
+from servio.transforms.profitability import customer_money, rank_customers
+from servio.transforms.quality import customer_quality
+from servio.transforms.segments import customer_segments
 
 T = TypeVar("T")
 # Runs fn(*args) once per argument tuple, possibly in parallel, and returns the results in order.

@@ -29,8 +29,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.tables import LAKE_STATE, PUBLICATIONS, CuratedTable
 from servio import delta, faults, objectstore
+from servio.schemas.tables import LAKE_STATE, PUBLICATIONS, CuratedTable
 
 log = logging.getLogger("servio.storage")
 

@@ -60,7 +60,8 @@ import fsspec
 import numpy as np
 import polars as pl
 
-from schemas.suites import (
+from servio.objectstore import is_object_url
+from servio.schemas.suites import (
     HAS_ANSWER,
     IS_CONFLICTING_DUPLICATE,
     NOT_NULL,
@@ -68,8 +69,7 @@ from schemas.suites import (
     PARAM_REPORTING_CURRENCIES,
     load_suite,
 )
-from schemas.tables import RawContract, RawField
-from servio.objectstore import is_object_url
+from servio.schemas.tables import RawContract, RawField
 
 SOURCE_ROW = "source_row"
 FAILURE_SCHEMA = pl.Schema({SOURCE_ROW: pl.Int64, "reason_code": pl.String, "detail": pl.String})

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from schemas.catalog import ItemCatalog
-from schemas.tables import VALUE_MODEL
 from servio.config import Settings
 from servio.key_drivers import relative_weights
+from servio.schemas.catalog import ItemCatalog
+from servio.schemas.tables import VALUE_MODEL
+from servio.transforms.drivers import MIN_RESPONSES, driver_responses, quality_drivers
+from servio.transforms.service import service_counts, service_levels
+from servio.transforms.value import customer_value, purchase_summary
 from servio.value_model import (
     BG_NBD,
     GAMMA_GAMMA,
@@ -30,9 +33,6 @@ from servio.value_model import (
     fit_bg_nbd,
     fit_gamma_gamma,
 )
-from transforms.drivers import MIN_RESPONSES, driver_responses, quality_drivers
-from transforms.service import service_counts, service_levels
-from transforms.value import customer_value, purchase_summary
 
 SCORE_SCHEMA = {
     "customer_id": pl.String,

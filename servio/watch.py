@@ -188,7 +188,7 @@ class Watcher:
                 yield relative.as_posix(), path
 
     def _already_ingested(self) -> set[tuple[str, str]]:
-        from schemas.tables import INGEST_LEDGER
+        from servio.schemas.tables import INGEST_LEDGER
         from servio.storage import Lake
 
         ledger = Lake(self.settings.curated_root).scan(INGEST_LEDGER).collect()

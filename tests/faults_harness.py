@@ -19,10 +19,10 @@ import polars as pl
 import pyarrow.parquet as pq
 from polars.testing import assert_frame_equal
 
-from schemas.tables import INGEST_LEDGER, INTERACTIONS, curated_tables
 from servio.config import load_settings
 from servio.generate import GenerateOptions, generate
 from servio.pipeline import is_remembered
+from servio.schemas.tables import INGEST_LEDGER, INTERACTIONS, curated_tables
 from servio.storage import Lake
 
 ROOT = Path(__file__).resolve().parents[1]

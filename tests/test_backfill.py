@@ -61,8 +61,8 @@ def _partition(curated: Path, table: str, as_of: date) -> pl.DataFrame:
 
 
 def test_backfill_equals_single_snapshot_runs(ingested: Path) -> None:
-    from flows.backfill import PUBLISHED, run_backfill
-    from flows.snapshot import build_snapshot
+    from servio.flows.backfill import PUBLISHED, run_backfill
+    from servio.flows.snapshot import build_snapshot
 
     single = _copy(ingested, "single")
     _settings(ingested, single)
@@ -78,7 +78,7 @@ def test_backfill_equals_single_snapshot_runs(ingested: Path) -> None:
 
 
 def test_backfill_is_resumable_and_force_recomputes(ingested: Path) -> None:
-    from flows.backfill import DONE, PUBLISHED, run_backfill
+    from servio.flows.backfill import DONE, PUBLISHED, run_backfill
 
     curated = _copy(ingested, "resume")
     settings = _settings(ingested, curated)

@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from schemas.tables import MONEY, TIMESTAMP, CuratedTable, curated_tables
 from servio.config import Settings
 from servio.delta import table_schema
+from servio.schemas.tables import MONEY, TIMESTAMP, CuratedTable, curated_tables
 from servio.storage import ROW_GROUP_ROWS, Lake
 from tests import lakes
 

@@ -22,7 +22,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from schemas.tables import INTERACTIONS
+from servio.schemas.tables import INTERACTIONS
 from servio.storage import Lake, PartitionValue, TableChange
 from tests import lakes
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from schemas.tables import INGEST_LEDGER, INTERACTIONS
+from servio.schemas.tables import INGEST_LEDGER, INTERACTIONS
 from servio.storage import Lake
 from tests import faults_harness as h
 

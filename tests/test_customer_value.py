@@ -13,8 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from schemas.tables import MONEY, customer_value_table
 from servio.config import Settings
+from servio.schemas.tables import MONEY, customer_value_table
+from servio.transforms.profitability import customer_profitability
+from servio.transforms.value import customer_value, purchase_summary
 from servio.value_snapshot import value_snapshot
 from tests.value_frames import (
     AS_OF,
@@ -24,8 +26,6 @@ from tests.value_frames import (
     response,
     survey_responses,
 )
-from transforms.profitability import customer_profitability
-from transforms.value import customer_value, purchase_summary
 
 
 def summary(*contacts: dict[str, Any], responses: tuple[dict[str, Any], ...] = ()) -> pl.DataFrame:

@@ -15,10 +15,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from schemas.tables import curated_tables
 from servio.config import load_settings
 from servio.generate import GenerateOptions, generate
 from servio.pipeline import new_run_id, run_steps
+from servio.schemas.tables import curated_tables
 from servio.storage import Lake
 from tests.s3server import objects, s3_environment, upload_tree
 
@@ -90,8 +90,8 @@ def _gx_loaded() -> bool:
 
 
 def _run_on_dask(config: Path, cluster: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from flows.run import run_pipeline
-    from flows.runners import with_runner
+    from servio.flows.run import run_pipeline
+    from servio.flows.runners import with_runner
 
     monkeypatch.setenv("SERVIO_DASK_ADDRESS", cluster.scheduler_address)
     monkeypatch.setenv("SERVIO_SNAPSHOT_BUCKETS", "3")

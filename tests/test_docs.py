@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas.catalog import load_catalog
-from schemas.tables import curated_tables
 from servio.docs import data_dictionary, write_docs
+from servio.schemas.catalog import load_catalog
+from servio.schemas.tables import curated_tables
 
 REPO = Path(__file__).resolve().parents[1]
 

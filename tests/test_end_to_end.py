@@ -14,8 +14,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from schemas.tables import INTERACTIONS_RAW
 from servio.generate import GenerateOptions, GenerateReport, generate
+from servio.schemas.tables import INTERACTIONS_RAW
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ def _tree_digest(root: Path) -> dict[str, str]:
 def lake(
     tmp_path_factory: pytest.TempPathFactory, prefect_harness: None
 ) -> tuple[Path, GenerateReport, object]:
-    from flows.run import run_pipeline
+    from servio.flows.run import run_pipeline
 
     root = tmp_path_factory.mktemp("lake")
     report = generate(
@@ -129,7 +129,7 @@ def test_the_run_builds_data_docs_for_every_validated_file(lake) -> None:
 
 
 def test_a_second_run_ingests_nothing_and_changes_no_file(lake) -> None:
-    from flows.run import run_pipeline
+    from servio.flows.run import run_pipeline
 
     root, _, _ = lake
     before = _tree_digest(root / "curated")
@@ -140,7 +140,7 @@ def test_a_second_run_ingests_nothing_and_changes_no_file(lake) -> None:
 
 
 def test_same_content_under_another_name_is_not_ingested_twice(lake) -> None:
-    from flows.run import run_pipeline
+    from servio.flows.run import run_pipeline
 
     root, _, _ = lake
     source = sorted((root / "raw" / "interactions").glob("*.csv"))[0]

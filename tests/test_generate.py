@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.catalog import load_catalog
-from schemas.tables import CHANNELS
 from servio.config import DEFAULT_RATES, DEFAULT_SLA
 from servio.generate import FORMATS, MANIFEST_NAME, GenerateOptions, GenerateReport, generate
 from servio.key_drivers import relative_weights
+from servio.schemas.catalog import load_catalog
+from servio.schemas.tables import CHANNELS
 
 CATALOG = load_catalog()
 END = date(2026, 11, 26)

@@ -35,11 +35,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.tables import INGEST_LEDGER, curated_tables
 from servio import faults, landing, pipeline
 from servio.config import Settings, load_settings
 from servio.pipeline import DEFERRED, INGESTED, REFUSED, REJECTED
 from servio.readers import delimited
+from servio.schemas.tables import INGEST_LEDGER, curated_tables
 from servio.storage import Lake
 from tests import faults_harness as h
 

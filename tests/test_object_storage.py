@@ -21,10 +21,10 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.tables import INGEST_LEDGER, INTERACTIONS, curated_tables
 from servio import faults, landing, pipeline
 from servio.config import ConfigError, Settings, load_settings
 from servio.pipeline import new_run_id, run_steps
+from servio.schemas.tables import INGEST_LEDGER, INTERACTIONS, curated_tables
 from servio.storage import PLAN, Lake, LakeBusy
 from tests.faults_harness import assert_same_tables, fast_run, finish, make_exports, tables
 from tests.s3server import (
@@ -369,7 +369,7 @@ def test_delta_commits_on_s3_are_conditional_puts_moto_refuses_a_second_writer(a
 def test_maintenance_on_s3_compacts_checkpoints_and_vacuums(aws: None) -> None:
     from datetime import date
 
-    from schemas.tables import CUSTOMER_SEGMENTS
+    from servio.schemas.tables import CUSTOMER_SEGMENTS
     from servio.storage import TableChange
 
     day = date(2026, 1, 1)

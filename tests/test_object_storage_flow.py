@@ -28,7 +28,7 @@ def test_the_run_flow_on_s3_publishes_and_its_artifacts_hold_no_credential(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.run import run_pipeline
+    from servio.flows.run import run_pipeline
 
     monkeypatch.chdir(tmp_path)
     make_exports(tmp_path / "exports")

@@ -13,16 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from schemas.catalog import load_catalog
-from schemas.tables import (
+from servio.config import DEFAULT_RATES, ChannelRate
+from servio.schemas.catalog import load_catalog
+from servio.schemas.tables import (
     CHANNELS,
     CUSTOMER_PROFITABILITY,
     INTERACTIONS,
     MONEY,
     survey_responses_table,
 )
-from servio.config import DEFAULT_RATES, ChannelRate
-from transforms.profitability import RFM_SEGMENTS, cost_to_serve, customer_profitability
+from servio.transforms.profitability import RFM_SEGMENTS, cost_to_serve, customer_profitability
 
 AS_OF = dt.date(2026, 11, 27)
 WINDOW_DAYS = 365

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from benchmarks.peer_profitability import peer_customer_profitability, peer_customer_segments
-from schemas.catalog import load_catalog
-from schemas.tables import (
+from servio.config import DEFAULT_RATES
+from servio.schemas.catalog import load_catalog
+from servio.schemas.tables import (
     CHANNELS,
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
@@ -30,9 +31,8 @@ from schemas.tables import (
     customer_quality_table,
     survey_responses_table,
 )
-from servio.config import DEFAULT_RATES
-from transforms.profitability import cost_to_serve, customer_profitability
-from transforms.segments import customer_segments
+from servio.transforms.profitability import cost_to_serve, customer_profitability
+from servio.transforms.segments import customer_segments
 
 AS_OF = dt.date(2026, 11, 27)
 WINDOW_DAYS = 365

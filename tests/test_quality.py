@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from schemas.catalog import Item, ItemCatalog, load_catalog
-from schemas.tables import INTERACTIONS, customer_quality_table, survey_responses_table
-from transforms.quality import customer_quality, survey_response_scores
+from servio.schemas.catalog import Item, ItemCatalog, load_catalog
+from servio.schemas.tables import INTERACTIONS, customer_quality_table, survey_responses_table
+from servio.transforms.quality import customer_quality, survey_response_scores
 
 UTC = datetime.UTC
 CATALOG = ItemCatalog(

@@ -14,9 +14,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from benchmarks.peer_quality import peer_customer_quality
-from schemas.tables import INTERACTIONS, customer_quality_table, survey_responses_table
 from servio.config import Settings
-from transforms.quality import customer_quality, survey_response_scores
+from servio.schemas.tables import INTERACTIONS, customer_quality_table, survey_responses_table
+from servio.transforms.quality import customer_quality, survey_response_scores
 
 SETTINGS = Settings(window_days=60, service_level_band=0.5)  # the default catalog and weights
 WEIGHTS = {

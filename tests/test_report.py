@@ -16,14 +16,6 @@ import polars as pl
 import pytest
 import vl_convert
 
-from schemas.tables import (
-    CUSTOMER_PROFITABILITY,
-    CUSTOMER_SEGMENTS,
-    INGEST_LEDGER,
-    QUARANTINE,
-    CuratedTable,
-    customer_quality_table,
-)
 from servio.config import Settings
 from servio.report import (
     action_matrix,
@@ -31,6 +23,14 @@ from servio.report import (
     quarantine_reasons,
     top_profit_share,
     write_report,
+)
+from servio.schemas.tables import (
+    CUSTOMER_PROFITABILITY,
+    CUSTOMER_SEGMENTS,
+    INGEST_LEDGER,
+    QUARANTINE,
+    CuratedTable,
+    customer_quality_table,
 )
 from servio.storage import Lake, TableChange
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.runners import task_runner, with_runner
 from servio.config import ConfigError, Settings, load_settings
+from servio.flows.runners import task_runner, with_runner
 
 
 def test_without_an_address_the_flow_keeps_its_own_runner() -> None:
-    from flows.run import run_pipeline
+    from servio.flows.run import run_pipeline
 
     settings = Settings()
     assert task_runner(settings) is None
@@ -22,7 +22,7 @@ def test_without_an_address_the_flow_keeps_its_own_runner() -> None:
 def test_a_scheduler_address_gives_a_dask_runner_for_that_cluster() -> None:
     from prefect_dask import DaskTaskRunner
 
-    from flows.run import run_pipeline
+    from servio.flows.run import run_pipeline
 
     settings = load_settings(None, {"SERVIO_DASK_ADDRESS": "tcp://10.0.0.5:8786"})
     flow = with_runner(run_pipeline, settings)

@@ -24,7 +24,7 @@ import pytest
 from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
-from schemas.tables import INTERACTIONS
+from servio.schemas.tables import INTERACTIONS
 from servio.storage import Lake, TableChange
 from tests import lakes
 

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from schemas.catalog import load_catalog
-from schemas.tables import CUSTOMER_PROFITABILITY, CUSTOMER_SEGMENTS, customer_quality_table
-from transforms.segments import ACTIONS, customer_segments
+from servio.schemas.catalog import load_catalog
+from servio.schemas.tables import CUSTOMER_PROFITABILITY, CUSTOMER_SEGMENTS, customer_quality_table
+from servio.transforms.segments import ACTIONS, customer_segments
 
 AS_OF = dt.date(2026, 11, 27)
 QUALITY_SCHEMA = customer_quality_table(load_catalog()).schema

@@ -11,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.tables import SERVICE_LEVELS
 from servio.config import DEFAULT_SLA
+from servio.schemas.tables import SERVICE_LEVELS
+from servio.transforms.quality import customer_quality
+from servio.transforms.service import service_counts, service_levels
 from tests.value_frames import (
     AS_OF,
     CATALOG,
@@ -22,8 +24,6 @@ from tests.value_frames import (
     response,
     survey_responses,
 )
-from transforms.quality import customer_quality
-from transforms.service import service_counts, service_levels
 
 
 def levels(

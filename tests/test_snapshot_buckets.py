@@ -8,19 +8,19 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from schemas.tables import (
+from servio import snapshots
+from servio.config import Settings
+from servio.pipeline import build_snapshots, latest_activity_date, snapshot_fingerprint
+from servio.schemas.tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
     INTERACTIONS,
     customer_quality_table,
     survey_responses_table,
 )
-from servio import snapshots
-from servio.config import Settings
-from servio.pipeline import build_snapshots, latest_activity_date, snapshot_fingerprint
 from servio.storage import Lake
+from servio.transforms.quality import customer_quality
 from tests.lakes import build_lake
-from transforms.quality import customer_quality
 
 
 @pytest.fixture(scope="module")

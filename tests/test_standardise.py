@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.tables import INTERACTIONS_RAW
-from transforms.standardise import (
+from servio.schemas.tables import INTERACTIONS_RAW
+from servio.transforms.standardise import (
     INVALID,
     missing_required,
     parse_timestamp,

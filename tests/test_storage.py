@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.tables import (
+from servio import delta, faults
+from servio.schemas.tables import (
     CUSTOMER_SEGMENTS,
     INGEST_LEDGER,
     MONEY,
@@ -28,7 +29,6 @@ from schemas.tables import (
     Column,
     CuratedTable,
 )
-from servio import delta, faults
 from servio.storage import PARQUET_OPTIONS, PLAN, Lake, LakeBusy, TableChange, to_arrow
 
 D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)

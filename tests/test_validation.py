@@ -14,10 +14,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from schemas.catalog import Item, ItemCatalog, load_catalog
-from schemas.suites import build_suite, default_contracts, load_suite, suite_json, suite_path
-from schemas.tables import INTERACTIONS_RAW, MONEY, TIMESTAMP, RawContract, surveys_raw
 from servio import validation
+from servio.schemas.catalog import Item, ItemCatalog, load_catalog
+from servio.schemas.suites import build_suite, default_contracts, load_suite, suite_json, suite_path
+from servio.schemas.tables import INTERACTIONS_RAW, MONEY, TIMESTAMP, RawContract, surveys_raw
 from servio.validation import ValidationResult, build_data_docs, validate_rows, write_gx_result
 
 INGESTED_AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -374,7 +374,7 @@ def test_committed_survey_suite_validates_the_default_catalog() -> None:
 def test_committed_suite_equals_the_generated_one(contract: RawContract) -> None:
     committed = suite_path(contract).read_text(encoding="utf-8")
 
-    assert committed == suite_json(contract), "regenerate with: python -m schemas.suites"
+    assert committed == suite_json(contract), "regenerate with: python -m servio.schemas.suites"
 
 
 @pytest.mark.parametrize("contract", default_contracts(), ids=lambda c: c.source)

@@ -6,8 +6,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from schemas.tables import MONEY, curated_tables, customer_value_table, value_tables
 from servio.config import Settings
+from servio.schemas.tables import MONEY, curated_tables, customer_value_table, value_tables
 
 SNAPSHOT = {"customer_value", "value_model", "quality_drivers", "service_levels"}
 

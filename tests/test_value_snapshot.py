@@ -12,13 +12,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from schemas.tables import INTERACTIONS, survey_responses_table, value_tables
 from servio.config import Settings
+from servio.schemas.tables import INTERACTIONS, survey_responses_table, value_tables
 from servio.snapshots import bucket_of
+from servio.transforms.service import service_counts
+from servio.transforms.value import purchase_summary
 from servio.value_snapshot import ValueSnapshot, value_snapshot, value_snapshot_from_parts
 from tests import lakes
-from transforms.service import service_counts
-from transforms.value import purchase_summary
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Any
 
 import polars as pl
 
-from schemas.catalog import load_catalog
-from schemas.tables import INTERACTIONS, survey_responses_table
+from servio.schemas.catalog import load_catalog
+from servio.schemas.tables import INTERACTIONS, survey_responses_table
 
 AS_OF = dt.date(2026, 11, 27)
 WINDOW_DAYS = 365

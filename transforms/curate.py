@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import polars as pl
 
-from schemas.catalog import ItemCatalog
-from schemas.tables import INTERACTIONS, MONEY, CuratedTable, survey_responses_table
 from servio.config import ChannelRate
-from transforms.profitability import cost_to_serve
-from transforms.quality import survey_response_scores
+from servio.schemas.catalog import ItemCatalog
+from servio.schemas.tables import INTERACTIONS, MONEY, CuratedTable, survey_responses_table
+from servio.transforms.profitability import cost_to_serve
+from servio.transforms.quality import survey_response_scores
 
 LINEAGE_ORDER = ("source_seq", "source_row")
 

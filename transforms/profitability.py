@@ -12,8 +12,8 @@ from decimal import Decimal
 
 import polars as pl
 
-from schemas.tables import CUSTOMER_PROFITABILITY, MONEY
 from servio.config import ChannelRate
+from servio.schemas.tables import CUSTOMER_PROFITABILITY, MONEY
 
 # handle_seconds is taken to the microsecond before any money is computed from it.
 HANDLE_DECIMALS = 6

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from schemas.tables import CHANNELS, SERVICE_LEVELS
-from transforms.quality import contact_outcomes
+from servio.schemas.tables import CHANNELS, SERVICE_LEVELS
+from servio.transforms.quality import contact_outcomes
 
 ALL_CHANNELS = "all"
 

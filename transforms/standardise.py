@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from schemas.tables import RAW_NOT_TEXT, RAW_ROW_NUMBER, TIMESTAMP, RawContract, RawField
+from servio.schemas.tables import RAW_NOT_TEXT, RAW_ROW_NUMBER, TIMESTAMP, RawContract, RawField
 
 INVALID = "invalid_fields"  # List[String]: fields whose text could not be parsed
 ROW_NUMBER = RAW_ROW_NUMBER

@@ -11,8 +11,8 @@ import datetime as dt
 
 import polars as pl
 
-from schemas.tables import MONEY, customer_value_table, expected_purchases_column
-from transforms.profitability import customer_money
+from servio.schemas.tables import MONEY, customer_value_table, expected_purchases_column
+from servio.transforms.profitability import customer_money
 
 # A float amount is read as its nearest 12-decimal value, then rounded half-even to the cent:
 # so 2.675 (binary 2.67499999…) is the 2.675 a reader sees, and rounds to 2.68.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from schemas.tables import RAW_ROW_NUMBER
+from servio.schemas.tables import RAW_ROW_NUMBER
 
 COPY_BLOCK_BYTES = 8 * 1024 * 1024
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from schemas.tables import RAW_ROW_NUMBER
 from servio.readers.common import COPY_BLOCK_BYTES, FileRejected, is_io_error, kept_names
+from servio.schemas.tables import RAW_ROW_NUMBER
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 
-from schemas.tables import RAW_MALFORMED, RAW_NOT_TEXT
 from servio.readers.common import FileRejected, is_io_error, numbered
+from servio.schemas.tables import RAW_MALFORMED, RAW_NOT_TEXT
 
 
 def json_chunks(

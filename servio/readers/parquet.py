@@ -10,8 +10,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.tables import RAW_NOT_TEXT, RAW_ROW_NUMBER
 from servio.readers.common import FileRejected, is_io_error, kept_names, numbered
+from servio.schemas.tables import RAW_NOT_TEXT, RAW_ROW_NUMBER
 
 
 def parquet_chunks(path: Path, wanted: frozenset[str], chunk_rows: int) -> Iterator[pl.DataFrame]:
