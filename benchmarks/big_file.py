@@ -56,6 +56,7 @@ def base_rows(workdir: Path) -> pl.DataFrame:
     """The generator's interaction rows (every export file, re-export included) as text."""
     from servio import landing
     from servio.generate import GenerateOptions, generate
+    from servio.schemas.raw import INTERACTIONS_RAW
 
     base = workdir / "base"
     marker = base / "generated.json"
@@ -75,7 +76,7 @@ def base_rows(workdir: Path) -> pl.DataFrame:
     frames = [
         pl.read_csv(landed.path, infer_schema=False)
         for landed in landing.discover(base / "raw")
-        if landed.source == "interactions"
+        if landed.source == INTERACTIONS_RAW.source
     ]
     return pl.concat(frames, how="diagonal")
 

@@ -48,7 +48,7 @@ def _digest(lake_dir: Path, settings: Any, as_of: dt.date) -> dict[str, str]:
     """A content hash per snapshot table for `as_of`, to compare the two modes."""
     import polars as pl
 
-    from servio.schemas.tables import (
+    from servio.schemas.snapshot_tables import (
         CUSTOMER_PROFITABILITY,
         CUSTOMER_SEGMENTS,
         customer_quality_table,

@@ -19,12 +19,8 @@ from pathlib import Path
 import duckdb
 
 from servio.config import Settings
-from servio.schemas.tables import (
-    CHANNELS,
-    INTERACTIONS_RAW,
-    RawContract,
-    RawField,
-)
+from servio.schemas.channels import CHANNELS
+from servio.schemas.raw import INTERACTIONS_RAW, RawContract, RawField
 
 # The ISO-8601 shapes `transforms.standardise` accepts: date, optional time, optional offset.
 _ISO = (
@@ -236,7 +232,7 @@ def _cents(value: float) -> Fraction:
     return Fraction(Decimal(str(value))) * 100
 
 
-def curated_interactions_sql(valid_sql: str, settings: Settings) -> str:
+def curated_interactions_sql(valid_sql: str, settings: Settings, contract: RawContract) -> str:
     """Latest version of each interaction_id, with the curated derived columns (SPEC §4)."""
     rate = Fraction(Decimal(str(settings.gross_margin_rate)))
     revenue_cents = "CAST(coalesce(revenue, 0) * 100 AS HUGEINT)"
@@ -272,7 +268,7 @@ def curated_interactions_sql(valid_sql: str, settings: Settings) -> str:
     """
 
 
-def curated_responses_sql(valid_sql: str, contract: RawContract) -> str:
+def curated_responses_sql(valid_sql: str, settings: Settings, contract: RawContract) -> str:
     """Latest version of each response_id, raw answers as INTEGER, with `submitted_date`."""
     answers = ", ".join(
         f"CAST({ident(n)} AS INTEGER) AS {ident(n)}"

@@ -275,7 +275,7 @@ def stage_peer(paths: Paths) -> dict[str, Any]:
     from benchmarks import peer_ingest
     from benchmarks.peer_profitability import peer_customer_profitability, peer_customer_segments
     from benchmarks.peer_quality import peer_customer_quality
-    from servio.schemas.tables import INTERACTIONS_RAW, surveys_raw
+    from servio.schemas.sources import SOURCES
 
     settings = paths.settings()
     shutil.rmtree(paths.peer, ignore_errors=True)
@@ -286,22 +286,20 @@ def stage_peer(paths: Paths) -> dict[str, Any]:
     con.execute("SET TimeZone = 'UTC'")
     ingested_at = reference_time()
     counts: dict[str, int] = {}
-    for source, contract, table in (
-        ("interactions", INTERACTIONS_RAW, "interactions"),
-        ("surveys", surveys_raw(settings.catalog), "survey_responses"),
-    ):
+    peers = {  # the peer's own SQL per source: curated rows and the partition column
+        "interactions": (peer_ingest.curated_interactions_sql, "interaction_date"),
+        "surveys": (peer_ingest.curated_responses_sql, "submitted_date"),
+    }
+    for source, spec in SOURCES.items():
+        contract, table = spec.contract(settings.catalog), spec.table(settings.catalog).name
+        curated_sql, date = peers[source]
         files = [(i + 1, str(p)) for i, p in enumerate(sorted((paths.raw / source).glob("*.csv")))]
         raw = peer_ingest.raw_union(con, files, contract)
         valid = peer_ingest.valid_rows_sql(raw, contract, settings, ingested_at)
         con.execute(f"CREATE TEMP TABLE valid_{source} AS {valid}")
-        curated = (
-            peer_ingest.curated_interactions_sql(f"SELECT * FROM valid_{source}", settings)
-            if source == "interactions"
-            else peer_ingest.curated_responses_sql(f"SELECT * FROM valid_{source}", contract)
-        )
+        curated = curated_sql(f"SELECT * FROM valid_{source}", settings, contract)
         con.execute(f"CREATE TABLE {table} AS {curated}")
         counts[f"{source}_valid"] = _scalar(con, f"SELECT count(*) FROM valid_{source}")
-        date = "interaction_date" if source == "interactions" else "submitted_date"
         con.execute(
             f"COPY {table} TO '{paths.peer / table}' "
             f"(FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({date}), OVERWRITE_OR_IGNORE)"
@@ -567,7 +565,7 @@ def compare_frames(
 
 
 def compare(paths: Paths) -> dict[str, Any]:
-    from servio.schemas.tables import CUSTOMER_PROFITABILITY, CUSTOMER_SEGMENTS
+    from servio.schemas.snapshot_tables import CUSTOMER_PROFITABILITY, CUSTOMER_SEGMENTS
 
     settings = paths.settings()
     catalog = settings.catalog

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from servio import validation
+from servio.schemas.raw import INTERACTIONS_RAW
 from servio.schemas.suites import PARAM_LATEST_ALLOWED_AT, PARAM_REPORTING_CURRENCIES, load_suite
-from servio.schemas.tables import INTERACTIONS_RAW, MONEY, TIMESTAMP
+from servio.schemas.table import MONEY, TIMESTAMP
+from servio.validation import gx as validation
 
 INGESTED_AT = datetime(2026, 11, 27, 12, tzinfo=UTC)
 BAD_SHARE = 0.01

@@ -87,7 +87,7 @@ def _on_server(
 def _customers(lake: Lake, as_of: date) -> int:
     import polars as pl
 
-    from servio.schemas.tables import CUSTOMER_SEGMENTS
+    from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS
 
     segments = lake.scan(CUSTOMER_SEGMENTS).filter(pl.col("as_of_date") == as_of)
     return int(segments.select(pl.len()).collect().item())

@@ -27,6 +27,7 @@ from servio.pipeline import (
     stage_file,
 )
 from servio.storage import Lake
+from servio.validation.gx import GxValidator
 from servio.watch import CURATED_UPDATED, landed_file
 
 ALREADY_INGESTED, INGESTED_NOW, DUPLICATE_CONTENT = "already_ingested", "ingested", "duplicate"
@@ -63,7 +64,7 @@ def describe(settings: Settings, path: str) -> LandedFile:
 )
 def stage(landed: LandedFile, settings: Settings, lake: Lake, run_id: str) -> StagedFile:
     lake.claim_staging(run_id)  # a concurrent publisher's recover() keeps this folder
-    return stage_file(landed, settings, lake, run_id, datetime.now(UTC))
+    return stage_file(landed, settings, lake, run_id, datetime.now(UTC), GxValidator())
 
 
 @task(name="publish-file", cache_policy=NO_CACHE)

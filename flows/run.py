@@ -31,6 +31,7 @@ from servio.pipeline import (
     top_reasons,
 )
 from servio.storage import Lake
+from servio.validation.gx import GxValidator
 
 
 @dataclass
@@ -60,7 +61,7 @@ def discover(settings: Settings, lake: Lake) -> tuple[list[LandedFile], list[Lan
 def stage(
     landed: LandedFile, settings: Settings, lake: Lake, run_id: str, ingested_at: datetime
 ) -> StagedFile:
-    staged = stage_file(landed, settings, lake, run_id, ingested_at)
+    staged = stage_file(landed, settings, lake, run_id, ingested_at, GxValidator())
     get_run_logger().info(
         "%s: %s, %d read, %d valid, %d quarantined",
         landed.relative_path,

@@ -26,13 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from servio.schemas.catalog import load_catalog
-from servio.schemas.tables import (
-    INTERACTIONS_RAW,
-    TIMESTAMP_FLOOR,
-    RawContract,
-    RawField,
-    surveys_raw,
-)
+from servio.schemas.raw import TIMESTAMP_FLOOR, RawContract, RawField
+from servio.schemas.sources import SOURCES
 
 SUITES_DIR = Path(__file__).with_name("suites")
 
@@ -246,7 +241,8 @@ def load_suite(contract: RawContract) -> dict[str, Any]:
 
 
 def default_contracts() -> tuple[RawContract, ...]:
-    return (INTERACTIONS_RAW, surveys_raw(load_catalog()))
+    catalog = load_catalog()
+    return tuple(source.contract(catalog) for source in SOURCES.values())
 
 
 def write_suites(directory: Path = SUITES_DIR) -> list[Path]:

@@ -19,8 +19,10 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from servio.objectstore import check_root, is_object_url
+from servio.schemas import channels
 from servio.schemas.catalog import DEFAULT_CATALOG_PATH, CatalogError, ItemCatalog, load_catalog
-from servio.schemas.tables import CHANNELS
+from servio.schemas.channels import CHANNELS
+from servio.schemas.sources import Curation
 
 DEFAULT_CONFIG_FILE = "servio.toml"
 ENV_PREFIX = "SERVIO_"
@@ -35,26 +37,21 @@ NUMBERS = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class ChannelRate(BaseModel):
+    """A `cost_to_serve` entry as configured: checked, then handed on as plain data."""
+
     model_config = NUMBERS
     per_contact: float = Field(ge=0, description="Cost per contact, reporting currency.")
     per_minute: float = Field(ge=0, description="Cost per handled minute, reporting currency.")
 
+    def plain(self) -> channels.ChannelRate:
+        return channels.ChannelRate(per_contact=self.per_contact, per_minute=self.per_minute)
+
 
 DEFAULT_RATES: dict[str, ChannelRate] = {
-    "phone": ChannelRate(per_contact=0.50, per_minute=0.90),
-    "chat": ChannelRate(per_contact=0.30, per_minute=0.60),
-    "email": ChannelRate(per_contact=0.40, per_minute=0.50),
-    "visit": ChannelRate(per_contact=2.00, per_minute=1.20),
-    "web": ChannelRate(per_contact=0.05, per_minute=0.00),
+    name: ChannelRate(per_contact=rate.per_contact, per_minute=rate.per_minute)
+    for name, rate in channels.DEFAULT_RATES.items()
 }
-# SPEC §6: queue targets in seconds; None = the channel has no target (no service_levels row).
-DEFAULT_SLA: dict[str, float | None] = {
-    "phone": 60.0,
-    "chat": 30.0,
-    "email": 86_400.0,
-    "visit": 600.0,
-    "web": None,
-}
+DEFAULT_SLA = channels.DEFAULT_SLA
 NO_TARGET = "none"  # TOML has no null: `web = "none"` removes a target
 DEFAULT_WEIGHTS = {
     d: 0.2 for d in ("tangibles", "reliability", "responsiveness", "assurance", "empathy")
@@ -208,11 +205,9 @@ class Settings(BaseModel):
     def _catalog_columns_are_distinct(self) -> Settings:
         """A dimension or item whose derived column is named like another column (dimension
         `service` → `service_gap`) would silently overwrite it."""
-        from servio.schemas.tables import (
-            customer_quality_table,
-            survey_responses_table,
-            surveys_raw,
-        )
+        from servio.schemas.raw import surveys_raw
+        from servio.schemas.snapshot_tables import customer_quality_table
+        from servio.schemas.tables import survey_responses_table
 
         catalog = self.catalog
         for what, names in (
@@ -247,6 +242,21 @@ class Settings(BaseModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.source_timezone)
+
+    @property
+    def rates(self) -> dict[str, channels.ChannelRate]:
+        """`cost_to_serve` as the plain data transforms take."""
+        return {name: rate.plain() for name, rate in self.cost_to_serve.items()}
+
+    def curation(self) -> Curation:
+        """What curated rows depend on (transforms take this, never the settings)."""
+        return Curation(
+            currency=self.currency,
+            gross_margin_rate=self.gross_margin_rate,
+            rates=self.rates,
+            catalog=self.catalog,
+            weights=dict(self.weights),
+        )
 
 
 def _comparable(root: str) -> PurePosixPath:

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, WriterProperties
@@ -26,7 +27,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
-from servio.schemas.tables import CuratedTable, arrow_type
+from servio.schemas.table import CuratedTable, DType
 
 APP_ID = "servio"  # the Delta application id of every servio commit
 ROW_GROUP_ROWS = 1_000_000
@@ -35,6 +36,30 @@ WRITER = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS)
 # Statistics of longer strings would bloat the log for little pruning (delta-rs truncates at 32).
 MAX_STRING_STAT = 64
 _DECIMAL = re.compile(r'"__decimal__([-0-9.E+]+)"')
+
+
+def arrow_type(dtype: DType) -> pa.DataType:
+    """The Arrow type every BI reader understands for a curated column (no views, no large types)."""
+    if isinstance(dtype, pl.Decimal):
+        return pa.decimal128(dtype.precision or 38, dtype.scale)
+    if isinstance(dtype, pl.Datetime):
+        return pa.timestamp(dtype.time_unit or "us", tz=dtype.time_zone)
+    if isinstance(dtype, type):
+        dtype = dtype()
+    simple: dict[type[pl.DataType], pa.DataType] = {
+        pl.String: pa.string(),
+        pl.Int64: pa.int64(),
+        pl.Int32: pa.int32(),
+        pl.Float64: pa.float64(),
+        pl.Boolean: pa.bool_(),
+        pl.Date: pa.date32(),
+    }
+    return simple[type(dtype)]
+
+
+def arrow_file_schema(table: CuratedTable) -> pa.Schema:
+    """The columns stored inside the table's Parquet files (the partition key is in the path)."""
+    return pa.schema([(name, arrow_type(dtype)) for name, dtype in table.file_schema.items()])
 
 
 def table_schema(table: CuratedTable) -> pa.Schema:

@@ -8,17 +8,11 @@ from pathlib import Path
 
 from servio.config import Settings
 from servio.schemas.catalog import ItemCatalog
-from servio.schemas.tables import (
-    INTERACTIONS_RAW,
-    LAKE_STATE,
-    PUBLICATIONS,
-    CuratedTable,
-    RawContract,
-    curated_tables,
-    expected_purchases_column,
-    surveys_raw,
-    value_tables,
-)
+from servio.schemas.raw import RawContract
+from servio.schemas.snapshot_tables import expected_purchases_column, value_tables
+from servio.schemas.sources import SOURCES
+from servio.schemas.table import CuratedTable
+from servio.schemas.tables import LAKE_STATE, PUBLICATIONS, curated_tables
 
 DEFAULT_HORIZON_DAYS: int = Settings.model_fields["value_horizon_days"].default
 
@@ -72,7 +66,7 @@ def data_dictionary(catalog: ItemCatalog) -> str:
     ]
     lines += _tables((PUBLICATIONS, LAKE_STATE))
     lines += ["## Raw export contracts", ""]
-    for contract in (INTERACTIONS_RAW, surveys_raw(catalog)):
+    for contract in (source.contract(catalog) for source in SOURCES.values()):
         lines += _contract(contract)
     return "\n".join(lines)
 

@@ -13,7 +13,10 @@ import signal
 import sys
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from servio.validation import Validator
 
 KILL_AT = "SERVIO_KILL_AT"
 PAUSE_AT = "SERVIO_PAUSE_AT"  # <name>:<seconds>: sleep there (hold the lock for a while)
@@ -52,46 +55,32 @@ def checkpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def run_without_prefect(config_path: str | None, wait_seconds: float = 0.0) -> dict[str, int]:
-    """The steps of `flows.run.run_pipeline` (lock, recover, stage, publish, snapshot)."""
+def run_without_prefect(
+    config_path: str | None, wait_seconds: float = 0.0, validator: Validator | None = None
+) -> dict[str, int]:
+    """The steps of `flows.run.run_pipeline` (lock, recover, stage, publish, snapshot), with
+    the Great Expectations suite unless another validator is given."""
     from servio.config import load_settings
     from servio.pipeline import new_run_id, run_steps
     from servio.storage import Lake
+    from servio.validation.gx import GxValidator
 
     settings = load_settings(config_path)
-    seen, ingest = run_steps(settings, Lake(settings.curated_root), new_run_id(), wait_seconds)
+    lake = Lake(settings.curated_root)
+    seen, ingest = run_steps(settings, lake, new_run_id(), validator or GxValidator(), wait_seconds)
     return {"files_ingested": ingest.files_ingested, "files_seen": seen}
 
 
-def _required_only(typed: Any, contract: Any, *_args: object, **_kwargs: object) -> Any:
-    """Stand-in for the GX suite: only `required:` (a null partition key cannot be published)."""
-    import polars as pl
-
-    frames = [
-        typed.filter(pl.col(name).is_null()).select(
-            "source_row",
-            pl.lit(f"required:{name}").alias("reason_code"),
-            pl.lit(f"{name} is missing").alias("detail"),
-        )
-        for name in contract.required
-    ]
-    empty = pl.DataFrame(
-        schema={"source_row": pl.Int64, "reason_code": pl.String, "detail": pl.String}
-    )
-    return pl.concat([empty, *frames])
-
-
 def main(argv: list[str]) -> int:
-    from servio import pipeline
     from servio.storage import LakeBusy
+    from servio.validation import RequiredOnlyValidator
 
-    if "--no-rules" in argv:
-        # Kill tests exercise publishing, not rules; the GX suite costs ~1.5 s per file.
-        pipeline._rule_failures = _required_only
+    # Kill tests exercise publishing, not rules; the GX suite costs ~1.5 s per file.
+    validator = RequiredOnlyValidator() if "--no-rules" in argv else None
     config = argv[argv.index("--config") + 1] if "--config" in argv else None
     wait = float(argv[argv.index("--wait") + 1]) if "--wait" in argv else 0.0
     try:
-        print(run_without_prefect(config, wait), flush=True)
+        print(run_without_prefect(config, wait, validator), flush=True)
     except LakeBusy as exc:
         print(exc, file=sys.stderr)
         return 3

@@ -23,7 +23,8 @@ import polars as pl
 from numpy.typing import NDArray
 
 from servio.schemas.catalog import SCALE_MAX, SCALE_MIN, ItemCatalog, load_catalog
-from servio.schemas.tables import CHANNELS, INTERACTIONS_RAW, MAX_ID_LENGTH, surveys_raw
+from servio.schemas.channels import CHANNELS
+from servio.schemas.raw import INTERACTIONS_RAW, MAX_ID_LENGTH, surveys_raw
 
 MANIFEST_NAME = "_generator_manifest.json"
 FORMATS = ("csv", "csv.gz", "jsonl", "jsonl.gz", "ndjson", "parquet")

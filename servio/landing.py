@@ -30,15 +30,12 @@ import polars as pl
 
 from servio import objectstore
 from servio.readers import FORMATS, FileRejected, read_chunks
+from servio.schemas.sources import SOURCE_NAMES, UNKNOWN_SOURCE
+from servio.schemas.tables import DEFERRED, REFUSED
 
 __all__ = ["FORMATS", "FileRejected"]
 
-SOURCES = ("interactions", "surveys")
 IN_FLIGHT_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
-ROW_NUMBER = "source_row"
-# Outcomes that are not about the content: the bytes stay eligible for the next run.
-REFUSED = "refused"  # where the file is: a folder naming no source, a link out of the root
-DEFERRED = "deferred"  # an I/O failure: permission denied, vanished, changed while read
 
 
 @dataclass(frozen=True)
@@ -105,7 +102,7 @@ def _sha256_stream(handle: BinaryIO, copy_to: BinaryIO | None = None) -> str:
 def source_of(raw_root: Path, path: Path) -> str:
     """The first folder under the raw root names the source."""
     first = path.relative_to(raw_root).parts[0]
-    return first if first in SOURCES else "unknown"
+    return first if first in SOURCE_NAMES else UNKNOWN_SOURCE
 
 
 def _stat_key(info: os.stat_result) -> tuple[int, ...]:
@@ -158,7 +155,11 @@ def _describe(
     root: Path, relative: str, path: Path | None, problem: FileProblem | None
 ) -> LandedFile | None:
     parts = relative.split("/")
-    source = (parts[0] if parts[0] in SOURCES else "unknown") if len(parts) > 1 else "unknown"
+    source = (
+        (parts[0] if parts[0] in SOURCE_NAMES else UNKNOWN_SOURCE)
+        if len(parts) > 1
+        else UNKNOWN_SOURCE
+    )
     fmt = file_format_of(parts[-1]) or Path(parts[-1]).suffix.lstrip(".").lower()
     landed = LandedFile(str(path or root / relative), relative, source, fmt, 0, None)
     if problem is not None or path is None:
@@ -249,9 +250,7 @@ def check_unchanged(landed: LandedFile) -> None:
     except OSError as exc:
         raise deferral_of(exc) from None
     if not same:
-        raise FileDeferred(
-            "changed_while_read", "the file changed while it was read"
-        )
+        raise FileDeferred("changed_while_read", "the file changed while it was read")
 
 
 def _discover_objects(url: str) -> Iterator[LandedFile]:
@@ -271,9 +270,9 @@ def _discover_objects(url: str) -> Iterator[LandedFile]:
         landed = LandedFile(
             path=objectstore.to_url(fs, key),
             relative_path=relative,
-            source=(parts[0] if parts[0] in SOURCES else "unknown")
+            source=(parts[0] if parts[0] in SOURCE_NAMES else UNKNOWN_SOURCE)
             if len(parts) > 1
-            else "unknown",
+            else UNKNOWN_SOURCE,
             file_format=file_format_of(parts[-1]) or Path(parts[-1]).suffix.lstrip(".").lower(),
             size_bytes=int(info["size"]),
             sha256=None,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import html
 import logging
 import shutil
 import traceback
@@ -15,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import numpy as np
 import polars as pl
@@ -23,21 +22,24 @@ import polars as pl
 from servio import faults, landing, objectstore, snapshots
 from servio.config import Settings, check_raw_root
 from servio.landing import FileRejected, LandedFile
-from servio.schemas.tables import (
+from servio.schemas.raw import SOURCE_ROW, RawContract
+from servio.schemas.snapshot_tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
-    INGEST_LEDGER,
-    INTERACTIONS,
-    INTERACTIONS_RAW,
-    QUARANTINE,
-    RAW_MALFORMED,
-    RAW_ROW_NUMBER,
-    CuratedTable,
-    RawContract,
-    curated_tables,
     customer_quality_table,
-    survey_responses_table,
-    surveys_raw,
+)
+from servio.schemas.sources import SOURCES, source_tables
+from servio.schemas.table import CuratedTable
+from servio.schemas.tables import (
+    DEFERRED,
+    DUPLICATE,
+    INGEST_LEDGER,
+    INGESTED,
+    INTERNAL_ERROR,
+    QUARANTINE,
+    REFUSED,
+    REJECTED,
+    curated_tables,
 )
 from servio.storage import (
     Lake,
@@ -48,10 +50,12 @@ from servio.storage import (
     partition_text,
     write_partition_file,
 )
-from servio.transforms import curate, standardise
-
-if TYPE_CHECKING:
-    from servio.validation import ValidationResult
+from servio.transforms import curate, ledger, standardise, versions
+from servio.transforms import quarantine as quarantine_rows
+from servio.transforms.ledger import is_remembered, remembers
+from servio.validation import datadocs
+from servio.validation.results import read_result_text
+from servio.validation.rules import Validator, conflict_recipe, conflicting_rows
 
 log = logging.getLogger("servio.pipeline")
 
@@ -68,12 +72,8 @@ INTERMEDIATE_COMPRESSION: Final = "lz4"
 # re-export spans the whole year; unsorted, every group would read all of it).
 STAGED_ROW_GROUP_ROWS = 131_072
 
-INGESTED, REJECTED, DUPLICATE = "ingested", "rejected", "duplicate"
 # Folder of the Data Docs where a run keeps its GX results until they are rendered.
 PENDING_RESULTS = "pending"
-REFUSED, DEFERRED = landing.REFUSED, landing.DEFERRED
-# A rejection for servio's own failure says nothing about the content: retried every run.
-INTERNAL_ERROR = "internal_error"
 # Never caught at a file's boundary: the process is being stopped.
 _STOPS = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
 # A full disk is the machine's problem, not the file's: the run fails, nothing is published.
@@ -101,24 +101,15 @@ class StagedFile:
 
 
 def contract_for(source: str, settings: Settings) -> RawContract:
-    return INTERACTIONS_RAW if source == "interactions" else surveys_raw(settings.catalog)
+    return SOURCES[source].contract(settings.catalog)
 
 
 def table_for(source: str, settings: Settings) -> CuratedTable:
-    return INTERACTIONS if source == "interactions" else survey_responses_table(settings.catalog)
+    return SOURCES[source].table(settings.catalog)
 
 
 # ---------------------------------------------------------------------------------------
 # discovery
-
-
-def is_remembered(status: pl.Expr, reason: pl.Expr) -> pl.Expr:
-    """Ledger rows whose verdict is about the content, so the same bytes (by SHA-256) are
-    never looked at again: ingested, duplicate, and rejections other than servio's own
-    failure. Refused (location) and deferred (I/O) files stay eligible for the next run."""
-    return status.is_in([INGESTED, DUPLICATE]) | (
-        (status == REJECTED) & ~reason.fill_null("").str.starts_with(INTERNAL_ERROR + ":")
-    )
 
 
 def remembered_files(lake: Lake) -> pl.DataFrame:
@@ -166,7 +157,7 @@ _UNKNOWN_SOURCE = landing.FileProblem(
 
 def _problem_of(landed: LandedFile) -> landing.FileProblem | None:
     """Why the file is not read this run (its location or an I/O failure), if it is not."""
-    if landed.problem is None and landed.source == "unknown":
+    if landed.problem is None and landed.source not in SOURCES:
         return _UNKNOWN_SOURCE
     return landed.problem
 
@@ -186,7 +177,12 @@ class _Step:
 
 
 def stage_file(
-    landed: LandedFile, settings: Settings, lake: Lake, run_id: str, ingested_at: datetime
+    landed: LandedFile,
+    settings: Settings,
+    lake: Lake,
+    run_id: str,
+    ingested_at: datetime,
+    validator: Validator,
 ) -> StagedFile:
     """Parse, standardise and validate one file; park valid and quarantined rows in staging.
 
@@ -204,7 +200,7 @@ def stage_file(
     try:
         # An object is downloaded once: staging reads a file more than once when it is big.
         with landing.local_copy(landed) as readable:
-            staged = _stage(readable, settings, lake, run_id, ingested_at, step)
+            staged = _stage(readable, settings, lake, run_id, ingested_at, validator, step)
         step("checking that the file did not change while it was read")
         landing.check_unchanged(landed)
         return replace(staged, landed=landed)
@@ -243,9 +239,16 @@ def _rejected(landed: LandedFile, lake: Lake, run_id: str, rejected: FileRejecte
     log.warning("%s rejected: %s", landed.relative_path, rejected.code)
     # A late chunk may reject the file: nothing of it stays staged but this row.
     _remove_staged(_staging_folder(lake, run_id, landed))
-    path = _write_stage(
-        lake, run_id, landed, "quarantine", _file_quarantine(landed, rejected, run_id)
+    row = quarantine_rows.file_quarantine(
+        source=landed.source,
+        source_file=landed.relative_path,
+        sha256=landed.sha256,
+        code=rejected.code,
+        detail=rejected.detail,
+        run_id=run_id,
+        quarantined_at=datetime.now(UTC),
     )
+    path = _write_stage(lake, run_id, landed, "quarantine", row.collect())
     return StagedFile(landed, REJECTED, f"{rejected.code}: {rejected.detail}", 0, 0, 0, None, path)
 
 
@@ -254,7 +257,9 @@ def _internal_error(
 ) -> StagedFile:
     """servio failed on this file: a rejection naming the step and the exception type only
     (its message may quote cell values); the traceback, without the message, at DEBUG."""
-    log.error("%s: internal error while %s (%s)", landed.relative_path, step.name, type(exc).__name__)
+    log.error(
+        "%s: internal error while %s (%s)", landed.relative_path, step.name, type(exc).__name__
+    )
     log.debug(
         "traceback (message withheld: it may quote values)\n%s",
         "".join(traceback.format_tb(exc.__traceback__)),
@@ -277,6 +282,7 @@ def _stage(
     lake: Lake,
     run_id: str,
     ingested_at: datetime,
+    validator: Validator,
     step: _Step,
 ) -> StagedFile:
     """Stage the file chunk by chunk (`STAGE_CHUNK_ROWS` rows at a time), each chunk's valid
@@ -303,7 +309,7 @@ def _stage(
         conflicts = _file_conflicts(landed, contract, settings, chunk_rows)
         chunks = landing.read_raw_chunks(landed, chunk_rows, contract.names)
     validation_path = lake.staging_file(run_id, "files", landed.sha256, "validation.json")
-    validations: list[ValidationResult] = []
+    kept: list[Any] = []  # what the validator keeps of each chunk, for the Data Docs
     rows_read = rows_valid = rows_quarantined = 0
     step("reading the file")
     for part, raw in enumerate(chunks):
@@ -316,7 +322,8 @@ def _stage(
             lake,
             run_id,
             ingested_at,
-            validations,
+            validator,
+            kept,
             conflicts,
             step,
         )
@@ -324,12 +331,11 @@ def _stage(
         rows_valid += valid
         rows_quarantined += quarantined
         step("reading the file")
-    if validations:
-        from servio.validation import combine_results, write_gx_result
-
+    kept_path: str | None = None
+    if kept:
         step("writing the validation result")
         try:
-            write_gx_result(combine_results(validations), validation_path)
+            kept_path = validator.keep(kept, validation_path)
         except OSError as exc:
             raise StagingError(f"cannot stage {landed.relative_path} ({exc})") from exc
     return StagedFile(
@@ -341,7 +347,7 @@ def _stage(
         rows_quarantined,
         lake.staging_file(run_id, "files", landed.sha256, "valid-*.parquet"),
         lake.staging_file(run_id, "files", landed.sha256, "quarantine-*.parquet"),
-        validation_path,
+        kept_path,
     )
 
 
@@ -354,35 +360,52 @@ def _stage_chunk(
     lake: Lake,
     run_id: str,
     ingested_at: datetime,
-    validations: list[ValidationResult],
+    validator: Validator,
+    kept: list[Any],
     conflicts: pl.DataFrame | None,
     step: _Step,
 ) -> tuple[int, int]:
     """Standardise and check one chunk; write its valid and quarantine parts. (valid, quarantined)"""
     step(f"standardising records {_record_range(raw)}")
-    malformed = _malformed_rows(raw)
+    malformed = quarantine_rows.malformed_rows(raw.lazy()).collect()
     typed = standardise.standardise(raw.lazy(), contract, settings.source_timezone).collect()
     step(f"validating records {_record_range(raw)}")
-    rule_failures = _rule_failures(
-        typed, contract, settings, ingested_at, landed.relative_path, validations, conflicts
+    checked = validator.check(
+        typed.drop(standardise.INVALID),
+        contract,
+        currency=settings.currency,
+        ingested_at=ingested_at,
+        file_label=landed.relative_path,
+        conflicts=conflicts,
     )
+    if checked.kept is not None:
+        kept.append(checked.kept)
+    rule_failures = checked.failures
     step(f"building curated and quarantine rows of records {_record_range(raw)}")
-    # A line that is not a record has no values: its only reason is that it is malformed.
-    others = pl.concat(
-        [standardise.type_failures(raw.lazy(), typed.lazy(), contract).collect(), rule_failures]
-    ).join(malformed.select("source_row"), on="source_row", how="anti")
-    failures = _without_redundant_required(pl.concat([malformed, others]))
-    bad_rows = failures.select("source_row").unique()
-    valid = typed.join(bad_rows, on="source_row", how="anti").drop(standardise.INVALID)
+    type_failures = standardise.type_failures(raw.lazy(), typed.lazy(), contract)
+    failures = quarantine_rows.row_failures(
+        malformed.lazy(), type_failures, rule_failures.lazy()
+    ).collect()
+    valid = quarantine_rows.valid_rows(typed.lazy(), failures.lazy()).drop(standardise.INVALID)
     del typed
-    curated = _curated_rows(valid.lazy(), landed, settings).collect()
-    quarantine = _row_quarantine(raw, failures, contract, landed, run_id)
+    table = table_for(landed.source, settings)
+    curated = curate.curated_rows(table, valid, settings.curation(), landed.relative_path).collect()
+    quarantine = quarantine_rows.row_quarantine(
+        raw.lazy(),
+        failures.lazy(),
+        contract,
+        source=landed.source,
+        source_file=landed.relative_path,
+        sha256=landed.sha256,
+        run_id=run_id,
+        quarantined_at=datetime.now(UTC),
+    ).collect()
     if curated.height + quarantine.height != raw.height:
         raise ReconciliationError(
             f"{landed.relative_path}: read {raw.height} rows but {curated.height} valid + "
             f"{quarantine.height} quarantined"
         )
-    partition = table_for(landed.source, settings).partition_by
+    partition = table.partition_by
     by_partition = curated.sort(partition, maintain_order=True)  # rows stay in file order
     step(f"writing the staged rows of records {_record_range(raw)}")
     _write_stage(lake, run_id, landed, f"valid-{part:05d}", by_partition)
@@ -393,17 +416,15 @@ def _stage_chunk(
 def _record_range(raw: pl.DataFrame) -> str:
     if raw.is_empty():
         return "(none)"
-    numbers = raw.get_column(RAW_ROW_NUMBER)
+    numbers = raw.get_column(SOURCE_ROW)
     return f"{int(numbers.min())}–{int(numbers.max())}"  # type: ignore[arg-type]
 
 
 def _file_conflicts(
     landed: LandedFile, contract: RawContract, settings: Settings, chunk_rows: int
 ) -> pl.DataFrame | None:
-    """`validation.conflicting_rows` over the whole file, in two reading passes that keep only
+    """`validation.rules.conflicting_rows` over the whole file, in two reading passes that keep only
     a 64-bit hash per row, then the rows whose key repeats (in a normal export, none)."""
-    from servio.validation import conflict_recipe, conflicting_rows
-
     recipe = conflict_recipe(contract)
     if recipe is None:
         return None
@@ -433,8 +454,6 @@ def keep_validation_results(staged: Iterable[StagedFile], lake: Lake, run_id: st
     """Copy this run's GX results beside the Data Docs before the run publishes (under the
     lock): a run killed after its publish, or whose Data Docs could not be written (a full
     disk), leaves them for the next run's `build_data_docs`."""
-    from servio.validation import read_result_text
-
     pending = lake.data_docs_dir / PENDING_RESULTS / run_id
     for item in staged:
         if item.validation_path and item.landed.sha256:
@@ -463,141 +482,11 @@ def build_data_docs(lake: Lake) -> Path | None:
     results = [str(p) for run in shown for p in sorted(run.glob("*.json"))]
     if not results:
         return None
-    from servio.validation import build_data_docs as render
-
-    gx_index = render(results, lake.data_docs_dir)
-    index = _offline_index(gx_index)
+    gx_index = datadocs.render(results, lake.data_docs_dir)
+    index = datadocs.offline_index(gx_index)
     for run in shown:  # rendered: kept in data_docs/results from now on
         shutil.rmtree(run, ignore_errors=True)
     return index
-
-
-def _offline_index(gx_index: Path) -> Path:
-    """A plain list of every validation page. GX's own index draws its table with scripts
-    from public CDNs, so without internet it shows no results; this page needs none."""
-    docs = gx_index.parent
-    pages = sorted((docs / "validations").rglob("*.html"))
-    items = "\n".join(
-        f'<li><a href="{html.escape(p.relative_to(docs).as_posix())}">'
-        f"{html.escape(p.relative_to(docs / 'validations').parent.parent.as_posix())}</a> "
-        f"— {html.escape(p.parent.name)}</li>"
-        for p in pages
-    )
-    index = docs / "servio-validations.html"
-    index.write_text(
-        "<!doctype html><meta charset=utf-8><title>servio validations</title>"
-        "<h1>Great Expectations validation results</h1>"
-        f'<p>One page per validated file and run (newest runs last). <a href="{gx_index.name}">'
-        "GX Data Docs home</a> (needs internet for its styling and table).</p>"
-        f"<ul>\n{items}\n</ul>\n",
-        encoding="utf-8",
-    )
-    return index
-
-
-def _malformed_rows(raw: pl.DataFrame) -> pl.DataFrame:
-    if RAW_MALFORMED not in raw.columns:
-        return pl.DataFrame(
-            schema={"source_row": pl.Int64, "reason_code": pl.String, "detail": pl.String}
-        )
-    return raw.filter(pl.col(RAW_MALFORMED).is_not_null()).select(
-        "source_row",
-        pl.lit("malformed_record").alias("reason_code"),
-        pl.col(RAW_MALFORMED).alias("detail"),
-    )
-
-
-def _rule_failures(
-    typed: pl.DataFrame,
-    contract: RawContract,
-    settings: Settings,
-    ingested_at: datetime,
-    label: str,
-    validations: list[ValidationResult],
-    conflicts: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """Great Expectations rule failures of one chunk. Its GX result joins `validations` (without
-    the failures, which become quarantine rows), to be combined into the file's result."""
-    from servio.validation import validate_rows  # GX is slow to import
-
-    result = validate_rows(
-        typed.drop(standardise.INVALID),
-        contract,
-        currency=settings.currency,
-        ingested_at=ingested_at,
-        file_label=label,
-        conflicts=conflicts,
-    )
-    validations.append(replace(result, failures=result.failures.clear()))
-    return result.failures.select("source_row", "reason_code", "detail")
-
-
-def _without_redundant_required(failures: pl.DataFrame) -> pl.DataFrame:
-    """A value that failed to parse is null, so `required:` would repeat its `type:` reason."""
-    typed_fields = failures.filter(pl.col("reason_code").str.starts_with("type:")).select(
-        "source_row", pl.col("reason_code").str.replace("^type:", "required:").alias("reason_code")
-    )
-    return failures.join(typed_fields, on=["source_row", "reason_code"], how="anti")
-
-
-def _curated_rows(valid: pl.LazyFrame, landed: LandedFile, settings: Settings) -> pl.LazyFrame:
-    if landed.source == "interactions":
-        return curate.interactions(
-            valid,
-            rates=settings.cost_to_serve,
-            gross_margin_rate=settings.gross_margin_rate,
-            currency=settings.currency,
-            source_file=landed.relative_path,
-        )
-    return curate.survey_responses(
-        valid, catalog=settings.catalog, weights=settings.weights, source_file=landed.relative_path
-    )
-
-
-def _row_quarantine(
-    raw: pl.DataFrame,
-    failures: pl.DataFrame,
-    contract: RawContract,
-    landed: LandedFile,
-    run_id: str,
-) -> pl.DataFrame:
-    contract_columns = [c for c in raw.columns if c in contract.names]
-    reasons = (
-        failures.sort("source_row", "reason_code")
-        .group_by("source_row", maintain_order=True)
-        .agg(
-            pl.col("reason_code").unique(maintain_order=True).str.join(";").alias("reason_codes"),
-            pl.col("detail").str.join("; ").alias("reason_detail"),
-        )
-    )
-    record = pl.struct(contract_columns).struct.json_encode() if contract_columns else pl.lit("{}")
-    rows = raw.join(reasons, on="source_row", how="inner").select(
-        pl.lit(landed.source).alias("source"),
-        pl.lit(landed.relative_path).alias("source_file"),
-        pl.lit(landed.sha256).alias("sha256"),
-        pl.col("source_row").alias("row_number"),
-        "reason_codes",
-        "reason_detail",
-        record.alias("raw_record"),
-        pl.lit(run_id).alias("run_id"),
-        pl.lit(datetime.now(UTC)).alias("quarantined_at"),
-    )
-    return rows.select(pl.col(n).cast(t) for n, t in QUARANTINE.schema.items())
-
-
-def _file_quarantine(landed: LandedFile, rejected: FileRejected, run_id: str) -> pl.DataFrame:
-    row = {
-        "source": landed.source,
-        "source_file": landed.relative_path,
-        "sha256": landed.sha256,
-        "row_number": None,
-        "reason_codes": f"file:{rejected.code}",
-        "reason_detail": rejected.detail,
-        "raw_record": None,
-        "run_id": run_id,
-        "quarantined_at": datetime.now(UTC),
-    }
-    return pl.DataFrame([row], schema=QUARANTINE.schema)
 
 
 def _write_stage(
@@ -653,7 +542,7 @@ def publish_ingest(
     superseded_now: dict[int, int] = {}
     curated_counts: dict[int, int] = {}
     table_rows: dict[str, int] = {}
-    for source in landing.SOURCES:
+    for source in SOURCES:
         table = table_for(source, settings)
         batch = [(seq, s) for seq, s in accepted if s.landed.source == source and s.valid_path]
         scratch = lake.scratch_dir(run_id) / "merge" / table.name
@@ -721,7 +610,7 @@ def _ledger_entries(
     accepted: list[tuple[int, StagedFile]] = []
     for item in sorted(staged, key=lambda s: s.landed.relative_path):
         landed = item.landed
-        if not _remembers(item.status, item.reason):
+        if not remembers(item.status, item.reason):
             outcome = (landed.relative_path, landed.sha256, item.status, item.reason)
             if outcome in recorded:
                 continue  # the same unchanged failure as an earlier run: nothing new
@@ -751,13 +640,6 @@ def _ledger_entries(
         )
         next_seq += 1
     return new_entries, accepted
-
-
-def _remembers(status: str, reason: str | None) -> bool:
-    """`is_remembered` for one outcome."""
-    return status in (INGESTED, DUPLICATE) or (
-        status == REJECTED and not (reason or "").startswith(INTERNAL_ERROR + ":")
-    )
 
 
 def _ledger_entry(
@@ -811,7 +693,7 @@ def _merge_source(
     per_file = _sums(existing_counts, "source_seq")
     if not batch:
         return None, {}, per_file, sum(per_file.values())
-    lineage = list(curate.LINEAGE_ORDER)
+    lineage = list(versions.LINEAGE_ORDER)
     new = pl.concat(
         [
             pl.scan_parquet(path).with_columns(pl.lit(seq, pl.Int64).alias("source_seq"))
@@ -889,7 +771,7 @@ def _partition_groups(
 
 def _superseded(existing: pl.LazyFrame, new: pl.LazyFrame, table: CuratedTable) -> pl.DataFrame:
     """The versions (existing or new) that lose to a later one: source_seq, source_row and
-    partition. Only rows whose key hash repeats are ranked, with `curate.latest_versions`."""
+    partition. Only rows whose key hash repeats are ranked, with `versions.superseded`."""
     key, part = list(table.key), table.partition_by
     assert part is not None
     key_hash = pl.struct(key).hash().alias("_key_hash")
@@ -903,14 +785,13 @@ def _superseded(existing: pl.LazyFrame, new: pl.LazyFrame, table: CuratedTable) 
     del hashes
     repeated = pl.Series(np.unique(ordered[1:][ordered[1:] == ordered[:-1]])).implode()
     del ordered
-    narrow = [*key, curate.version_column(table), *curate.LINEAGE_ORDER, part]
+    narrow = versions.version_columns(table)
     candidates = (
         pl.concat([existing.select(narrow), new.select(narrow)])
         .filter(key_hash.is_in(repeated))
         .collect(engine="streaming")  # only the repeated keys' rows are ever held
     )
-    ranked = curate.latest_versions(candidates.lazy(), table).collect()
-    return ranked.filter(~pl.col("is_latest")).select(*curate.LINEAGE_ORDER, part)
+    return versions.superseded(candidates.lazy(), table).collect()
 
 
 def _staged_parts(pattern: str | None) -> list[str]:
@@ -965,28 +846,12 @@ def _quarantine_change(
 
 
 def _reconcile(
-    ledger: pl.DataFrame, superseded_now: dict[int, int], curated: dict[int, int]
+    entries: pl.DataFrame, superseded_now: dict[int, int], curated: dict[int, int]
 ) -> pl.DataFrame:
     """Update per-file curated/superseded counts and check that nothing is lost or doubled."""
-    updated = ledger.with_columns(
-        pl.col("source_seq")
-        .replace_strict(curated, default=0, return_dtype=pl.Int64)
-        .alias("rows_curated"),
-        (
-            pl.col("rows_superseded")
-            + pl.col("source_seq").replace_strict(superseded_now, default=0, return_dtype=pl.Int64)
-        ).alias("rows_superseded"),
-    )
-    read_mismatch = updated.filter(
-        pl.col("rows_read") != pl.col("rows_valid") + pl.col("rows_quarantined")
-    )
-    kept_mismatch = updated.filter(
-        pl.col("rows_valid") != pl.col("rows_curated") + pl.col("rows_superseded")
-    )
-    for bad, rule in (
-        (read_mismatch, "rows_read = rows_valid + rows_quarantined"),
-        (kept_mismatch, "rows_valid = rows_curated + rows_superseded"),
-    ):
+    updated = ledger.with_row_counts(entries.lazy(), superseded_now, curated).collect()
+    for rule, broken in ledger.unreconciled(updated.lazy()).items():
+        bad = broken.collect()
         if not bad.is_empty():
             files = ", ".join(bad["source_file"].head(5).to_list())
             raise ReconciliationError(
@@ -1009,12 +874,11 @@ class SnapshotSummary:
 
 
 def latest_activity_date(lake: Lake, settings: Settings) -> date | None:
+    """The latest date with a row in a source's table (by its partition column)."""
     dates = [
-        lake.scan(INTERACTIONS).select(pl.col("interaction_date").max()).collect().item(),
-        lake.scan(survey_responses_table(settings.catalog))
-        .select(pl.col("submitted_date").max())
-        .collect()
-        .item(),
+        lake.scan(table).select(pl.col(table.partition_by).max()).collect().item()
+        for table in source_tables(settings.catalog).values()
+        if table.partition_by is not None
     ]
     present = [d for d in dates if d is not None]
     return max(present) if present else None
@@ -1093,7 +957,11 @@ def new_run_id() -> str:
 
 
 def run_steps(
-    settings: Settings, lake: Lake, run_id: str, wait_seconds: float = 0.0
+    settings: Settings,
+    lake: Lake,
+    run_id: str,
+    validator: Validator,
+    wait_seconds: float = 0.0,
 ) -> tuple[int, IngestSummary]:
     """The main job's steps in this thread, without Prefect (files staged one after another):
     lock, recover, discover, stage, publish, snapshot. Returns (files seen, ingest summary)."""
@@ -1102,7 +970,7 @@ def run_steps(
     with lake.lock(run_id, wait_seconds):
         lake.recover()
         todo, duplicates = pending_files(settings, lake)
-        staged = [stage_file(f, settings, lake, run_id, ingested_at) for f in todo]
+        staged = [stage_file(f, settings, lake, run_id, ingested_at, validator) for f in todo]
         ingest = publish_ingest(staged, duplicates, settings, lake, run_id)
         build_snapshots(settings, lake, run_id, None)
         lake.discard_staging(run_id)

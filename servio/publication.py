@@ -35,7 +35,8 @@ import polars as pl
 import pyarrow as pa
 
 from servio import catalog, delta, faults
-from servio.schemas.tables import LAKE_STATE, PUBLICATIONS, CuratedTable
+from servio.schemas.table import CuratedTable
+from servio.schemas.tables import LAKE_STATE, PUBLICATIONS
 from servio.storage import (
     CONTROL_TABLES,
     PLAN,

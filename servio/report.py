@@ -23,14 +23,13 @@ import altair as alt
 import polars as pl
 
 from servio.config import Settings
-from servio.schemas.tables import (
+from servio.schemas.snapshot_tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
-    INGEST_LEDGER,
-    QUARANTINE,
-    CuratedTable,
     customer_quality_table,
 )
+from servio.schemas.table import CuratedTable
+from servio.schemas.tables import INGEST_LEDGER, QUARANTINE
 from servio.storage import Lake
 from servio.transforms.segments import ACTIONS
 

@@ -36,7 +36,8 @@ import polars as pl
 
 from servio import objectstore
 from servio.config import Settings
-from servio.schemas.tables import INTERACTIONS, CuratedTable, survey_responses_table
+from servio.schemas.sources import source_tables
+from servio.schemas.table import CuratedTable
 from servio.storage import Lake
 from servio.transforms.profitability import customer_money, rank_customers
 from servio.transforms.quality import customer_quality
@@ -75,10 +76,7 @@ class SnapshotJob:
         return self.lake.staging_file(self.run_id, "snapshot", self.as_of.isoformat(), *parts)
 
     def sources(self) -> dict[str, CuratedTable]:
-        return {
-            "interactions": INTERACTIONS,
-            "survey_responses": survey_responses_table(self.settings.catalog),
-        }
+        return source_tables(self.settings.catalog)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from servio import delta, faults, objectstore
-from servio.schemas.tables import LAKE_STATE, PUBLICATIONS, CuratedTable
+from servio.schemas.table import CuratedTable
+from servio.schemas.tables import LAKE_STATE, PUBLICATIONS
 
 log = logging.getLogger("servio.storage")
 
@@ -87,7 +88,7 @@ def partition_text(value: PartitionValue) -> str:
 
 def to_arrow(frame: pl.DataFrame, table: CuratedTable) -> pa.Table:
     """Cast to the table's file schema: plain string (never string_view), µs UTC, decimal(18,2)."""
-    schema = table.arrow_file_schema
+    schema = delta.arrow_file_schema(table)
     ordered = frame.select(schema.names)
     return ordered.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(schema)
 
@@ -101,14 +102,14 @@ def write_partition_file(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(rows, pl.DataFrame):
-            _write_parquet([to_arrow(rows, table)], table.arrow_file_schema, path)
+            _write_parquet([to_arrow(rows, table)], delta.arrow_file_schema(table), path)
         else:
             _write_parquet(
                 (
                     to_arrow(batch, table)
                     for batch in rows.collect_batches(chunk_size=ROW_GROUP_ROWS)
                 ),
-                table.arrow_file_schema,
+                delta.arrow_file_schema(table),
                 path,
             )
     except OSError as exc:  # typically ENOSPC: it happens before any publication

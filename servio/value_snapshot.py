@@ -20,7 +20,7 @@ import polars as pl
 from servio.config import Settings
 from servio.key_drivers import relative_weights
 from servio.schemas.catalog import ItemCatalog
-from servio.schemas.tables import VALUE_MODEL
+from servio.schemas.snapshot_tables import VALUE_MODEL
 from servio.transforms.drivers import MIN_RESPONSES, driver_responses, quality_drivers
 from servio.transforms.service import service_counts, service_levels
 from servio.transforms.value import customer_value, purchase_summary

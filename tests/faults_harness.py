@@ -182,9 +182,7 @@ def assert_consistent(config: Path, raw_digest: dict[str, str]) -> None:
     lake = Lake(curated)
     # Refused and deferred rows are history (retried later); content verdicts happen once.
     ledger = (
-        lake.scan(INGEST_LEDGER)
-        .filter(is_remembered(pl.col("status"), pl.col("reason")))
-        .collect()
+        lake.scan(INGEST_LEDGER).filter(is_remembered(pl.col("status"), pl.col("reason"))).collect()
     )
     assert ledger["sha256"].is_unique().all(), "a file is in the ledger twice"
     assert ledger["source_file"].is_unique().all()

@@ -9,6 +9,7 @@ from servio.config import Settings, load_settings
 from servio.generate import GenerateOptions, generate
 from servio.pipeline import run_steps
 from servio.storage import Lake
+from servio.validation.gx import GxValidator
 
 
 def build_lake(root: Path, run_id: str, days: int = 60) -> tuple[Settings, Lake]:
@@ -21,5 +22,5 @@ def build_lake(root: Path, run_id: str, days: int = 60) -> tuple[Settings, Lake]
     )
     settings = load_settings(config)
     lake = Lake(settings.curated_root)
-    run_steps(settings, lake, run_id)
+    run_steps(settings, lake, run_id, GxValidator())
     return settings, lake

@@ -56,7 +56,9 @@ def test_the_folders_are_the_servio_subpackages() -> None:
 def test_every_package_folder_is_listed_for_the_wheel() -> None:
     """setuptools installs the packages pyproject.toml lists; a folder missing there would be
     missing from a wheel while every test (run from the checkout) still passes."""
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     found = {
         ".".join(init.parent.relative_to(ROOT).parts)
         for init in (ROOT / "servio").rglob("__init__.py")
@@ -81,3 +83,79 @@ def test_outside_the_checkout_only_the_servio_names_import(name: str, tmp_path: 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "None"
+
+
+SOURCE_NAMES = {"interactions", "surveys", "survey_responses"}
+
+
+def test_no_code_branches_on_a_source_name() -> None:
+    """Per-source behaviour lives in the source registry (`servio.schemas.sources`) and the
+    curate functions it names, never in `if source == "interactions"`. The sample generator
+    writes each source's exports and is exempt."""
+    branches = []
+    for path in python_files("servio", "benchmarks"):
+        if path.name == "generate.py" or path.parent.name == "generate":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and any(
+                isinstance(op, ast.Eq | ast.NotEq) for op in node.ops
+            ):
+                sides = [node.left, *node.comparators]
+                if any(isinstance(s, ast.Constant) and s.value in SOURCE_NAMES for s in sides):
+                    branches.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert branches == []
+
+
+def test_transforms_import_only_polars_the_standard_library_and_schemas() -> None:
+    """Transforms are pure LazyFrame → LazyFrame: no settings (pydantic), no storage (fsspec,
+    pyarrow), no Prefect; their parameters are plain values or frozen dataclasses of
+    `servio.schemas`, which follows the same rule."""
+    allowed = {"polars", "__future__", *sys.stdlib_module_names}
+    found = []
+    for folder in ("transforms", "schemas"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for name in imported_modules(path):
+                top = name.split(".")[0]
+                inside = name.startswith(("servio.schemas", f"servio.{folder}"))
+                if top not in allowed and not inside:
+                    found.append(f"{path.relative_to(ROOT)}: {name}")
+    assert found == []
+
+
+def test_transforms_do_not_collect_or_touch_files() -> None:
+    calls = {
+        "collect",
+        "collect_batches",
+        "sink_parquet",
+        "write_parquet",
+        "read_parquet",
+        "scan_parquet",
+        "scan_csv",
+        "read_csv",
+        "scan_delta",
+        "open",
+    }
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.func.attr}"
+        for path in sorted((ROOT / "transforms").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in calls
+    ]
+    assert found == []
+
+
+def test_importing_the_transforms_loads_no_settings_storage_or_orchestration() -> None:
+    script = (
+        "import sys, importlib, pkgutil, servio.transforms as t\n"
+        "for m in pkgutil.iter_modules(t.__path__):\n"
+        "    importlib.import_module('servio.transforms.' + m.name)\n"
+        "heavy = ['pydantic', 'fsspec', 'prefect', 'great_expectations', 'deltalake', 'servio.config']\n"
+        "print([name for name in heavy if name in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

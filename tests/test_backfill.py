@@ -27,6 +27,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) ->
 
     from servio.pipeline import pending_files, publish_ingest, stage_file
     from servio.storage import Lake
+    from servio.validation.gx import GxValidator
 
     root = tmp_path_factory.mktemp("backfill")
     generate(
@@ -36,7 +37,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) ->
     lake = Lake(settings.curated_root)
     todo, duplicates = pending_files(settings, lake)
     now = datetime.now(UTC)
-    staged = [stage_file(f, settings, lake, "setup", now) for f in todo]
+    staged = [stage_file(f, settings, lake, "setup", now, GxValidator()) for f in todo]
     publish_ingest(staged, duplicates, settings, lake, "setup")
     lake.discard_staging("setup")
     return root

@@ -32,6 +32,7 @@ from servio import landing
 from servio.config import Settings, load_settings
 from servio.pipeline import INGESTED, REFUSED, REJECTED, StagedFile, stage_file
 from servio.storage import Lake
+from servio.validation.gx import GxValidator
 
 os.environ["GX_ANALYTICS_ENABLED"] = "false"  # GX is imported lazily, after this
 
@@ -759,9 +760,7 @@ CASES = [
             ]
         ),
         valid=3,
-        quarantined=rows(
-            (1, "type:started_at"), (2, "type:started_at"), (3, "type:started_at")
-        ),
+        quarantined=rows((1, "type:started_at"), (2, "type:started_at"), (3, "type:started_at")),
     ),
     Case(
         "control_characters_in_keys_and_codes",
@@ -824,9 +823,9 @@ CASES = [
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     """One curated root for the module; each case stages under its own run id."""
-    from servio import validation
+    from servio.validation import gx
 
-    validation._gx()  # import GX once, up front
+    gx.load()  # import GX once, up front
     return Lake(tmp_path_factory.mktemp("curated"))
 
 
@@ -866,7 +865,7 @@ def test_bad_input(case: Case, tmp_path: Path, lake: Lake) -> None:
     before = _sha256(raw_file)
 
     [landed] = list(landing.discover(Path(settings.raw_root)))
-    staged = stage_file(landed, settings, lake, f"run-{case.name}", INGESTED_AT)
+    staged = stage_file(landed, settings, lake, f"run-{case.name}", INGESTED_AT, GxValidator())
 
     assert _sha256(raw_file) == before, "the raw file must never be modified"
     assert raw_file.exists()

@@ -20,6 +20,8 @@ from servio import faults, landing, pipeline
 from servio.config import load_settings
 from servio.generate import GenerateOptions, generate
 from servio.storage import Lake
+from servio.validation import RequiredOnlyValidator
+from servio.validation.gx import GxValidator
 from tests import faults_harness as h
 
 TINY_CHUNK = 7
@@ -159,7 +161,7 @@ def test_chunk_results_combine_into_the_files_gx_result(
     ingested_at = datetime(2026, 2, 2, tzinfo=UTC)
 
     def gx_result(run_id: str) -> dict:
-        staged = pipeline.stage_file(landed, settings, lake, run_id, ingested_at)
+        staged = pipeline.stage_file(landed, settings, lake, run_id, ingested_at, GxValidator())
         assert staged.validation_path is not None
         document = json.loads(Path(staged.validation_path).read_text())
         return {
@@ -182,7 +184,6 @@ def test_tiny_chunks_of_every_format_give_the_tables_of_one_chunk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Generated messy exports (csv, csv.gz, jsonl, parquet; re-exports) at a chunk of 7."""
-    monkeypatch.setattr(pipeline, "_rule_failures", faults._required_only)  # GX is slow
     exports = tmp_path / "exports"
     options = GenerateOptions(
         customers=12,
@@ -198,7 +199,7 @@ def test_tiny_chunks_of_every_format_give_the_tables_of_one_chunk(
     for chunk in (pipeline.STAGE_CHUNK_ROWS, TINY_CHUNK):
         monkeypatch.setattr(pipeline, "STAGE_CHUNK_ROWS", chunk)
         config = h.new_lake(tmp_path / f"chunk-{chunk}", files, exports, None)
-        faults.run_without_prefect(str(config))
+        faults.run_without_prefect(str(config), validator=RequiredOnlyValidator())  # GX is slow
         results.append(h.tables(config))
     whole, chunked = results
     assert whole["interactions"].height > 3 * TINY_CHUNK
@@ -222,7 +223,7 @@ def test_a_file_malformed_in_a_late_chunk_is_rejected_whole(
     ingested_at = datetime(2026, 2, 2, tzinfo=UTC)
 
     def staged_as(run_id: str) -> tuple[pipeline.StagedFile, list[str]]:
-        staged = pipeline.stage_file(landed, settings, lake, run_id, ingested_at)
+        staged = pipeline.stage_file(landed, settings, lake, run_id, ingested_at, GxValidator())
         folder = lake.staging_dir(run_id) / "files" / landed.sha256
         return staged, sorted(p.name for p in folder.iterdir())
 

@@ -129,15 +129,15 @@ def test_a_full_disk_while_writing_data_docs_after_the_publish_is_a_warning(
 ) -> None:
     """The tables are published (exit 6, not 5: nothing to undo); the next run writes the
     Data Docs of this run's files."""
-    from servio import validation
+    from servio.validation import datadocs
 
     config = land(tmp_path, [], "disk")
-    real = validation.build_data_docs
+    real = datadocs.render
 
     def full(*args: object, **kwargs: object) -> object:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(validation, "build_data_docs", full)
+    monkeypatch.setattr(datadocs, "render", full)
     result = CliRunner().invoke(app, ["run", "--config", str(config)])
     assert result.exit_code == 6, result.output
     flat = " ".join(result.output.split())
@@ -146,7 +146,7 @@ def test_a_full_disk_while_writing_data_docs_after_the_publish_is_a_warning(
     settings_ = load_settings(str(config))
     ledger = tables_of(settings_)["ingest_ledger"]
     assert ledger["status"].to_list() == ["ingested"]
-    monkeypatch.setattr(validation, "build_data_docs", real)
+    monkeypatch.setattr(datadocs, "render", real)
     (tmp_path / "raw" / "interactions" / "more.csv").write_bytes(_clean("more"))
     result = CliRunner().invoke(app, ["run", "--config", str(config)])
     assert result.exit_code == 0, result.output

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from servio.config import Settings
-from servio.schemas.tables import MONEY, customer_value_table
+from servio.schemas.snapshot_tables import customer_value_table
+from servio.schemas.table import MONEY
 from servio.transforms.profitability import customer_profitability
 from servio.transforms.value import customer_value, purchase_summary
 from servio.value_snapshot import value_snapshot

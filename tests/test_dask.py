@@ -20,6 +20,7 @@ from servio.generate import GenerateOptions, generate
 from servio.pipeline import new_run_id, run_steps
 from servio.schemas.tables import curated_tables
 from servio.storage import Lake
+from servio.validation.gx import GxValidator
 from tests.s3server import objects, s3_environment, upload_tree
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +59,7 @@ def single_process(
     """The reference: one process, no Prefect, local disk, one bucket."""
     root = tmp_path_factory.mktemp("single")
     settings = load_settings(_config(root, str(exports), str(root / "curated")))
-    run_steps(settings, Lake(settings.curated_root), new_run_id())
+    run_steps(settings, Lake(settings.curated_root), new_run_id(), GxValidator())
     return _tables(settings)
 
 
@@ -84,9 +85,9 @@ def _tables(settings: Any) -> dict[str, pl.DataFrame]:
 
 
 def _gx_loaded() -> bool:
-    from servio import validation
+    from servio.validation import gx
 
-    return validation._GX is not None
+    return gx.is_loaded()
 
 
 def _run_on_dask(config: Path, cluster: Any, monkeypatch: pytest.MonkeyPatch) -> Any:

@@ -15,19 +15,15 @@ from typing import Any
 import pytest
 
 from servio import faults, objectstore, pipeline, storage
+from servio.validation import RequiredOnlyValidator
 from tests import faults_harness as h
 
 NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def _run(config: Path) -> dict[str, int]:
-    return faults.run_without_prefect(str(config))
-
-
-@pytest.fixture(autouse=True)
-def _required_rules_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rules are not under test here; the GX suite costs ~1.5 s per file."""
-    monkeypatch.setattr(pipeline, "_rule_failures", faults._required_only)
+    return faults.run_without_prefect(str(config), validator=RequiredOnlyValidator())
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +32,12 @@ def exports(
 ) -> Iterator[tuple[Path, list, list, Path, dict]]:
     base = tmp_path_factory.mktemp("disk-reference")
     first, rest = h.make_exports(base / "exports")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "_rule_failures", faults._required_only)
-        config = h.new_lake(base / "lake", first, base / "exports", None)
-        _run(config)
-        shutil.copytree(base / "lake" / "curated", base / "after_first")
-        full = h.new_lake(base / "full", first + rest, base / "exports", base / "after_first")
-        _run(full)
-        yield base / "exports", first, rest, base / "after_first", h.tables(full)
+    config = h.new_lake(base / "lake", first, base / "exports", None)
+    _run(config)
+    shutil.copytree(base / "lake" / "curated", base / "after_first")
+    full = h.new_lake(base / "full", first + rest, base / "exports", base / "after_first")
+    _run(full)
+    yield base / "exports", first, rest, base / "after_first", h.tables(full)
 
 
 def _tables_digest(config: Path) -> dict[str, str]:

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from servio.generate import GenerateOptions, GenerateReport, generate
-from servio.schemas.tables import INTERACTIONS_RAW
+from servio.schemas.raw import INTERACTIONS_RAW
 
 pytestmark = pytest.mark.e2e
 

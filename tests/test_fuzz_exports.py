@@ -22,9 +22,12 @@ from hypothesis import strategies as st
 from servio import faults, landing, pipeline
 from servio.config import load_settings
 from servio.pipeline import INGESTED, REJECTED, contract_for, stage_file
+from servio.schemas.sources import SOURCE_NAMES
+from servio.schemas.tables import INGEST_LEDGER, INTERACTIONS
 from servio.storage import Lake
+from servio.validation import RequiredOnlyValidator, Validator
+from servio.validation.gx import GxValidator
 
-_REAL_RULES = pipeline._rule_failures
 FORMATS = ("csv", "csv.gz", "jsonl", "jsonl.gz", "ndjson", "parquet")
 EXAMPLES_PER_FORMAT = 60
 RAN: dict[str, dict[str, int]] = {fmt: {"ingested": 0, "rejected": 0} for fmt in FORMATS}
@@ -170,7 +173,7 @@ def _parquet_bytes(draw: st.DrawFn, source: str) -> bytes:
 
 @st.composite
 def exports(draw: st.DrawFn, fmt: str) -> tuple[str, bytes]:
-    source = draw(st.sampled_from(landing.SOURCES))
+    source = draw(st.sampled_from(SOURCE_NAMES))
     kind = draw(st.sampled_from(["structured"] * 8 + ["bytes", "text"]))
     if kind == "bytes":
         data = draw(st.binary(max_size=2_000))
@@ -200,17 +203,20 @@ def _settings() -> Any:
     return load_settings(str(config))
 
 
+# The GX suite (~1.5 s a file) is replaced by its `required` checks, as in the kill tests;
+# `test_real_rules_on_hostile_exports` keeps a few examples with the real suite.
+REQUIRED_ONLY = RequiredOnlyValidator()
+
+
 @pytest.fixture(autouse=True, scope="module")
-def _required_rules_only() -> Iterator[None]:
-    """The GX suite (~1.5 s a file) is replaced by its `required` checks, as in the kill tests;
-    `test_real_rules_on_hostile_exports` keeps a few examples with the real suite."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "_rule_failures", faults._required_only)
-        yield
+def _report_examples() -> Iterator[None]:
+    yield
     print(f"\nfuzz examples run per format: {RAN}")
 
 
-def _stage(fmt: str, source: str, data: bytes) -> pipeline.StagedFile:
+def _stage(
+    fmt: str, source: str, data: bytes, validator: Validator = REQUIRED_ONLY
+) -> pipeline.StagedFile:
     raw = _WORK / "raw"
     shutil.rmtree(raw, ignore_errors=True)
     path = raw / source / f"export {fmt}.{fmt}"
@@ -218,7 +224,7 @@ def _stage(fmt: str, source: str, data: bytes) -> pipeline.StagedFile:
     path.write_bytes(data)
     settings = _settings()
     [landed] = landing.discover(raw)
-    staged = stage_file(landed, settings, Lake(settings.curated_root), "fuzz", _NOW)
+    staged = stage_file(landed, settings, Lake(settings.curated_root), "fuzz", _NOW, validator)
     assert staged.status in (INGESTED, REJECTED)
     assert staged.rows_read == staged.rows_valid + staged.rows_quarantined
     if staged.status == REJECTED:
@@ -247,9 +253,8 @@ def test_hostile_exports_are_ingested_or_rejected_never_crash(fmt: str) -> None:
     check()
 
 
-def test_real_rules_on_hostile_exports(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_rules_on_hostile_exports() -> None:
     """A few examples through the real Great Expectations suite (slow: ~1.5 s a file)."""
-    monkeypatch.setattr(pipeline, "_rule_failures", _REAL_RULES)
 
     @settings(
         max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
@@ -257,7 +262,7 @@ def test_real_rules_on_hostile_exports(monkeypatch: pytest.MonkeyPatch) -> None:
     @given(st.sampled_from(FORMATS).flatmap(lambda fmt: st.tuples(st.just(fmt), exports(fmt))))
     def check(case: tuple[str, tuple[str, bytes]]) -> None:
         fmt, (source, data) = case
-        _stage(fmt, source, data)
+        _stage(fmt, source, data, GxValidator())
 
     check()
 
@@ -288,11 +293,11 @@ def test_unsafe_file_names_ingest_fine(tmp_path: Path) -> None:
         path.rename(target)
         renamed[target.name] = target
     assert any(len(n) == 200 for n in renamed)
-    faults.run_without_prefect(str(config))
+    faults.run_without_prefect(str(config), validator=REQUIRED_ONLY)
     lake = Lake(tmp_path / "lake" / "curated")
-    ledger = lake.scan(pipeline.INGEST_LEDGER).collect()
+    ledger = lake.scan(INGEST_LEDGER).collect()
     for name in renamed:
         [entry] = ledger.filter(source_file=f"interactions/{name}").to_dicts()
         assert entry["status"] == INGESTED and entry["rows_curated"] > 0, entry
-    curated = lake.scan(pipeline.INTERACTIONS).select("source_file").unique().collect()
+    curated = lake.scan(INTERACTIONS).select("source_file").unique().collect()
     assert {f"interactions/{n}" for n in renamed} <= set(curated["source_file"])

@@ -35,12 +35,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servio import faults, landing, pipeline
+from servio import landing, pipeline
 from servio.config import Settings, load_settings
 from servio.pipeline import DEFERRED, INGESTED, REFUSED, REJECTED
 from servio.readers import delimited
 from servio.schemas.tables import INGEST_LEDGER, curated_tables
 from servio.storage import Lake
+from servio.validation import RequiredOnlyValidator
 from tests import faults_harness as h
 
 MARKER = "PDMARK-q7Zx"  # planted in every personal-data and unknown column
@@ -359,13 +360,6 @@ def corpora(draw: st.DrawFn, first: Callable[..., st.SearchStrategy[Hostile]]) -
 # running a corpus
 
 
-@pytest.fixture(autouse=True)
-def _required_rules_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rules are not under test here (the GX suite costs ~1.5 s a file); one test below
-    runs the real `servio run`, with the real suite, over a corpus."""
-    monkeypatch.setattr(pipeline, "_rule_failures", faults._required_only)
-
-
 def land(base: Path, corpus: list[Hostile], clean_id: str) -> Path:
     """A raw root with the corpus and one clean export; the lake's configuration file."""
     raw = base / "raw"
@@ -390,8 +384,12 @@ def land(base: Path, corpus: list[Hostile], clean_id: str) -> Path:
 
 
 def run(config: Path) -> Settings:
+    """The main job's steps with the `required` checks only: the rules are not under test here
+    (the GX suite costs ~1.5 s a file); one test below runs the real `servio run`, with the
+    real suite, over a corpus."""
     settings = load_settings(str(config))
-    pipeline.run_steps(settings, Lake(settings.curated_root), pipeline.new_run_id())
+    lake = Lake(settings.curated_root)
+    pipeline.run_steps(settings, lake, pipeline.new_run_id(), RequiredOnlyValidator())
     return settings
 
 

@@ -26,6 +26,7 @@ from servio.config import ConfigError, Settings, load_settings
 from servio.pipeline import new_run_id, run_steps
 from servio.schemas.tables import INGEST_LEDGER, INTERACTIONS, curated_tables
 from servio.storage import PLAN, Lake, LakeBusy
+from servio.validation import RequiredOnlyValidator
 from tests.faults_harness import assert_same_tables, fast_run, finish, make_exports, tables
 from tests.s3server import (
     ACCESS_KEY_ID,
@@ -47,12 +48,6 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def required_checks_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Publishing and storage are under test, not rules: the GX suite costs ~1.5 s a file."""
-    monkeypatch.setattr(pipeline, "_rule_failures", faults._required_only)
-
-
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("exports")
@@ -67,9 +62,7 @@ def local_tables(
     """The reference: the same exports, one process, local disk."""
     base = tmp_path_factory.mktemp("local")
     config = _config(base, str(exports), str(base / "curated"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "_rule_failures", faults._required_only)
-        _run(config)
+    _run(config)
     return tables(config)
 
 
@@ -88,8 +81,11 @@ def _s3_lake(exports: Path, folder: Path, only: str = "") -> tuple[Path, str]:
 
 
 def _run(config: Path) -> pipeline.IngestSummary:
+    """The run's steps, with the `required` checks only: publishing and storage are under
+    test here, not rules (the GX suite costs ~1.5 s a file)."""
     settings = load_settings(str(config))
-    _, summary = run_steps(settings, Lake(settings.curated_root), new_run_id())
+    lake = Lake(settings.curated_root)
+    _, summary = run_steps(settings, lake, new_run_id(), RequiredOnlyValidator())
     return summary
 
 
@@ -124,9 +120,7 @@ def s3_run(
     aws: None, exports: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, str, pipeline.IngestSummary]:
     config, prefix = _s3_lake(exports, tmp_path_factory.mktemp("s3"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "_rule_failures", faults._required_only)
-        summary = _run(config)
+    summary = _run(config)
     return config, prefix, summary
 
 
@@ -167,7 +161,7 @@ def test_the_tables_on_s3_are_hive_partitioned_delta_tables(
 
 
 def test_a_second_run_on_s3_changes_no_object(
-    s3_run: tuple[Path, str, pipeline.IngestSummary], required_checks_only: None
+    s3_run: tuple[Path, str, pipeline.IngestSummary],
 ) -> None:
     config, prefix, _ = s3_run
     before = objects(LAKE, prefix)
@@ -252,7 +246,6 @@ def test_a_kill_after_the_publication_commit_is_rolled_forward_by_the_next_run(
     exports: Path,
     tmp_path: Path,
     local_tables: dict[str, pl.DataFrame],
-    required_checks_only: None,
 ) -> None:
     config, prefix = _s3_lake(exports, tmp_path)
     killed = fast_run(config, "--no-rules", SERVIO_KILL_AT="between_table_commits:2")
@@ -298,7 +291,6 @@ def test_a_crash_before_the_commit_leaves_the_tables_and_its_files_are_removed(
     exports: Path,
     tmp_path: Path,
     local_tables: dict[str, pl.DataFrame],
-    required_checks_only: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config, prefix = _s3_lake(exports, tmp_path)
@@ -369,7 +361,7 @@ def test_delta_commits_on_s3_are_conditional_puts_moto_refuses_a_second_writer(a
 def test_maintenance_on_s3_compacts_checkpoints_and_vacuums(aws: None) -> None:
     from datetime import date
 
-    from servio.schemas.tables import CUSTOMER_SEGMENTS
+    from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS
     from servio.storage import TableChange
 
     day = date(2026, 1, 1)
@@ -441,7 +433,6 @@ def test_credentials_appear_in_no_log_object_setting_or_error(
     aws: None,
     exports: Path,
     tmp_path: Path,
-    required_checks_only: None,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:

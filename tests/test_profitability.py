@@ -13,15 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from servio.config import DEFAULT_RATES, ChannelRate
 from servio.schemas.catalog import load_catalog
-from servio.schemas.tables import (
-    CHANNELS,
-    CUSTOMER_PROFITABILITY,
-    INTERACTIONS,
-    MONEY,
-    survey_responses_table,
-)
+from servio.schemas.channels import CHANNELS, DEFAULT_RATES, ChannelRate
+from servio.schemas.snapshot_tables import CUSTOMER_PROFITABILITY
+from servio.schemas.table import MONEY
+from servio.schemas.tables import INTERACTIONS, survey_responses_table
 from servio.transforms.profitability import RFM_SEGMENTS, cost_to_serve, customer_profitability
 
 AS_OF = dt.date(2026, 11, 27)

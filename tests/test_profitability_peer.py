@@ -20,17 +20,15 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from benchmarks.peer_profitability import peer_customer_profitability, peer_customer_segments
-from servio.config import DEFAULT_RATES
 from servio.schemas.catalog import load_catalog
-from servio.schemas.tables import (
-    CHANNELS,
+from servio.schemas.channels import CHANNELS, DEFAULT_RATES
+from servio.schemas.snapshot_tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
-    INTERACTIONS,
-    MONEY,
     customer_quality_table,
-    survey_responses_table,
 )
+from servio.schemas.table import MONEY
+from servio.schemas.tables import INTERACTIONS, survey_responses_table
 from servio.transforms.profitability import cost_to_serve, customer_profitability
 from servio.transforms.segments import customer_segments
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from servio.schemas.catalog import Item, ItemCatalog, load_catalog
-from servio.schemas.tables import INTERACTIONS, customer_quality_table, survey_responses_table
+from servio.schemas.snapshot_tables import customer_quality_table
+from servio.schemas.tables import INTERACTIONS, survey_responses_table
 from servio.transforms.quality import customer_quality, survey_response_scores
 
 UTC = datetime.UTC

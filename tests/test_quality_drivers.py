@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from servio.key_drivers import relative_weights
-from servio.schemas.tables import QUALITY_DRIVERS
+from servio.schemas.snapshot_tables import QUALITY_DRIVERS
 from servio.transforms.drivers import MIN_RESPONSES, driver_responses, quality_drivers
 from servio.value_snapshot import driver_importances
 from tests.value_frames import AS_OF, CATALOG, WINDOW_DAYS, response, survey_responses

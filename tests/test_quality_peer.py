@@ -15,7 +15,8 @@ from polars.testing import assert_frame_equal
 
 from benchmarks.peer_quality import peer_customer_quality
 from servio.config import Settings
-from servio.schemas.tables import INTERACTIONS, customer_quality_table, survey_responses_table
+from servio.schemas.snapshot_tables import customer_quality_table
+from servio.schemas.tables import INTERACTIONS, survey_responses_table
 from servio.transforms.quality import customer_quality, survey_response_scores
 
 SETTINGS = Settings(window_days=60, service_level_band=0.5)  # the default catalog and weights

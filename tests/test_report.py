@@ -24,14 +24,13 @@ from servio.report import (
     top_profit_share,
     write_report,
 )
-from servio.schemas.tables import (
+from servio.schemas.snapshot_tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
-    INGEST_LEDGER,
-    QUARANTINE,
-    CuratedTable,
     customer_quality_table,
 )
+from servio.schemas.table import CuratedTable
+from servio.schemas.tables import INGEST_LEDGER, QUARANTINE
 from servio.storage import Lake, TableChange
 
 EARLIER, LATEST = date(2026, 10, 31), date(2026, 11, 26)

@@ -57,6 +57,7 @@ def build_sample_lake(root: Path) -> tuple[Any, Any]:
     from servio.generate import GenerateOptions, generate
     from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
     from servio.storage import Lake
+    from servio.validation.gx import GxValidator
 
     generate(root / "raw", GenerateOptions(customers=400, days=90, seed=5))
     config = root / "servio.toml"
@@ -69,7 +70,7 @@ def build_sample_lake(root: Path) -> tuple[Any, Any]:
         todo, duplicates = pending_files(settings, lake)
         now = datetime.now(UTC)
         # one file at a time: Great Expectations validation is not thread-safe
-        staged = [stage_file(landed, settings, lake, run_id, now) for landed in todo]
+        staged = [stage_file(landed, settings, lake, run_id, now, GxValidator()) for landed in todo]
         publish_ingest(staged, duplicates, settings, lake, run_id)
         for as_of in AS_OF_DATES:
             build_snapshots(settings, lake, run_id, as_of)

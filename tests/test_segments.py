@@ -12,7 +12,11 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from servio.schemas.catalog import load_catalog
-from servio.schemas.tables import CUSTOMER_PROFITABILITY, CUSTOMER_SEGMENTS, customer_quality_table
+from servio.schemas.snapshot_tables import (
+    CUSTOMER_PROFITABILITY,
+    CUSTOMER_SEGMENTS,
+    customer_quality_table,
+)
 from servio.transforms.segments import ACTIONS, customer_segments
 
 AS_OF = dt.date(2026, 11, 27)

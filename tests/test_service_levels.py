@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servio.config import DEFAULT_SLA
-from servio.schemas.tables import SERVICE_LEVELS
+from servio.schemas.channels import DEFAULT_SLA
+from servio.schemas.snapshot_tables import SERVICE_LEVELS
 from servio.transforms.quality import customer_quality
 from servio.transforms.service import service_counts, service_levels
 from tests.value_frames import (

@@ -11,13 +11,12 @@ from polars.testing import assert_frame_equal
 from servio import snapshots
 from servio.config import Settings
 from servio.pipeline import build_snapshots, latest_activity_date, snapshot_fingerprint
-from servio.schemas.tables import (
+from servio.schemas.snapshot_tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
-    INTERACTIONS,
     customer_quality_table,
-    survey_responses_table,
 )
+from servio.schemas.tables import INTERACTIONS, survey_responses_table
 from servio.storage import Lake
 from servio.transforms.quality import customer_quality
 from tests.lakes import build_lake

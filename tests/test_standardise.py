@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from servio.schemas.tables import INTERACTIONS_RAW
+from servio.schemas.raw import INTERACTIONS_RAW
 from servio.transforms.standardise import (
     INVALID,
     missing_required,

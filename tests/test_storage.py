@@ -20,15 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from servio import delta, faults
-from servio.schemas.tables import (
-    CUSTOMER_SEGMENTS,
-    INGEST_LEDGER,
-    MONEY,
-    QUARANTINE,
-    TIMESTAMP,
-    Column,
-    CuratedTable,
-)
+from servio.delta import arrow_file_schema
+from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS
+from servio.schemas.table import MONEY, TIMESTAMP, Column, CuratedTable
+from servio.schemas.tables import INGEST_LEDGER, QUARANTINE
 from servio.storage import PARQUET_OPTIONS, PLAN, Lake, LakeBusy, TableChange, to_arrow
 
 D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
@@ -81,7 +76,7 @@ def test_publish_writes_a_delta_table_of_hive_partitions_without_the_key_inside(
     assert sorted(p.name for p in table_dir.iterdir()) == ["_delta_log", "as_of_date=2026-01-01"]
     schema = pq.ParquetFile(data).schema_arrow
     assert "as_of_date" not in schema.names
-    assert schema.equals(CUSTOMER_SEGMENTS.arrow_file_schema, check_metadata=False)
+    assert schema.equals(arrow_file_schema(CUSTOMER_SEGMENTS), check_metadata=False)
     assert lake.scan(CUSTOMER_SEGMENTS).collect().equals(_segments(D1, ["a", "b"]))
     table = lake.delta_table("customer_segments")
     assert table.metadata().partition_columns == ["as_of_date"]

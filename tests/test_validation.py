@@ -14,11 +14,14 @@ from typing import Any
 import polars as pl
 import pytest
 
-from servio import validation
 from servio.schemas.catalog import Item, ItemCatalog, load_catalog
+from servio.schemas.raw import FAILURE_SCHEMA, INTERACTIONS_RAW, RawContract, surveys_raw
 from servio.schemas.suites import build_suite, default_contracts, load_suite, suite_json, suite_path
-from servio.schemas.tables import INTERACTIONS_RAW, MONEY, TIMESTAMP, RawContract, surveys_raw
-from servio.validation import ValidationResult, build_data_docs, validate_rows, write_gx_result
+from servio.schemas.table import MONEY, TIMESTAMP
+from servio.validation import gx
+from servio.validation.datadocs import render as build_data_docs
+from servio.validation.gx import validate_rows
+from servio.validation.results import ValidationResult, write_gx_result
 
 INGESTED_AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 JAN = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
@@ -42,7 +45,7 @@ KIND_DTYPES: dict[str, pl.DataType] = {
 @pytest.fixture(scope="module", autouse=True)
 def gx_context() -> None:
     """Import GX and build the shared ephemeral context once for the module."""
-    validation._gx()
+    gx.load()
 
 
 def standardised(contract: RawContract, rows: list[dict[str, Any]]) -> pl.DataFrame:
@@ -105,7 +108,7 @@ def test_clean_frame_has_no_failures() -> None:
     result = validate(standardised(INTERACTIONS_RAW, [interaction(1), interaction(2)]))
 
     assert result.failures.is_empty()
-    assert result.failures.schema == validation.FAILURE_SCHEMA
+    assert result.failures.schema == FAILURE_SCHEMA
     assert result.summary["success"].all()
     assert result.gx_result.success
 
@@ -379,10 +382,10 @@ def test_committed_suite_equals_the_generated_one(contract: RawContract) -> None
 
 @pytest.mark.parametrize("contract", default_contracts(), ids=lambda c: c.source)
 def test_committed_suite_loads_into_great_expectations(contract: RawContract) -> None:
-    gx = validation._gx().gx
+    great_expectations = gx.load().gx
     document = json.loads(suite_path(contract).read_text(encoding="utf-8"))
 
-    suite = gx.ExpectationSuite(**document)
+    suite = great_expectations.ExpectationSuite(**document)
 
     assert len(suite.expectations) == len(document["expectations"])
     codes = [e["meta"]["reason_code"] for e in document["expectations"]]

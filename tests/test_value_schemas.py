@@ -7,7 +7,10 @@ import pyarrow as pa
 import pytest
 
 from servio.config import Settings
-from servio.schemas.tables import MONEY, curated_tables, customer_value_table, value_tables
+from servio.delta import arrow_file_schema
+from servio.schemas.snapshot_tables import customer_value_table, value_tables
+from servio.schemas.table import MONEY
+from servio.schemas.tables import curated_tables
 
 SNAPSHOT = {"customer_value", "value_model", "quality_drivers", "service_levels"}
 
@@ -37,7 +40,7 @@ def test_types_follow_the_spec() -> None:
     for rate in ("avg_repeat_spend", "p_alive", "expected_purchases_365d", "expected_spend"):
         assert value[rate] == pl.Float64
     for table in value_tables(365).values():
-        for field in table.arrow_file_schema:
+        for field in arrow_file_schema(table):
             assert not pa.types.is_unsigned_integer(field.type)
             assert not pa.types.is_dictionary(field.type)
             assert not pa.types.is_large_string(field.type)

@@ -1,31 +1,28 @@
 """Standardised, valid raw records → rows of the curated `interactions` and `survey_responses`
-tables, and the merge that keeps only the latest version of each key (SPEC §1.3, §1.4, §4)."""
+tables (SPEC §1.3, §1.4, §4): one function per table, named after it; `curated_rows` finds it
+by the table a source is published to (`servio.schemas.sources`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from decimal import Decimal
 
 import polars as pl
 
-from servio.config import ChannelRate
-from servio.schemas.catalog import ItemCatalog
-from servio.schemas.tables import INTERACTIONS, MONEY, CuratedTable, survey_responses_table
+from servio.schemas.sources import Curation
+from servio.schemas.table import MONEY, CuratedTable
+from servio.schemas.tables import INTERACTIONS, survey_responses_table
 from servio.transforms.profitability import cost_to_serve
 from servio.transforms.quality import survey_response_scores
 
-LINEAGE_ORDER = ("source_seq", "source_row")
 
-
-def interactions(
-    valid: pl.LazyFrame,
-    *,
-    rates: Mapping[str, ChannelRate],
-    gross_margin_rate: float,
-    currency: str,
-    source_file: str,
-) -> pl.LazyFrame:
+def interactions(valid: pl.LazyFrame, curation: Curation, source_file: str) -> pl.LazyFrame:
     """Curated interaction rows (without `source_seq`, which publishing assigns)."""
+    rates, gross_margin_rate, currency = (
+        curation.rates,
+        curation.gross_margin_rate,
+        curation.currency,
+    )
     revenue = pl.col("revenue").fill_null(Decimal("0")).cast(MONEY)
     default_margin = (revenue * pl.lit(Decimal(str(gross_margin_rate)))).round(2)
     return valid.with_columns(
@@ -41,14 +38,9 @@ def interactions(
     ).select(pl.col(name).cast(dtype) for name, dtype in INTERACTIONS.schema.items())
 
 
-def survey_responses(
-    valid: pl.LazyFrame,
-    *,
-    catalog: ItemCatalog,
-    weights: Mapping[str, float],
-    source_file: str,
-) -> pl.LazyFrame:
+def survey_responses(valid: pl.LazyFrame, curation: Curation, source_file: str) -> pl.LazyFrame:
     """Curated survey rows with per-dimension scores and gaps (without `source_seq`)."""
+    catalog, weights = curation.catalog, curation.weights
     table = survey_responses_table(catalog)
     answers = [
         pl.col(name).cast(pl.Int32) for name in (*catalog.answer_columns, "nps", "csat", "ces")
@@ -63,14 +55,15 @@ def survey_responses(
     return scored.select(pl.col(name).cast(dtype) for name, dtype in table.schema.items())
 
 
-def version_column(table: CuratedTable) -> str:
-    return "updated_at" if table.name == INTERACTIONS.name else "submitted_at"
+Curate = Callable[[pl.LazyFrame, Curation, str], pl.LazyFrame]
+CURATORS: dict[str, Curate] = {
+    INTERACTIONS.name: interactions,
+    "survey_responses": survey_responses,
+}
 
 
-def latest_versions(rows: pl.LazyFrame, table: CuratedTable) -> pl.LazyFrame:
-    """Mark the winning version of each key: latest version time, then the later file, then
-    the later record in that file. Adds the boolean column `is_latest`."""
-    key = list(table.key)
-    order = [version_column(table), *LINEAGE_ORDER]
-    newest = pl.int_range(pl.len()).over(key, order_by=order) == pl.len().over(key) - 1
-    return rows.with_columns(newest.alias("is_latest"))
+def curated_rows(
+    table: CuratedTable, valid: pl.LazyFrame, curation: Curation, source_file: str
+) -> pl.LazyFrame:
+    """The rows of `table` from one file's valid standardised records."""
+    return CURATORS[table.name](valid, curation, source_file)

@@ -12,8 +12,9 @@ from decimal import Decimal
 
 import polars as pl
 
-from servio.config import ChannelRate
-from servio.schemas.tables import CUSTOMER_PROFITABILITY, MONEY
+from servio.schemas.channels import ChannelRate
+from servio.schemas.snapshot_tables import CUSTOMER_PROFITABILITY
+from servio.schemas.table import MONEY
 
 # handle_seconds is taken to the microsecond before any money is computed from it.
 HANDLE_DECIMALS = 6

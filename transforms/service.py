@@ -12,7 +12,8 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from servio.schemas.tables import CHANNELS, SERVICE_LEVELS
+from servio.schemas.channels import CHANNELS
+from servio.schemas.snapshot_tables import SERVICE_LEVELS
 from servio.transforms.quality import contact_outcomes
 
 ALL_CHANNELS = "all"

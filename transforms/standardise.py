@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from servio.schemas.tables import RAW_NOT_TEXT, RAW_ROW_NUMBER, TIMESTAMP, RawContract, RawField
+from servio.schemas.raw import RAW_NOT_TEXT, SOURCE_ROW, RawContract, RawField
+from servio.schemas.table import TIMESTAMP
 
 INVALID = "invalid_fields"  # List[String]: fields whose text could not be parsed
-ROW_NUMBER = RAW_ROW_NUMBER
 _TYPED = "__typed__"  # prefix of a field's parsed value while its text is still needed
 _FAILED = "__failed__"  # prefix of a field's "text present, value unparseable" flag
 
@@ -150,7 +150,7 @@ def standardise(raw: pl.LazyFrame, contract: RawContract, source_timezone: str) 
     )
     checked = [f.name for f in contract.fields if f.kind in EXPECTED_FORM]
     typed = parsed.select(
-        pl.col(ROW_NUMBER),
+        pl.col(SOURCE_ROW),
         *[pl.col(_TYPED + f.name).alias(f.name) for f in contract.fields],
         *[
             (
@@ -161,9 +161,9 @@ def standardise(raw: pl.LazyFrame, contract: RawContract, source_timezone: str) 
         ],
     )
     return typed.join(
-        _invalid_lists(typed, checked), on=ROW_NUMBER, how="left", maintain_order="left"
+        _invalid_lists(typed, checked), on=SOURCE_ROW, how="left", maintain_order="left"
     ).select(
-        pl.col(ROW_NUMBER),
+        pl.col(SOURCE_ROW),
         *[pl.col(f.name) for f in contract.fields],
         pl.col(INVALID).fill_null(pl.lit([], pl.List(pl.String))),
     )
@@ -183,12 +183,12 @@ def _invalid_lists(typed: pl.LazyFrame, checked: list[str]) -> pl.LazyFrame:
     took longer than the parsing itself. A group keeps its rows' order (the fields' order)."""
     flags = [_FAILED + name for name in checked]
     if not flags:
-        return typed.select(ROW_NUMBER, pl.lit([], pl.List(pl.String)).alias(INVALID)).clear()
+        return typed.select(SOURCE_ROW, pl.lit([], pl.List(pl.String)).alias(INVALID)).clear()
     return (
-        typed.select(ROW_NUMBER, *flags)
-        .unpivot(index=ROW_NUMBER, variable_name=INVALID, value_name="failed")
+        typed.select(SOURCE_ROW, *flags)
+        .unpivot(index=SOURCE_ROW, variable_name=INVALID, value_name="failed")
         .filter(pl.col("failed"))
-        .group_by(ROW_NUMBER)
+        .group_by(SOURCE_ROW)
         .agg(pl.col(INVALID).str.strip_prefix(_FAILED))
     )
 
@@ -204,21 +204,21 @@ def type_failures(
         }
     ).lazy()
     failed = (
-        standardised.select(ROW_NUMBER, pl.col(INVALID).alias("field"))
+        standardised.select(SOURCE_ROW, pl.col(INVALID).alias("field"))
         .explode("field")
         .drop_nulls("field")
         .join(kinds, on="field")
     )
     text_columns = [f.name for f in contract.fields if f.kind in EXPECTED_FORM]
     present = set(raw.collect_schema().names())
-    values = raw.select(ROW_NUMBER, *[pl.col(n) for n in text_columns if n in present]).unpivot(
-        index=ROW_NUMBER, variable_name="field", value_name="value"
+    values = raw.select(SOURCE_ROW, *[pl.col(n) for n in text_columns if n in present]).unpivot(
+        index=SOURCE_ROW, variable_name="field", value_name="value"
     )
     # A contract column's value may be quoted (control characters shown as U+FFFD); a value
     # that was not text (a JSON object, a Parquet struct) is described, never stringified.
     quoted = pl.col("value").str.slice(0, 80).str.replace_all(_CONTROL, "\ufffd")
-    return failed.join(values, on=[ROW_NUMBER, "field"], how="left").select(
-        ROW_NUMBER,
+    return failed.join(values, on=[SOURCE_ROW, "field"], how="left").select(
+        SOURCE_ROW,
         ("type:" + pl.col("field")).alias("reason_code"),
         pl.when(pl.col("value").is_null())
         .then(pl.format("{} must be {}, got {}", "field", "form", pl.lit(NOT_TEXT_DETAIL)))

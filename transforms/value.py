@@ -11,7 +11,8 @@ import datetime as dt
 
 import polars as pl
 
-from servio.schemas.tables import MONEY, customer_value_table, expected_purchases_column
+from servio.schemas.snapshot_tables import customer_value_table, expected_purchases_column
+from servio.schemas.table import MONEY
 from servio.transforms.profitability import customer_money
 
 # A float amount is read as its nearest 12-decimal value, then rounded half-even to the cent:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from servio.schemas.tables import RAW_ROW_NUMBER
+from servio.schemas.raw import SOURCE_ROW
 
 COPY_BLOCK_BYTES = 8 * 1024 * 1024
 
@@ -20,8 +20,8 @@ class FileRejected(Exception):
 
 
 def numbered(frame: pl.DataFrame, first_row: int) -> pl.DataFrame:
-    return frame.with_row_index(RAW_ROW_NUMBER, offset=first_row).with_columns(
-        pl.col(RAW_ROW_NUMBER).cast(pl.Int64)
+    return frame.with_row_index(SOURCE_ROW, offset=first_row).with_columns(
+        pl.col(SOURCE_ROW).cast(pl.Int64)
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from servio.readers.common import COPY_BLOCK_BYTES, FileRejected, is_io_error, kept_names
-from servio.schemas.tables import RAW_ROW_NUMBER
+from servio.schemas.raw import SOURCE_ROW
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 
@@ -40,12 +40,12 @@ def csv_chunks(
             # A blank line (or one of empty fields only) carries nothing: it is not a record.
             .filter(~pl.all_horizontal(pl.all().is_null()))
             .select(pl.col(positional[i]).alias(name) for name, i in kept.items())
-            .with_row_index(RAW_ROW_NUMBER, offset=1)
+            .with_row_index(SOURCE_ROW, offset=1)
         )
         produced = False
         try:
             for batch in records.collect_batches(chunk_size=chunk_rows, maintain_order=True):
-                typed = batch.with_columns(pl.col(RAW_ROW_NUMBER).cast(pl.Int64))
+                typed = batch.with_columns(pl.col(SOURCE_ROW).cast(pl.Int64))
                 for offset in range(0, typed.height, chunk_rows):  # a batch may be bigger
                     produced = True
                     yield typed.slice(offset, chunk_rows)
@@ -55,7 +55,7 @@ def csv_chunks(
             raise _csv_rejection(plain, len(names), exc) from None
         if not produced:
             yield pl.DataFrame(
-                schema={RAW_ROW_NUMBER: pl.Int64, **dict.fromkeys(kept, pl.String)}
+                schema={SOURCE_ROW: pl.Int64, **dict.fromkeys(kept, pl.String)}
             )
 
 

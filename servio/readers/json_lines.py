@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from servio.readers.common import FileRejected, is_io_error, numbered
-from servio.schemas.tables import RAW_MALFORMED, RAW_NOT_TEXT
+from servio.schemas.raw import RAW_MALFORMED, RAW_NOT_TEXT
 
 
 def json_chunks(

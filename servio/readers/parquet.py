@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from servio.readers.common import FileRejected, is_io_error, kept_names, numbered
-from servio.schemas.tables import RAW_NOT_TEXT, RAW_ROW_NUMBER
+from servio.schemas.raw import RAW_NOT_TEXT, SOURCE_ROW
 
 
 def parquet_chunks(path: Path, wanted: frozenset[str], chunk_rows: int) -> Iterator[pl.DataFrame]:
@@ -28,7 +28,7 @@ def parquet_chunks(path: Path, wanted: frozenset[str], chunk_rows: int) -> Itera
         ) from None
     kept = kept_names(names, wanted)
     if not kept:  # no contract column at all: the header check rejects the file
-        yield pl.DataFrame(schema={RAW_ROW_NUMBER: pl.Int64})
+        yield pl.DataFrame(schema={SOURCE_ROW: pl.Int64})
         return
     pending: list[pl.DataFrame] = []
     pending_rows = 0
