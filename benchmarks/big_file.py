@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/big_file.py --size 2GB [--workdir /tmp/stream-work/bigfile]
 
-The file is built once per size under the work dir and reused: `servio.generate` writes ~1 M
+The file is built once per size under the work dir and reused: `servio.tools.generate` writes ~1 M
 interactions as usual (default messiness: its small share of bad rows, in-file conflicting
 duplicates and a re-export file), those rows are read as text and written again and again
 with a copy prefix on `interaction_id` (`c3-…`, so ids stay unique between copies) into one
@@ -54,9 +54,9 @@ def parse_size(label: str) -> int:
 
 def base_rows(workdir: Path) -> pl.DataFrame:
     """The generator's interaction rows (every export file, re-export included) as text."""
-    from servio import landing
-    from servio.generate import GenerateOptions, generate
+    from servio.raw import landing
     from servio.schemas.raw import INTERACTIONS_RAW
+    from servio.tools.generate import GenerateOptions, generate
 
     base = workdir / "base"
     marker = base / "generated.json"
@@ -118,7 +118,7 @@ def ensure_big_file(paths: run.Paths, size_bytes: int) -> dict[str, Any]:
 
 def one_chunk_paths(paths: run.Paths) -> run.Paths:
     """A landing zone holding one chunk's worth of the big file's rows."""
-    from servio.pipeline import STAGE_CHUNK_ROWS
+    from servio.steps.context import STAGE_CHUNK_ROWS
 
     small = run.Paths(paths.base, "one-chunk")
     target = small.raw / "interactions" / "one_chunk.csv"
@@ -130,18 +130,17 @@ def one_chunk_paths(paths: run.Paths) -> run.Paths:
 
 
 def stage_only(paths: run.Paths) -> dict[str, Any]:
-    """`stage_file` for every pending file, nothing published."""
-    from servio.pipeline import pending_files, stage_file
-    from servio.storage import Lake
+    """The discover and stage steps alone for every pending file: nothing is published, so
+    this is not a run of the sequence (no lock is needed)."""
+    from servio.steps.context import RunContext
+    from servio.steps.discover import discover
+    from servio.steps.stage import stage_file
 
     shutil.rmtree(paths.curated, ignore_errors=True)
-    settings = paths.settings()
-    lake = Lake(settings.curated_root)
+    ctx = RunContext.start(paths.settings(), run_id="bench-stage")
     start = time.perf_counter()
-    todo, _ = pending_files(settings, lake)
-    ingested_at = dt.datetime.now(dt.UTC)
-    staged = [stage_file(f, settings, lake, "bench-stage", ingested_at) for f in todo]
-    lake.discard_staging("bench-stage")
+    staged = [stage_file(ctx, landed) for landed in discover(ctx).todo]
+    ctx.lake.discard_staging(ctx.run_id)
     return {
         "timings": {"total_s": time.perf_counter() - start},
         "rows_read": sum(s.rows_read for s in staged),
@@ -246,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  input: {big['bytes'] / 1e6:,.0f} MB, {big['rows']:,} rows", flush=True)
     if args.generate_only:
         return 0
-    from servio.pipeline import STAGE_CHUNK_ROWS
+    from servio.steps.context import STAGE_CHUNK_ROWS
 
     if args.one_chunk:
         one_chunk_paths(paths)

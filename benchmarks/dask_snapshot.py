@@ -48,12 +48,12 @@ def _digest(lake_dir: Path, settings: Any, as_of: dt.date) -> dict[str, str]:
     """A content hash per snapshot table for `as_of`, to compare the two modes."""
     import polars as pl
 
+    from servio.lake.lake import Lake
     from servio.schemas.snapshot_tables import (
         CUSTOMER_PROFITABILITY,
         CUSTOMER_SEGMENTS,
         customer_quality_table,
     )
-    from servio.storage import Lake
 
     lake = Lake(lake_dir)
     out = {}
@@ -69,20 +69,20 @@ def _digest(lake_dir: Path, settings: Any, as_of: dt.date) -> dict[str, str]:
 
 def run_mode(mode: str, lake_dir: Path, buckets: int, workers: int) -> dict[str, Any]:
     """Inside the mode's subprocess."""
-    from servio.pipeline import build_snapshots, latest_activity_date, new_run_id
-    from servio.storage import Lake
+    from servio.lake import Lake
+    from servio.steps import sequence
+    from servio.steps.context import RunContext
+    from servio.steps.snapshot import latest_activity_date
 
     settings = _lake_settings(lake_dir, 1 if mode == "single" else buckets)
     lake = Lake(lake_dir)
     as_of = latest_activity_date(lake, settings)
     assert as_of is not None
-    run_id = new_run_id()
+    plan = sequence.Plan(ingest=None, snapshot=as_of, force_snapshot=True, data_docs=False)
     result: dict[str, Any] = {"mode": mode, "buckets": settings.snapshot_buckets}
     if mode == "single":
         started = time.perf_counter()
-        with lake.lock(run_id):
-            summary = build_snapshots(settings, lake, run_id, as_of, force=True)
-            lake.discard_staging(run_id)
+        summary = sequence.run(RunContext.start(settings, "snapshot"), plan).snapshot
         result["wall_s"] = time.perf_counter() - started
     else:
         from distributed import Client, LocalCluster
@@ -103,11 +103,8 @@ def run_mode(mode: str, lake_dir: Path, buckets: int, workers: int) -> dict[str,
 
             client.run(lambda: None)  # workers up before the clock starts
             started = time.perf_counter()
-            with lake.lock(run_id):
-                summary = build_snapshots(
-                    settings, lake, run_id, as_of, force=True, mapper=on_cluster
-                )
-                lake.discard_staging(run_id)
+            ctx = RunContext.start(settings, "snapshot", mapper=on_cluster)
+            summary = sequence.run(ctx, plan).snapshot
             result["wall_s"] = time.perf_counter() - started
             rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
             result["worker_peak_rss_mib"] = sorted(round(v / 1024) for v in rss.values())

@@ -1,6 +1,6 @@
 """Raw CSV exports → the curated `interactions` and `survey_responses` rows, in DuckDB SQL.
 
-An independent peer of `servio.landing` + `transforms.standardise` + `servio.validation` +
+An independent peer of `servio.raw.landing` + `transforms.standardise` + `servio.validation` +
 `transforms.curate`, written from SPEC §1–§4 for the benchmark (`benchmarks/run.py`). It makes
 the same keep/drop decision per row (type failures, the suite's rules, conflicting duplicates
 within a file) but keeps no reasons, and it does not build the quarantine table's records.

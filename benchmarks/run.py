@@ -4,7 +4,7 @@
     SERVIO_SNAPSHOT_BUCKETS=16 .venv/bin/python benchmarks/run.py --scale 100M --servio-only
 
 Scale S: S interactions (S/10 customers × 10), ~S/10 survey responses, raw CSV as
-`servio.generate` writes it (default messiness). Every stage runs in a fresh subprocess, so
+`servio.tools.generate` writes it (default messiness). Every stage runs in a fresh subprocess, so
 its peak RSS (`os.wait4`) is its own: servio ingest (`pending_files` + `stage_file` per file +
 `publish_ingest`), servio snapshots (`build_snapshots`), the I/O floor (Polars
 `scan_csv → sink_parquet`, DuckDB `COPY … TO parquet`), the DuckDB SQL peer (raw CSV →
@@ -27,8 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,52 +163,38 @@ def raw_bytes(paths: Paths) -> int:
 # stages (each runs in its own subprocess: `run.py --stage NAME`)
 
 
-@contextmanager
-def timed_publish(sink: dict[str, float]) -> Iterator[None]:
-    """Time every `Lake.publish` (staging, the plan, the Delta commits, the record, the catalog)."""
-    from servio.storage import Lake
+def _context(settings: Any, run_id: str) -> Any:
+    """A run of the sequence validating against the invocation's pinned ingestion time."""
+    from dataclasses import replace
 
-    original = Lake.publish
+    from servio.steps.context import RunContext
 
-    def publish(self: Lake, *args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            sink["publish_s"] = sink.get("publish_s", 0.0) + time.perf_counter() - start
-
-    Lake.publish = publish  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Lake.publish = original  # type: ignore[method-assign]
+    return replace(RunContext.start(settings, run_id=run_id), started_at=reference_time())
 
 
 def stage_servio_ingest(paths: Paths) -> dict[str, Any]:
-    from servio.pipeline import pending_files, publish_ingest, stage_file
-    from servio.storage import Lake
+    """The sequence with ingest only (discover, stage each file in turn, publish)."""
+    from servio.steps import sequence
 
     shutil.rmtree(paths.curated, ignore_errors=True)
-    settings = paths.settings()
-    lake = Lake(settings.curated_root)
-    run_id = "bench-ingest"
-    ingested_at = reference_time()
-    timings: dict[str, float] = {}
+    ctx = _context(paths.settings(), "bench-ingest")
+    timed = sequence.Timed()
     start = time.perf_counter()
-    todo, duplicates = pending_files(settings, lake)
-    timings["discover_s"] = time.perf_counter() - start
-    mark = time.perf_counter()
-    staged = [stage_file(f, settings, lake, run_id, ingested_at) for f in todo]
-    timings["stage_files_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    with timed_publish(timings):
-        summary = publish_ingest(staged, duplicates, settings, lake, run_id)
-    timings["publish_ingest_s"] = time.perf_counter() - mark
-    lake.discard_staging(run_id)
-    timings["total_s"] = time.perf_counter() - start
+    plan = sequence.Plan(snapshot=None, data_docs=False)
+    outcome = sequence.run(ctx, plan, timed)
+    total = time.perf_counter() - start
+    summary = outcome.ingest
+    assert summary is not None
+    timings = {
+        "discover_s": timed.seconds.get("discover", 0.0),
+        "stage_files_s": timed.seconds.get("stage_file", 0.0),
+        "publish_ingest_s": timed.seconds.get("publish_ingest", 0.0),
+        "publish_s": ctx.lake.publish_seconds,
+        "total_s": total,
+    }
     return {
         "timings": timings,
-        "files": len(todo),
+        "files": len(outcome.staged),
         "rows_read": summary.rows_read,
         "rows_valid": summary.rows_valid,
         "rows_quarantined": summary.rows_quarantined,
@@ -218,17 +203,16 @@ def stage_servio_ingest(paths: Paths) -> dict[str, Any]:
 
 
 def stage_servio_snapshots(paths: Paths) -> dict[str, Any]:
-    from servio.pipeline import build_snapshots
-    from servio.storage import Lake
+    """The sequence with the snapshot only (the latest date, recomputed)."""
+    from servio.steps import sequence
 
-    settings = paths.settings()
-    lake = Lake(settings.curated_root)
-    timings: dict[str, float] = {}
+    ctx = _context(paths.settings(), "bench-snapshot")
     start = time.perf_counter()
-    with timed_publish(timings):
-        snap = build_snapshots(settings, lake, "bench-snapshot", None, force=True)
-    timings["total_s"] = time.perf_counter() - start
-    timings["transforms_s"] = timings["total_s"] - timings.get("publish_s", 0.0)
+    plan = sequence.Plan(ingest=None, force_snapshot=True, data_docs=False)
+    snap = sequence.run(ctx, plan).snapshot
+    assert snap is not None
+    timings = {"total_s": time.perf_counter() - start, "publish_s": ctx.lake.publish_seconds}
+    timings["transforms_s"] = timings["total_s"] - timings["publish_s"]
     return {
         "timings": timings,
         "as_of_date": str(snap.as_of_date),
@@ -340,37 +324,21 @@ def stage_peer(paths: Paths) -> dict[str, Any]:
 
 def stage_servio_flowlike(paths: Paths) -> dict[str, Any]:
     """What `run_pipeline` does, as plain calls in one process: the baseline for Prefect's
-    overhead. Files are staged concurrently, one thread each, as the flow's default
-    ThreadPoolTaskRunner does (the per-stage figures above stage them one after another)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    overhead. Files are staged concurrently on as many threads as the flow's default task
+    runner has (the per-stage figures above stage them one after another)."""
     from servio.flows.runners import THREADS
-    from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
-    from servio.storage import Lake
+    from servio.steps import sequence
 
     curated = paths.base / "curated-flowlike"
     shutil.rmtree(curated, ignore_errors=True)
-    settings = paths.settings(curated)
-    lake = Lake(settings.curated_root)
-    run_id = "bench-flowlike"
-    ingested_at = reference_time()
+    ctx = _context(paths.settings(curated), "bench-flowlike")
     start = time.perf_counter()
-    with lake.lock(run_id, 0.0):
-        lake.recover()
-        todo, duplicates = pending_files(settings, lake)
-        # As many threads as the servio-run flow's default task runner.
-        with ThreadPoolExecutor(max_workers=THREADS) as pool:
-            futures = [
-                pool.submit(stage_file, f, settings, lake, run_id, ingested_at) for f in todo
-            ]
-            staged = [future.result() for future in futures]
-        summary = publish_ingest(staged, duplicates, settings, lake, run_id)
-        snap = build_snapshots(settings, lake, run_id, None)
-        lake.discard_staging(run_id)
+    outcome = sequence.run(ctx, sequence.Plan(data_docs=False), sequence.InProcess(THREADS))
+    assert outcome.ingest is not None and outcome.snapshot is not None
     return {
         "timings": {"total_s": time.perf_counter() - start},
-        "rows_read": summary.rows_read,
-        "customers": snap.customers,
+        "rows_read": outcome.ingest.rows_read,
+        "customers": outcome.snapshot.customers,
     }
 
 
@@ -483,7 +451,7 @@ def run_stage_subprocess(name: str, paths: Paths, args: argparse.Namespace) -> d
 
 def ensure_raw(paths: Paths, rows: int) -> dict[str, Any]:
     """Generate the raw exports once per scale; later runs reuse them (same options, same bytes)."""
-    from servio.generate import GenerateOptions, generate
+    from servio.tools.generate import GenerateOptions, generate
 
     marker = paths.base / "generated.json"
     if marker.exists():

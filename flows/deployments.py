@@ -13,7 +13,7 @@ from servio.config import Settings
 from servio.flows.backfill import backfill
 from servio.flows.ingest_file import ingest_file
 from servio.flows.snapshot import build_snapshot
-from servio.watch import CURATED_UPDATED, FILE_LANDED
+from servio.flows.watch import CURATED_UPDATED, FILE_LANDED
 
 INGEST_DEPLOYMENT = "servio-ingest"
 SNAPSHOT_DEPLOYMENT = "servio-snapshot"

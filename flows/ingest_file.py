@@ -1,93 +1,43 @@
 """`ingest-file`: ingest one landed file, triggered by its `servio.raw.file.landed` event.
 
-Staging runs outside the lake lock (ingests of different files overlap); publishing takes
-the lock and waits for another publisher. The ledger decides: a file whose path and content
-it already holds is not ingested again, whatever the number of events."""
+One run of the sequence for the file the event names: staged outside the lake lock (ingests
+of different files overlap), published under it, deciding against the ledger there — a file
+whose path and content the ledger already holds is not ingested again, whatever the number of
+events."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
-import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
-from servio.config import Settings, load_settings
-from servio.flows.runners import transient_error
-from servio.flows.snapshot import DEFAULT_WAIT_SECONDS, new_run_id, writing
-from servio.landing import LandedFile
-from servio.pipeline import (
-    DEFERRED,
-    REFUSED,
-    StagedFile,
-    publish_ingest,
-    remembered_files,
-    stage_file,
-)
-from servio.storage import Lake
-from servio.validation.gx import GxValidator
-from servio.watch import CURATED_UPDATED, landed_file
+from servio.config import load_settings
+from servio.flows.runners import threads
+from servio.flows.tasks import PREFECT_TASKS
+from servio.flows.watch import CURATED_UPDATED
+from servio.raw.landing import LandedFile
+from servio.schemas.tables import DEFERRED, DUPLICATE, INGESTED, REFUSED, REJECTED
+from servio.steps import sequence
+from servio.steps.backfill import DEFAULT_WAIT_SECONDS
+from servio.steps.context import RunContext
+from servio.steps.stage import StagedFile
 
 ALREADY_INGESTED, INGESTED_NOW, DUPLICATE_CONTENT = "already_ingested", "ingested", "duplicate"
 
 
-def _ledger_state(lake: Lake, landed: LandedFile) -> str | None:
-    """already_ingested (this path, this content), duplicate (content under another name).
-    Only verdicts about the content count: a refused or deferred file is looked at again."""
-    ledger = remembered_files(lake)
-    same = ledger.filter(pl.col("sha256") == landed.sha256)
-    if same.filter(pl.col("source_file") == landed.relative_path).height:
-        return ALREADY_INGESTED
-    return DUPLICATE_CONTENT if same.height else None
-
-
-@task(
-    name="describe-file",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=2,
-    retry_condition_fn=transient_error,
-)
-def describe(settings: Settings, path: str) -> LandedFile:
-    return landed_file(settings.raw_root, path)
-
-
-@task(
-    name="stage-file",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=transient_error,
-    task_run_name="stage {landed.relative_path}",
-)
-def stage(landed: LandedFile, settings: Settings, lake: Lake, run_id: str) -> StagedFile:
-    lake.claim_staging(run_id)  # a concurrent publisher's recover() keeps this folder
-    return stage_file(landed, settings, lake, run_id, datetime.now(UTC), GxValidator())
-
-
-@task(name="publish-file", cache_policy=NO_CACHE)
-def publish(
-    landed: LandedFile,
-    staged: StagedFile | None,
-    settings: Settings,
-    lake: Lake,
-    run_id: str,
-    wait_seconds: float,
-) -> str:
-    with writing(lake, run_id, wait_seconds):
-        # Decide again under the lock: another run may have published this content meanwhile.
-        state = _ledger_state(lake, landed)
-        if state == ALREADY_INGESTED:
-            return ALREADY_INGESTED
-        if staged is None or state == DUPLICATE_CONTENT:
-            summary = publish_ingest([], [landed], settings, lake, run_id)
-        else:
-            summary = publish_ingest([staged], [], settings, lake, run_id)
+def file_outcome(outcome: sequence.Outcome, relative_path: str) -> str:
+    """ingested, duplicate (its content came under another name), already_ingested, or
+    refused / deferred (not read: its location, or an I/O failure; tried again later)."""
+    staged = next((s for s in outcome.staged if s.landed.relative_path == relative_path), None)
     if staged is not None and staged.status in (REFUSED, DEFERRED):
         return staged.status  # recorded with its reason; the file stays eligible
-    return INGESTED_NOW if summary.files_ingested + summary.files_rejected else DUPLICATE_CONTENT
+    recorded = outcome.ingest.recorded.get(relative_path) if outcome.ingest else None
+    if recorded in (INGESTED, REJECTED):
+        return INGESTED_NOW
+    if recorded == DUPLICATE:
+        return DUPLICATE_CONTENT
+    return ALREADY_INGESTED
 
 
 def _announce(landed: LandedFile, staged: StagedFile, run_id: str) -> None:
@@ -107,7 +57,7 @@ def _announce(landed: LandedFile, staged: StagedFile, run_id: str) -> None:
     )
 
 
-@flow(name="ingest-file", log_prints=True, flow_run_name="ingest {path}")
+@flow(name="ingest-file", log_prints=True, flow_run_name="ingest {path}", task_runner=threads())
 def ingest_file(
     path: str,
     source: str | None = None,
@@ -117,37 +67,36 @@ def ingest_file(
 ) -> str:
     """Ingest one file of the raw zone (path relative to the raw root, or absolute inside it).
 
-    Returns ingested, duplicate (its content came under another name), already_ingested, or
-    refused / deferred (not read: its location, or an I/O failure; tried again later).
+    Returns ingested, duplicate, already_ingested, refused or deferred (`file_outcome`).
     """
     logger = get_run_logger()
     settings = load_settings(config_path)
-    lake = Lake(settings.curated_root)
-    landed = describe(settings, path)
+    ctx = RunContext.start(settings, "ingest")
+    plan = sequence.Plan(ingest=(path,), snapshot=None, data_docs=False, wait_seconds=wait_seconds)
+    outcome = sequence.run(ctx, plan, PREFECT_TASKS)
+    found = [*outcome.discovered.todo, *outcome.discovered.duplicates]
+    if not found:
+        logger.info("%s is already in the ledger: nothing to do", path)
+        return ALREADY_INGESTED
+    landed = found[0]
     if sha256 and sha256 != landed.sha256:
         logger.warning(
-            "%s changed since its event (%s…, now %s…); ingesting its current content",
+            "%s changed since its event (%s…, now %s…); ingested its current content",
             landed.relative_path,
             sha256[:12],
             (landed.sha256 or "unreadable")[:12],
         )
     if source and source != landed.source:
         logger.warning("event says source %s, the folder says %s", source, landed.source)
-    state = _ledger_state(lake, landed)
-    if state == ALREADY_INGESTED:
-        logger.info("%s is already in the ledger: nothing to do", landed.relative_path)
-        return ALREADY_INGESTED
-    run_id = new_run_id("ingest")
-    staged = stage(landed, settings, lake, run_id) if state is None else None
-    outcome = publish(landed, staged, settings, lake, run_id, wait_seconds)
-    logger.info("%s: %s", landed.relative_path, outcome)
-    if staged is not None:
+    result = file_outcome(outcome, landed.relative_path)
+    logger.info("%s: %s", landed.relative_path, result)
+    for staged in outcome.staged:
         create_table_artifact(
             key="servio-ingest-file",
             table=[
                 {
                     "file": landed.relative_path,
-                    "outcome": outcome,
+                    "outcome": result,
                     "status": staged.status,
                     "rows_read": staged.rows_read,
                     "rows_valid": staged.rows_valid,
@@ -157,6 +106,6 @@ def ingest_file(
             ],
             description=f"servio ingest of {landed.relative_path}",
         )
-    if outcome == INGESTED_NOW and staged is not None and staged.rows_valid:
-        _announce(landed, staged, run_id)
-    return outcome
+        if result == INGESTED_NOW and staged.rows_valid:
+            _announce(landed, staged, ctx.run_id)
+    return result

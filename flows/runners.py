@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from servio.config import Settings
+from servio.flows.tasks import transient_error
 
 F = TypeVar("F", bound=Flow[Any, Any])
 T = TypeVar("T")
@@ -72,17 +73,6 @@ def with_runner(flow: F, settings: Settings) -> F:
     return flow if runner is None else cast(F, flow.with_options(task_runner=runner))
 
 
-def transient_error(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what a retry can fix: an OSError (disk, network storage), never bad data."""
-    try:
-        state.result()
-    except OSError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
 @task(
     name="snapshot-part",
     cache_policy=NO_CACHE,
@@ -96,7 +86,7 @@ def _snapshot_part(label: str, fn: Callable[..., Any], args: tuple[Any, ...]) ->
 
 
 def task_mapper(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
-    """A `servio.snapshots.Mapper` that runs each call as a task of the current flow's runner."""
+    """A `servio.steps.context.Mapper` that runs each call as a task of the current flow's runner."""
     name = fn.__name__.strip("_")
     futures = [_snapshot_part.submit(f"{name} {i}", fn, args) for i, args in enumerate(calls)]
     return [future.result() for future in futures]

@@ -331,9 +331,12 @@ def env_overrides(environ: dict[str, str]) -> dict[str, Any]:
 
 
 def load_settings(
-    path: str | Path | None = None, environ: dict[str, str] | None = None
+    path: str | Path | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Settings:
-    """Read the TOML file (optional when not named explicitly), overlay the environment, check all."""
+    """Read the TOML file (optional when not named explicitly), overlay the environment, then
+    `overrides` (command-line options: they win), and check all."""
     environ = dict(os.environ) if environ is None else environ
     explicit = path is not None
     config_path = Path(path if path is not None else DEFAULT_CONFIG_FILE)
@@ -348,6 +351,7 @@ def load_settings(
     elif explicit:
         raise ConfigError(f"{config_path}: configuration file not found")
     values.update(env_overrides(environ))
+    values.update(overrides or {})
     try:
         return Settings(**values)
     except ValidationError as exc:

@@ -164,10 +164,7 @@ class Store:
             except FileExistsError:
                 return False
             except FileNotFoundError as exc:
-                raise FileNotFoundError(
-                    f"{self.root}: the bucket does not exist or cannot be reached with the AWS "
-                    "settings in use"
-                ) from exc
+                raise self._unreachable() from exc
             return True
         path = self.local(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +178,25 @@ class Store:
         finally:
             claim.unlink()
         return True
+
+    def check_reachable(self) -> None:
+        """An object store's bucket must exist before anything is read or written: a typo in
+        the root would otherwise surface as a table format's generic error."""
+        if self.is_local:
+            return
+        bucket = self._base.split("/", 1)[0]
+        try:
+            found = self.fs.exists(bucket)
+        except (FileNotFoundError, PermissionError) as exc:
+            raise self._unreachable() from exc
+        if not found:
+            raise self._unreachable()
+
+    def _unreachable(self) -> FileNotFoundError:
+        return FileNotFoundError(
+            f"{self.root}: the bucket does not exist or cannot be reached with the AWS settings "
+            "in use"
+        )
 
     def put_file(self, source: Path, key: str) -> None:
         """Move a local file to the key: a rename on the lake's own disk, an upload (one PUT

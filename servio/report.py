@@ -23,6 +23,7 @@ import altair as alt
 import polars as pl
 
 from servio.config import Settings
+from servio.lake import Lake
 from servio.schemas.snapshot_tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
@@ -30,7 +31,6 @@ from servio.schemas.snapshot_tables import (
 )
 from servio.schemas.table import CuratedTable
 from servio.schemas.tables import INGEST_LEDGER, QUARANTINE
-from servio.storage import Lake
 from servio.transforms.segments import ACTIONS
 
 TOP_SHARE = 0.2  # "share of profit from the top 20 % of customers"

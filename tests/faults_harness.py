@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 from polars.testing import assert_frame_equal
 
 from servio.config import load_settings
-from servio.generate import GenerateOptions, generate
-from servio.pipeline import is_remembered
+from servio.lake.lake import Lake
 from servio.schemas.tables import INGEST_LEDGER, INTERACTIONS, curated_tables
-from servio.storage import Lake
+from servio.tools.generate import GenerateOptions, generate
+from servio.transforms.ledger import is_remembered
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
@@ -84,9 +84,10 @@ def _popen(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Pop
 
 
 def fast_run(config: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
-    """`python -m servio.faults` (the flow's steps without Prefect) in its own process group."""
+    """`python -m servio.tools.faults` (the run's sequence without Prefect) in its own process
+    group."""
     return _popen(
-        [PYTHON, "-m", "servio.faults", "--config", str(config), *args],
+        [PYTHON, "-m", "servio.tools.faults", "--config", str(config), *args],
         cwd=ROOT,
         env=env(**extra),
     )

@@ -1,15 +1,14 @@
 """A small real lake for reader tests: generated exports, ingested and snapshotted with the
-pipeline steps `servio run` uses, without Prefect (faster; no server needed)."""
+sequence `servio run` uses, without Prefect (faster; no server needed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from servio.config import Settings, load_settings
-from servio.generate import GenerateOptions, generate
-from servio.pipeline import run_steps
-from servio.storage import Lake
-from servio.validation.gx import GxValidator
+from servio.lake.lake import Lake
+from servio.tools.generate import GenerateOptions, generate
+from tests.runs import run
 
 
 def build_lake(root: Path, run_id: str, days: int = 60) -> tuple[Settings, Lake]:
@@ -22,5 +21,5 @@ def build_lake(root: Path, run_id: str, days: int = 60) -> tuple[Settings, Lake]
     )
     settings = load_settings(config)
     lake = Lake(settings.curated_root)
-    run_steps(settings, lake, run_id, GxValidator())
+    run(settings, run_id=run_id)
     return settings, lake

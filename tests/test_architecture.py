@@ -159,3 +159,151 @@ def test_importing_the_transforms_loads_no_settings_storage_or_orchestration() -
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------------------
+# the import graph: parts, allowed arrows, no cycles (ARCHITECTURE.md draws the same)
+
+PARTS = {
+    "servio.schemas": "contracts",
+    "servio.transforms": "transforms",
+    "servio.validation": "validation",
+    "servio.raw": "raw",
+    "servio.lake": "lake",
+    "servio.steps": "steps",
+    "servio.flows": "flows",
+    "servio.cli": "interface",
+    "servio.report": "report",
+    "servio.docs": "interface",
+    "servio.tools": "tools",
+    "servio.value_model": "value",
+    "servio.key_drivers": "value",
+    "servio.value_snapshot": "value",
+    "servio.config": "shared",
+    "servio.objectstore": "shared",
+    "servio.faults": "shared",
+    "servio.progress": "shared",
+}
+# Which parts each part may import (besides itself).
+ALLOWED_ARROWS = {
+    "contracts": set(),
+    "shared": {"contracts"},
+    "transforms": {"contracts"},
+    "validation": {"contracts", "shared"},
+    "raw": {"contracts", "shared"},
+    "lake": {"contracts", "shared"},
+    "value": {"contracts", "transforms", "shared"},
+    "steps": {"contracts", "transforms", "validation", "raw", "lake", "shared"},
+    "flows": {"steps", "report", "contracts", "raw", "lake", "shared"},
+    "report": {"contracts", "transforms", "lake", "shared"},
+    "tools": {"steps", "contracts", "validation", "lake", "shared"},
+    "interface": {"flows", "steps", "tools", "report", "contracts", "raw", "lake", "shared"},
+}
+
+
+def module_name(path: Path) -> str:
+    for folder in FOLDERS:
+        if path.is_relative_to(ROOT / folder):
+            parts = ("servio", folder, *path.relative_to(ROOT / folder).with_suffix("").parts)
+            break
+    else:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """servio module → the servio modules it imports (at any level, `TYPE_CHECKING` aside)."""
+    paths = [p for p in python_files("servio") if not p.is_relative_to(ROOT / "servio" / "flows")]
+    paths = [p for p in paths if not any(p.is_relative_to(ROOT / "servio" / f) for f in FOLDERS)]
+    modules = {module_name(p): p for p in paths}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {
+            id(child)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for stmt in node.body
+            for child in ast.walk(stmt)
+        }
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    targets.add(full if full in modules else node.module)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def part_of(module: str) -> str:
+    for prefix, part in sorted(PARTS.items(), key=lambda item: -len(item[0])):
+        if module == prefix or module.startswith(prefix + "."):
+            return part
+    raise AssertionError(f"{module} belongs to no part: add it to ARCHITECTURE.md and PARTS")
+
+
+def test_every_module_belongs_to_a_part_and_imports_only_along_allowed_arrows() -> None:
+    wrong = sorted(
+        f"{module} ({part_of(module)}) → {target} ({part_of(target)})"
+        for module, targets in import_graph().items()
+        if module != "servio"
+        for target in targets
+        if part_of(target) != part_of(module)
+        and part_of(target) not in ALLOWED_ARROWS[part_of(module)]
+    )
+    assert wrong == []
+
+
+def test_there_is_no_import_cycle_between_modules() -> None:
+    graph = import_graph()
+    cycles = [sorted(c) for c in _strongly_connected(graph) if len(c) > 1]
+    assert cycles == []
+
+
+def _strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Tarjan's algorithm, iteratively."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[set[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                components.append(component)
+    return components

@@ -13,7 +13,7 @@ from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from servio.config import Settings, load_settings
-from servio.generate import GenerateOptions, generate
+from servio.tools.generate import GenerateOptions, generate
 
 pytestmark = pytest.mark.e2e
 DATES = [date(2026, 11, 16), date(2026, 11, 17), date(2026, 11, 18)]
@@ -23,23 +23,15 @@ SNAPSHOT_TABLES = ("customer_quality", "customer_profitability", "customer_segme
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Path:
     """A lake with every sample file ingested and no snapshot yet for DATES."""
-    from datetime import UTC, datetime
-
-    from servio.pipeline import pending_files, publish_ingest, stage_file
-    from servio.storage import Lake
-    from servio.validation.gx import GxValidator
+    from servio.steps import sequence
+    from tests.runs import run
 
     root = tmp_path_factory.mktemp("backfill")
     generate(
         root / "raw", GenerateOptions(customers=150, days=21, seed=5, end_date=date(2026, 11, 20))
     )
     settings = _settings(root, root / "curated")
-    lake = Lake(settings.curated_root)
-    todo, duplicates = pending_files(settings, lake)
-    now = datetime.now(UTC)
-    staged = [stage_file(f, settings, lake, "setup", now, GxValidator()) for f in todo]
-    publish_ingest(staged, duplicates, settings, lake, "setup")
-    lake.discard_staging("setup")
+    run(settings, plan=sequence.Plan(snapshot=None, data_docs=False))
     return root
 
 
@@ -62,8 +54,8 @@ def _partition(curated: Path, table: str, as_of: date) -> pl.DataFrame:
 
 
 def test_backfill_equals_single_snapshot_runs(ingested: Path) -> None:
-    from servio.flows.backfill import PUBLISHED, run_backfill
     from servio.flows.snapshot import build_snapshot
+    from servio.steps.backfill import PUBLISHED, run_backfill
 
     single = _copy(ingested, "single")
     _settings(ingested, single)
@@ -79,7 +71,7 @@ def test_backfill_equals_single_snapshot_runs(ingested: Path) -> None:
 
 
 def test_backfill_is_resumable_and_force_recomputes(ingested: Path) -> None:
-    from servio.flows.backfill import DONE, PUBLISHED, run_backfill
+    from servio.steps.backfill import DONE, PUBLISHED, run_backfill
 
     curated = _copy(ingested, "resume")
     settings = _settings(ingested, curated)
@@ -91,16 +83,15 @@ def test_backfill_is_resumable_and_force_recomputes(ingested: Path) -> None:
     assert [o.outcome for o in forced] == [PUBLISHED]
 
 
-def test_backfill_command_prints_a_row_per_date(
-    ingested: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_backfill_command_prints_a_row_per_date(ingested: Path) -> None:
     from servio import cli
 
     curated = _copy(ingested, "cli")
     _settings(ingested, curated)
-    monkeypatch.setattr(cli, "_api_url", lambda: None)  # in process, not via the server
     config = str(curated.parent / "cli.toml")
-    args = ["backfill", "--from", "2026-11-17", "--to", "2026-11-18", "--config", config]
+    # In this process: the test harness's server (PREFECT_API_URL) would run deployments.
+    where = ["--config", config, "--in-process"]
+    args = ["backfill", "--from", "2026-11-17", "--to", "2026-11-18", *where]
     result = CliRunner().invoke(cli.app, [*args, "--parallel", "2"])
     assert result.exit_code == 0, result.output
     assert "2026-11-17" in result.output and "2026-11-18" in result.output

@@ -1,7 +1,7 @@
 """A bad-input corpus (issue 3, item 6): every kind of broken export, staged end to end.
 
 Each case lands one file, built here from literal bytes or frames (no committed fixtures),
-in its own raw root, and calls `servio.pipeline.stage_file` directly (no Prefect). Every case
+in its own raw root, and calls the stage step (`servio.steps.stage.stage_file`) directly (no Prefect). Every case
 asserts its exact outcome and that nothing is lost (SPEC §3):
 
 - rejected files: status `rejected`, the exact reason code, one file-level quarantine row
@@ -28,10 +28,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from servio import landing
 from servio.config import Settings, load_settings
-from servio.pipeline import INGESTED, REFUSED, REJECTED, StagedFile, stage_file
-from servio.storage import Lake
+from servio.lake.lake import Lake
+from servio.raw import landing
+from servio.schemas.tables import INGESTED, REFUSED, REJECTED
+from servio.steps.context import RunContext
+from servio.steps.stage import StagedFile, stage_file
 from servio.validation.gx import GxValidator
 
 os.environ["GX_ANALYTICS_ENABLED"] = "false"  # GX is imported lazily, after this
@@ -865,7 +867,8 @@ def test_bad_input(case: Case, tmp_path: Path, lake: Lake) -> None:
     before = _sha256(raw_file)
 
     [landed] = list(landing.discover(Path(settings.raw_root)))
-    staged = stage_file(landed, settings, lake, f"run-{case.name}", INGESTED_AT, GxValidator())
+    ctx = RunContext(settings, lake, f"run-{case.name}", GxValidator(), started_at=INGESTED_AT)
+    staged = stage_file(ctx, landed)
 
     assert _sha256(raw_file) == before, "the raw file must never be modified"
     assert raw_file.exists()

@@ -32,10 +32,11 @@ import pytest
 from deltalake import DeltaTable
 
 from servio.config import Settings
-from servio.delta import arrow_file_schema, table_schema
+from servio.lake.delta import arrow_file_schema, table_schema
+from servio.lake.files import ROW_GROUP_ROWS
+from servio.lake.lake import Lake
 from servio.schemas.table import MONEY, TIMESTAMP, CuratedTable
 from servio.schemas.tables import curated_tables
-from servio.storage import ROW_GROUP_ROWS, Lake
 from tests import lakes
 
 pytestmark = pytest.mark.filterwarnings(
@@ -439,7 +440,7 @@ def test_duckdb_catalog_names_the_latest_publication(built: BuiltLake) -> None:
 
 def test_a_glob_over_a_delta_table_double_counts_until_vacuum(tmp_path: Path) -> None:
     """Why docs/BI.md says not to glob: republish one partition, and the glob sees both."""
-    from servio.storage import TableChange
+    from servio.lake.files import TableChange
 
     settings, lake = lakes.build_lake(tmp_path, "glob")
     table = curated_tables(settings.catalog)["interactions"]

@@ -9,6 +9,7 @@ in a one-chunk run: curated tables, quarantine and ledger row for row.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -16,13 +17,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from servio import faults, landing, pipeline
 from servio.config import load_settings
-from servio.generate import GenerateOptions, generate
-from servio.storage import Lake
-from servio.validation import RequiredOnlyValidator
+from servio.lake.lake import Lake
+from servio.raw import landing
+from servio.schemas.tables import REJECTED
+from servio.steps.context import STAGE_CHUNK_ROWS, RunContext
+from servio.steps.stage import StagedFile, stage_file
+from servio.tools.generate import GenerateOptions, generate
 from servio.validation.gx import GxValidator
 from tests import faults_harness as h
+from tests.runs import REQUIRED_ONLY, run
 
 TINY_CHUNK = 7
 INTERACTIONS_HEADER = (
@@ -99,13 +103,15 @@ def _lines(rows: list[str]) -> str:
     return "".join(row + "\n" for row in rows)
 
 
-def _two_runs(base: Path) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+def _two_runs(
+    base: Path, chunk_rows: int = STAGE_CHUNK_ROWS
+) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
     """Ingest the first exports, then the re-export; the tables after each run."""
     config = _lake(base)
-    faults.run_without_prefect(str(config))
+    run(config, chunk_rows=chunk_rows)
     after_first = h.tables(config)
     _write(base / "raw" / "interactions" / "2026-02_b.csv", INTERACTIONS_HEADER + _lines(REEXPORT))
-    faults.run_without_prefect(str(config))
+    run(config, chunk_rows=chunk_rows)
     return after_first, h.tables(config)
 
 
@@ -115,10 +121,9 @@ def one_chunk(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
 
 
 def test_tiny_chunks_give_the_tables_of_one_chunk(
-    one_chunk: tuple[dict, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    one_chunk: tuple[dict, dict], tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(pipeline, "STAGE_CHUNK_ROWS", TINY_CHUNK)
-    after_first, final = _two_runs(tmp_path)
+    after_first, final = _two_runs(tmp_path, TINY_CHUNK)
     for expected, actual in ((one_chunk[0], after_first), (one_chunk[1], final)):
         _assert_same_tables(actual, expected)
 
@@ -149,9 +154,7 @@ def test_the_reference_run_sees_what_the_chunks_must_reproduce(one_chunk: tuple)
     assert ledger.select("rows_curated", "rows_superseded").rows() == [(6, 4), (4, 0), (2, 1)]
 
 
-def test_chunk_results_combine_into_the_files_gx_result(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_chunk_results_combine_into_the_files_gx_result(tmp_path: Path) -> None:
     """The Data Docs result of a file staged in chunks has the counts and (trimmed) row ids
     of the file staged whole."""
     config = _lake(tmp_path)
@@ -160,8 +163,9 @@ def test_chunk_results_combine_into_the_files_gx_result(
     [landed] = [f for f in landing.discover(Path(settings.raw_root)) if f.source == "interactions"]
     ingested_at = datetime(2026, 2, 2, tzinfo=UTC)
 
-    def gx_result(run_id: str) -> dict:
-        staged = pipeline.stage_file(landed, settings, lake, run_id, ingested_at, GxValidator())
+    def gx_result(run_id: str, chunk_rows: int = STAGE_CHUNK_ROWS) -> dict:
+        ctx = RunContext(settings, lake, run_id, GxValidator(), started_at=ingested_at)
+        staged = stage_file(replace(ctx, chunk_rows=chunk_rows), landed)
         assert staged.validation_path is not None
         document = json.loads(Path(staged.validation_path).read_text())
         return {
@@ -174,15 +178,12 @@ def test_chunk_results_combine_into_the_files_gx_result(
         }
 
     whole = gx_result("whole")
-    monkeypatch.setattr(pipeline, "STAGE_CHUNK_ROWS", TINY_CHUNK)
-    chunked = gx_result("chunked")
+    chunked = gx_result("chunked", TINY_CHUNK)
     assert chunked == whole
     assert whole["statistics"]["unsuccessful_expectations"] == 9
 
 
-def test_tiny_chunks_of_every_format_give_the_tables_of_one_chunk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_tiny_chunks_of_every_format_give_the_tables_of_one_chunk(tmp_path: Path) -> None:
     """Generated messy exports (csv, csv.gz, jsonl, parquet; re-exports) at a chunk of 7."""
     exports = tmp_path / "exports"
     options = GenerateOptions(
@@ -196,19 +197,16 @@ def test_tiny_chunks_of_every_format_give_the_tables_of_one_chunk(
     generate(exports, options)
     files = sorted(p for p in exports.rglob("*") if p.is_file() and not p.name.startswith("_"))
     results = []
-    for chunk in (pipeline.STAGE_CHUNK_ROWS, TINY_CHUNK):
-        monkeypatch.setattr(pipeline, "STAGE_CHUNK_ROWS", chunk)
+    for chunk in (STAGE_CHUNK_ROWS, TINY_CHUNK):
         config = h.new_lake(tmp_path / f"chunk-{chunk}", files, exports, None)
-        faults.run_without_prefect(str(config), validator=RequiredOnlyValidator())  # GX is slow
+        run(config, REQUIRED_ONLY, chunk_rows=chunk)  # GX is slow
         results.append(h.tables(config))
     whole, chunked = results
     assert whole["interactions"].height > 3 * TINY_CHUNK
     _assert_same_tables(chunked, whole)
 
 
-def test_a_file_malformed_in_a_late_chunk_is_rejected_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_file_malformed_in_a_late_chunk_is_rejected_whole(tmp_path: Path) -> None:
     """An unterminated quote in the third chunk: no part of the file stays staged."""
     broken = [
         *FIRST_EXPORT[:16],
@@ -222,15 +220,15 @@ def test_a_file_malformed_in_a_late_chunk_is_rejected_whole(
     [landed] = landing.discover(Path(settings.raw_root))
     ingested_at = datetime(2026, 2, 2, tzinfo=UTC)
 
-    def staged_as(run_id: str) -> tuple[pipeline.StagedFile, list[str]]:
-        staged = pipeline.stage_file(landed, settings, lake, run_id, ingested_at, GxValidator())
+    def staged_as(run_id: str, chunk_rows: int = STAGE_CHUNK_ROWS) -> tuple[StagedFile, list[str]]:
+        ctx = RunContext(settings, lake, run_id, GxValidator(), started_at=ingested_at)
+        staged = stage_file(replace(ctx, chunk_rows=chunk_rows), landed)
         folder = lake.staging_dir(run_id) / "files" / landed.sha256
         return staged, sorted(p.name for p in folder.iterdir())
 
     whole, whole_files = staged_as("whole")
-    monkeypatch.setattr(pipeline, "STAGE_CHUNK_ROWS", TINY_CHUNK)
-    chunked, chunked_files = staged_as("chunked")
-    assert whole.status == chunked.status == pipeline.REJECTED
+    chunked, chunked_files = staged_as("chunked", TINY_CHUNK)
+    assert whole.status == chunked.status == REJECTED
     assert chunked.reason == whole.reason
     assert (chunked.rows_read, chunked.valid_path) == (0, None)
     assert chunked_files == whole_files == ["quarantine.parquet"]

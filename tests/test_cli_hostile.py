@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from servio import faults
 from servio.cli import app
 from servio.config import load_settings
-from servio.storage import Lake
+from servio.lake.lake import Lake
 from tests import faults_harness as h
 from tests.test_hostile_corpus import (
     COLUMNS,
@@ -125,20 +126,17 @@ def test_as_of_without_data_in_its_window_says_so(tmp_path: Path, prefect_harnes
 
 
 def test_a_full_disk_while_writing_data_docs_after_the_publish_is_a_warning(
-    tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, prefect_harness: None
 ) -> None:
     """The tables are published (exit 6, not 5: nothing to undo); the next run writes the
     Data Docs of this run's files."""
-    from servio.validation import datadocs
-
     config = land(tmp_path, [], "disk")
-    real = datadocs.render
 
-    def full(*args: object, **kwargs: object) -> object:
+    def full() -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(datadocs, "render", full)
-    result = CliRunner().invoke(app, ["run", "--config", str(config)])
+    with faults.inject("rendering_data_docs", full):
+        result = CliRunner().invoke(app, ["run", "--config", str(config)])
     assert result.exit_code == 6, result.output
     flat = " ".join(result.output.split())
     assert "warning: the Great Expectations Data Docs could not be written" in flat
@@ -146,7 +144,6 @@ def test_a_full_disk_while_writing_data_docs_after_the_publish_is_a_warning(
     settings_ = load_settings(str(config))
     ledger = tables_of(settings_)["ingest_ledger"]
     assert ledger["status"].to_list() == ["ingested"]
-    monkeypatch.setattr(datadocs, "render", real)
     (tmp_path / "raw" / "interactions" / "more.csv").write_bytes(_clean("more"))
     result = CliRunner().invoke(app, ["run", "--config", str(config)])
     assert result.exit_code == 0, result.output

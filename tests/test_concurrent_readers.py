@@ -22,8 +22,9 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from servio.lake.files import PartitionValue, TableChange
+from servio.lake.lake import Lake
 from servio.schemas.tables import INTERACTIONS
-from servio.storage import Lake, PartitionValue, TableChange
 from tests import lakes
 
 REPUBLISHED = "republished"  # agent_id marking every row of the second content

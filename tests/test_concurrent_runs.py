@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from servio.lake.lake import Lake
 from servio.schemas.tables import INGEST_LEDGER, INTERACTIONS
-from servio.storage import Lake
 from tests import faults_harness as h
 
 BUSY = 3

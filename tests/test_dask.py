@@ -16,11 +16,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from servio.config import load_settings
-from servio.generate import GenerateOptions, generate
-from servio.pipeline import new_run_id, run_steps
+from servio.lake.lake import Lake
 from servio.schemas.tables import curated_tables
-from servio.storage import Lake
-from servio.validation.gx import GxValidator
+from servio.tools.generate import GenerateOptions, generate
+from tests.runs import run
 from tests.s3server import objects, s3_environment, upload_tree
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +58,7 @@ def single_process(
     """The reference: one process, no Prefect, local disk, one bucket."""
     root = tmp_path_factory.mktemp("single")
     settings = load_settings(_config(root, str(exports), str(root / "curated")))
-    run_steps(settings, Lake(settings.curated_root), new_run_id(), GxValidator())
+    run(settings)
     return _tables(settings)
 
 

@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from servio import faults, objectstore, pipeline, storage
-from servio.validation import RequiredOnlyValidator
+from servio import faults
 from tests import faults_harness as h
+from tests.runs import REQUIRED_ONLY, run
 
 NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def _run(config: Path) -> dict[str, int]:
+def _run(config: Path) -> None:
     """Rules are not under test here; the GX suite costs ~1.5 s per file."""
-    return faults.run_without_prefect(str(config), validator=RequiredOnlyValidator())
+    run(config, REQUIRED_ONLY)
 
 
 @pytest.fixture(scope="module")
@@ -45,45 +45,39 @@ def _tables_digest(config: Path) -> dict[str, str]:
     return {k: v for k, v in h.digest(curated).items() if not k.startswith("_servio/")}
 
 
-def _failing(
-    real: Callable[..., Any], nth: int, error: OSError, when: Callable[..., bool] = lambda *a: True
-) -> Callable[..., Any]:
+def _nth_time(nth: int, error: OSError, when: Callable[..., bool] = lambda **_: True) -> Any:
+    """A fault-point action raising `error` the `nth` time the point is reached (and `when`)."""
     calls = 0
 
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def action(**details: Any) -> None:
         nonlocal calls
-        if when(*args):
+        if when(**details):
             calls += 1
             if calls == nth:
                 raise error
-        return real(*args, **kwargs)
 
-    return wrapper
+    return action
 
 
-FAULTS: dict[str, tuple[Any, str, Callable[[Any], Callable[..., Any]]]] = {
-    "staging a landed file": (pipeline, "_write_stage", lambda real: _failing(real, 3, NO_SPACE)),
-    "staging a partition": (storage, "_write_parquet", lambda real: _failing(real, 4, NO_SPACE)),
-    "writing the publication plan": (
-        objectstore.Store,
-        "write_json",
-        lambda real: _failing(real, 1, NO_SPACE, lambda _store, key, *_: key == storage.PLAN),
-    ),
+# A full disk at each place of a run where the tables are still as they were: what to break,
+# at which fault point (`servio.faults`), and which time the point is reached.
+FAULTS: dict[str, tuple[str, Callable[..., None]]] = {
+    "staging a landed file": ("writing_staged_file", _nth_time(3, NO_SPACE)),
+    "staging a partition": ("writing_partition_file", _nth_time(4, NO_SPACE)),
+    "writing the publication plan": ("before_publication_commit", _nth_time(1, NO_SPACE)),
 }
 
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_no_space_before_the_commit_changes_nothing_and_a_rerun_succeeds(
-    fault: str, exports: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fault: str, exports: tuple, tmp_path: Path
 ) -> None:
     raw_source, first, rest, after_first, expected = exports
     config = h.new_lake(tmp_path, first + rest, raw_source, after_first)
     raw, before = h.digest(tmp_path / "raw"), _tables_digest(config)
-    module, name, make = FAULTS[fault]
-    with monkeypatch.context() as patch:
-        patch.setattr(module, name, make(getattr(module, name)))
-        with pytest.raises(OSError) as failure:
-            _run(config)
+    point, make = FAULTS[fault]
+    with faults.inject(point, make), pytest.raises(OSError) as failure:
+        _run(config)
     assert failure.value.errno == errno.ENOSPC
     if fault != "staging a landed file":
         assert "nothing was published" in str(failure.value)
@@ -99,19 +93,25 @@ def test_a_write_error_after_the_commit_is_rolled_forward(
     exports: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The publication is committed (its plan written), two data files moved into their
-    table, then a rename fails (EIO) before the first table's Delta commit."""
+    table, then a rename fails (EIO) before the first table's Delta commit. The operating
+    system's `os.replace` is what breaks (servio's code is not patched)."""
     raw_source, first, rest, after_first, expected = exports
     config = h.new_lake(tmp_path, first + rest, raw_source, after_first)
     raw = h.digest(tmp_path / "raw")
-    broken = _failing(
-        os.replace,
-        3,
-        OSError(errno.EIO, os.strerror(errno.EIO)),
-        # the moves of `_apply` out of staging, not the atomic JSON writes (.tmp)
-        lambda source, *_: "/publish/" in str(source) and not str(source).endswith(".tmp"),
-    )
+    real = os.replace
+    calls = 0
+
+    def broken(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        # the moves of the publication out of staging, not the atomic JSON writes (.tmp)
+        if "/publish/" in str(source) and not str(source).endswith(".tmp"):
+            calls += 1
+            if calls == 3:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(source, target, *args, **kwargs)
+
     with monkeypatch.context() as patch:
-        patch.setattr(storage.os, "replace", broken)
+        patch.setattr(os, "replace", broken)
         with pytest.raises(OSError):
             _run(config)
     assert (tmp_path / "curated" / "_servio" / "publication.json").exists()

@@ -14,8 +14,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from servio.generate import GenerateOptions, GenerateReport, generate
 from servio.schemas.raw import INTERACTIONS_RAW
+from servio.tools.generate import GenerateOptions, GenerateReport, generate
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,9 @@ import polars as pl
 import pytest
 
 from servio.config import load_settings
-from servio.generate import GenerateOptions, generate
-from servio.watch import UnsafePath, Watcher, landed_file, resolve_raw_path, wait_until
+from servio.flows.watch import Watcher, wait_until
+from servio.raw.paths import UnsafePath, landed_file, resolve_raw_path
+from servio.tools.generate import GenerateOptions, generate
 
 pytestmark = pytest.mark.e2e
 FIRST = "interactions/interactions_001_20261022-20261026.csv"
@@ -58,8 +59,7 @@ def test_watcher_emits_each_complete_file_once(
     config = tmp_path / "servio.toml"
     config.write_text(f'raw_root = "{raw}"\ncurated_root = "{tmp_path / "curated"}"\n')
     emitted: list[str] = []
-    monkeypatch.setattr("servio.watch.emit_landed", lambda f: emitted.append(f.relative_path))
-    watcher = Watcher(load_settings(config))
+    watcher = Watcher(load_settings(config), emit=lambda f: emitted.append(f.relative_path))
     growing = raw / "interactions" / "a.csv"
     growing.write_text("interaction_id\n1\n")
     (raw / "interactions" / "b.csv.part").write_text("in flight\n")
@@ -77,7 +77,8 @@ def test_watcher_emits_each_complete_file_once(
 
 
 def test_recover_keeps_the_staging_of_live_ingests_only(tmp_path: Path) -> None:
-    from servio.storage import STAGING_OWNER, Lake
+    from servio.lake.files import STAGING_OWNER
+    from servio.lake.lake import Lake
 
     lake = Lake(tmp_path)
     live = lake.claim_staging("live-ingest")
@@ -209,7 +210,7 @@ def test_a_dropped_file_reaches_the_curated_tables_and_the_snapshot(served: Serv
 
 
 def test_same_file_twice_and_same_event_twice_ingest_once(served: Served) -> None:
-    from servio.watch import emit_landed, flush_events
+    from servio.flows.watch import emit_landed, flush_events
 
     root = served.root
     assert wait_until(lambda: _ingested(root, FIRST), 120)

@@ -19,14 +19,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servio import faults, landing, pipeline
 from servio.config import load_settings
-from servio.pipeline import INGESTED, REJECTED, contract_for, stage_file
-from servio.schemas.sources import SOURCE_NAMES
-from servio.schemas.tables import INGEST_LEDGER, INTERACTIONS
-from servio.storage import Lake
-from servio.validation import RequiredOnlyValidator, Validator
+from servio.lake.lake import Lake
+from servio.raw import landing
+from servio.schemas.sources import SOURCE_NAMES, SOURCES
+from servio.schemas.tables import INGEST_LEDGER, INGESTED, INTERACTIONS, REJECTED
+from servio.steps.context import RunContext
+from servio.steps.stage import StagedFile, stage_file
+from servio.validation import Validator
 from servio.validation.gx import GxValidator
+from tests.runs import REQUIRED_ONLY, run
 
 FORMATS = ("csv", "csv.gz", "jsonl", "jsonl.gz", "ndjson", "parquet")
 EXAMPLES_PER_FORMAT = 60
@@ -79,7 +81,7 @@ endings = st.sampled_from(["\n", "\r\n", "\r"])
 @st.composite
 def columns(draw: st.DrawFn, source: str) -> list[str]:
     """The contract's columns, shuffled, some missing, some renamed case/space-wise, extras."""
-    names = list(contract_for(source, _settings()).names)
+    names = list(SOURCES[source].contract(_settings().catalog).names)
     kept = draw(st.lists(st.sampled_from(names), unique=True, min_size=0, max_size=len(names)))
     if draw(st.integers(0, 4)) < 4:  # hypothesis favours small draws
         kept = names[:]  # mostly complete, so rows get past the header check
@@ -203,20 +205,15 @@ def _settings() -> Any:
     return load_settings(str(config))
 
 
-# The GX suite (~1.5 s a file) is replaced by its `required` checks, as in the kill tests;
-# `test_real_rules_on_hostile_exports` keeps a few examples with the real suite.
-REQUIRED_ONLY = RequiredOnlyValidator()
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _report_examples() -> Iterator[None]:
     yield
     print(f"\nfuzz examples run per format: {RAN}")
 
 
-def _stage(
-    fmt: str, source: str, data: bytes, validator: Validator = REQUIRED_ONLY
-) -> pipeline.StagedFile:
+# The GX suite (~1.5 s a file) is replaced by its `required` checks, as in the kill tests;
+# `test_real_rules_on_hostile_exports` keeps a few examples with the real suite.
+def _stage(fmt: str, source: str, data: bytes, validator: Validator = REQUIRED_ONLY) -> StagedFile:
     raw = _WORK / "raw"
     shutil.rmtree(raw, ignore_errors=True)
     path = raw / source / f"export {fmt}.{fmt}"
@@ -224,7 +221,8 @@ def _stage(
     path.write_bytes(data)
     settings = _settings()
     [landed] = landing.discover(raw)
-    staged = stage_file(landed, settings, Lake(settings.curated_root), "fuzz", _NOW, validator)
+    ctx = RunContext(settings, Lake(settings.curated_root), "fuzz", validator, started_at=_NOW)
+    staged = stage_file(ctx, landed)
     assert staged.status in (INGESTED, REJECTED)
     assert staged.rows_read == staged.rows_valid + staged.rows_quarantined
     if staged.status == REJECTED:
@@ -293,7 +291,7 @@ def test_unsafe_file_names_ingest_fine(tmp_path: Path) -> None:
         path.rename(target)
         renamed[target.name] = target
     assert any(len(n) == 200 for n in renamed)
-    faults.run_without_prefect(str(config), validator=REQUIRED_ONLY)
+    run(config, REQUIRED_ONLY)
     lake = Lake(tmp_path / "lake" / "curated")
     ledger = lake.scan(INGEST_LEDGER).collect()
     for name in renamed:

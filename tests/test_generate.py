@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servio.generate import FORMATS, MANIFEST_NAME, GenerateOptions, GenerateReport, generate
 from servio.key_drivers import relative_weights
 from servio.schemas.catalog import load_catalog
 from servio.schemas.channels import CHANNELS, DEFAULT_RATES, DEFAULT_SLA
+from servio.tools.generate import FORMATS, MANIFEST_NAME, GenerateOptions, GenerateReport, generate
 
 CATALOG = load_catalog()
 END = date(2026, 11, 26)

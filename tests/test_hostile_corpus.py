@@ -1,7 +1,7 @@
 """Every file is isolated (issue #16): a generated corpus of hostile exports, run twice.
 
 Each hypothesis example lands a few hostile files, drawn from the classes of the issue, beside
-one clean export, and runs the main job's steps (`pipeline.run_steps`, no Prefect, the GX suite
+one clean export, and runs the main job's sequence (`servio.steps.sequence.run`, no Prefect, the GX suite
 replaced by its `required` checks as in the kill tests) twice. For every file it asserts:
 
 - its outcome (ingested, rejected, refused, deferred) and reason code;
@@ -23,7 +23,7 @@ import gzip
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,14 +35,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servio import landing, pipeline
+from servio import faults
 from servio.config import Settings, load_settings
-from servio.pipeline import DEFERRED, INGESTED, REFUSED, REJECTED
-from servio.readers import delimited
-from servio.schemas.tables import INGEST_LEDGER, curated_tables
-from servio.storage import Lake
-from servio.validation import RequiredOnlyValidator
+from servio.lake.lake import Lake
+from servio.raw import landing
+from servio.schemas.tables import (
+    DEFERRED,
+    INGEST_LEDGER,
+    INGESTED,
+    REFUSED,
+    REJECTED,
+    curated_tables,
+)
 from tests import faults_harness as h
+from tests.runs import REQUIRED_ONLY
+from tests.runs import run as run_sequence
 
 MARKER = "PDMARK-q7Zx"  # planted in every personal-data and unknown column
 PERSONAL = ("customer_name", "email", "phone", "notes", "comment")
@@ -388,8 +395,7 @@ def run(config: Path) -> Settings:
     (the GX suite costs ~1.5 s a file); one test below runs the real `servio run`, with the
     real suite, over a corpus."""
     settings = load_settings(str(config))
-    lake = Lake(settings.curated_root)
-    pipeline.run_steps(settings, lake, pipeline.new_run_id(), RequiredOnlyValidator())
+    run_sequence(settings, REQUIRED_ONLY)
     return settings
 
 
@@ -518,24 +524,18 @@ def test_a_run_with_a_wrong_raw_root_loses_nothing(tmp_path: Path) -> None:
     ]
 
 
-def test_a_file_removed_between_discovery_and_read_is_deferred(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_file_removed_between_discovery_and_read_is_deferred(tmp_path: Path) -> None:
     config = land(tmp_path, [Hostile("x", "interactions/gone.csv", _export("gone"), DEFERRED)], "c")
     gone = tmp_path / "raw" / "interactions" / "gone.csv"
     kept = gone.read_bytes()
-    real = pipeline.pending_files
 
-    def then_remove(*args: Any) -> Any:
-        found = real(*args)
+    def remove(**_: Any) -> None:
         gone.unlink(missing_ok=True)
-        return found
 
-    monkeypatch.setattr(pipeline, "pending_files", then_remove)
-    run(config)
+    with faults.inject("discovered", remove):
+        run(config)
     [entry] = _ledger(config).filter(pl.col("source_file") == "interactions/gone.csv").to_dicts()
     assert (entry["status"], entry["reason"].split(":")[0]) == (DEFERRED, "vanished")
-    monkeypatch.setattr(pipeline, "pending_files", real)
     gone.write_bytes(kept)  # landed again: the same bytes are still eligible
     run(config)
     statuses = _ledger(config).filter(pl.col("source_file") == "interactions/gone.csv")["status"]
@@ -543,7 +543,7 @@ def test_a_file_removed_between_discovery_and_read_is_deferred(
 
 
 def test_a_file_rewritten_while_read_is_not_recorded_and_the_next_run_takes_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """The first read sees 3 records, then 2 more are appended: nothing of it is published;
     the next run ingests the 5 records once (quarantine and ledger not doubled)."""
@@ -553,25 +553,18 @@ def test_a_file_rewritten_while_read_is_not_recorded_and_the_next_run_takes_it(
     first = csv_text(header, [[r[c] for c in header] for r in rows[:3]])
     config = land(tmp_path, [Hostile("x", "interactions/grow.csv", first.encode(), INGESTED)], "c")
     growing = tmp_path / "raw" / "interactions" / "grow.csv"
-    real = landing.read_raw_chunks
+    more = csv_text(header, [[r[c] for c in header] for r in rows[3:]]).split("\n", 1)[1]
 
-    def appending(landed: landing.LandedFile, *args: Any) -> Iterator[pl.DataFrame]:
-        for frame in real(landed, *args):
-            yield frame
-            if landed.path == str(growing) and growing.stat().st_size == len(first):
-                with growing.open("a") as handle:
-                    handle.write(
-                        csv_text(header, [[r[c] for c in header] for r in rows[3:]]).split("\n", 1)[
-                            1
-                        ]
-                    )
+    def append(landed: landing.LandedFile) -> None:  # once its first records are read
+        if landed.path == str(growing) and growing.stat().st_size == len(first):
+            with growing.open("a") as handle:
+                handle.write(more)
 
-    monkeypatch.setattr(landing, "read_raw_chunks", appending)
-    run(config)
+    with faults.inject("file_read", append):
+        run(config)
     ledger = _ledger(config).filter(pl.col("source_file") == "interactions/grow.csv")
     assert ledger.select("status").to_series().to_list() == [DEFERRED]
     assert ledger["reason"][0].startswith("changed_while_read: ")
-    monkeypatch.setattr(landing, "read_raw_chunks", real)
     settings = run(config)
     tables = tables_of(settings)
     entries = tables["ingest_ledger"].filter(pl.col("source_file") == "interactions/grow.csv")
@@ -649,15 +642,16 @@ def test_links_folders_and_special_files_out_of_reach_are_refused_unread(tmp_pat
 
 @pytest.mark.parametrize(
     ("where", "step"),
-    [("reader", "reading the file"), ("standardise", "standardising records 1–3")],
+    [("file_read", "reading the file"), ("standardising", "standardising records 1–3")],
 )
 def test_a_panic_rejects_that_file_only_and_it_is_retried(
-    where: str, step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    where: str, step: str, tmp_path: Path
 ) -> None:
     """A Rust panic (pyo3's PanicException) is a BaseException: caught at the file's boundary,
     the file rejected as `internal_error` naming the step and the exception type (never its
     message), retried by every run but recorded once, and ingested once servio no longer
-    fails on it. The panic is raised in the CSV reader, or in standardisation."""
+    fails on it. The panic is raised while the file is read, or while it is standardised
+    (fault points `file_read`, `standardising`)."""
     config = land(
         tmp_path, [Hostile("x", "interactions/panic.csv", _export("panic"), REJECTED)], "c"
     )
@@ -667,24 +661,13 @@ def test_a_panic_rejects_that_file_only_and_it_is_retried(
         attempts.append(1)
         raise pl.exceptions.PanicException(f"index out of bounds: {MARKER}")
 
-    module, name = (
-        (delimited, "_csv_header") if where == "reader" else (pipeline.standardise, "standardise")
-    )
-    real = getattr(module, name)
-
-    def panicking(first: Any, *args: Any) -> Any:
-        target = first if where == "reader" else None
-        if target is not None and Path(target).name == "panic.csv":
+    def panicking(landed: landing.LandedFile) -> None:
+        if Path(landed.path).name == "panic.csv":
             panic()
-        if target is None and "panic-0" in set(
-            first.select("interaction_id").collect().to_series().to_list()
-        ):
-            panic()
-        return real(first, *args)
 
-    monkeypatch.setattr(module, name, panicking)
-    run(config)
-    run(config)
+    with faults.inject(where, panicking):
+        run(config)
+        run(config)
     assert len(attempts) == 2, "an internal error is not remembered by hash: retried"
     settings = load_settings(str(config))
     tables = tables_of(settings)
@@ -698,7 +681,6 @@ def test_a_panic_rejects_that_file_only_and_it_is_retried(
     )
     assert tables["interactions"].filter(pl.col("source_file") == "interactions/clean.csv").height
     assert_marker_nowhere(tables)
-    monkeypatch.setattr(module, name, real)
     run(config)
     statuses = _ledger(config).filter(pl.col("source_file") == "interactions/panic.csv")["status"]
     assert statuses.to_list() == [REJECTED, INGESTED]

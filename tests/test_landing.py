@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from servio.landing import FileRejected, LandedFile, discover, is_in_flight, read_raw
+from servio.raw.landing import FileRejected, LandedFile, discover, is_in_flight, read_raw
 
 
 def _landed(path: Path, fmt: str) -> LandedFile:

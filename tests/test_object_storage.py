@@ -14,20 +14,21 @@ import subprocess
 import sys
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from servio import faults, landing, pipeline
 from servio.config import ConfigError, Settings, load_settings
-from servio.pipeline import new_run_id, run_steps
+from servio.lake.files import PLAN
+from servio.lake.lake import Lake, LakeBusy
+from servio.raw import landing
 from servio.schemas.tables import INGEST_LEDGER, INTERACTIONS, curated_tables
-from servio.storage import PLAN, Lake, LakeBusy
-from servio.validation import RequiredOnlyValidator
+from servio.steps.publish import IngestSummary
 from tests.faults_harness import assert_same_tables, fast_run, finish, make_exports, tables
+from tests.runs import REQUIRED_ONLY, run
 from tests.s3server import (
     ACCESS_KEY_ID,
     SECRET_ACCESS_KEY,
@@ -80,12 +81,11 @@ def _s3_lake(exports: Path, folder: Path, only: str = "") -> tuple[Path, str]:
     return _config(folder, f"s3://{RAW}/{prefix}", f"s3://{LAKE}/{prefix}"), prefix
 
 
-def _run(config: Path) -> pipeline.IngestSummary:
-    """The run's steps, with the `required` checks only: publishing and storage are under
+def _run(config: Path) -> IngestSummary:
+    """The run's sequence, with the `required` checks only: publishing and storage are under
     test here, not rules (the GX suite costs ~1.5 s a file)."""
-    settings = load_settings(str(config))
-    lake = Lake(settings.curated_root)
-    _, summary = run_steps(settings, lake, new_run_id(), RequiredOnlyValidator())
+    summary = run(config, REQUIRED_ONLY).ingest
+    assert summary is not None
     return summary
 
 
@@ -118,14 +118,14 @@ def _assert_finished(config: Path, prefix: str) -> None:
 @pytest.fixture(scope="module")
 def s3_run(
     aws: None, exports: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, str, pipeline.IngestSummary]:
+) -> tuple[Path, str, IngestSummary]:
     config, prefix = _s3_lake(exports, tmp_path_factory.mktemp("s3"))
     summary = _run(config)
     return config, prefix, summary
 
 
 def test_a_run_on_s3_equals_the_local_disk_run_row_for_row(
-    s3_run: tuple[Path, str, pipeline.IngestSummary], local_tables: dict[str, pl.DataFrame]
+    s3_run: tuple[Path, str, IngestSummary], local_tables: dict[str, pl.DataFrame]
 ) -> None:
     config, prefix, summary = s3_run
     assert not Lake(load_settings(str(config)).curated_root).store.is_local
@@ -139,7 +139,7 @@ def test_a_run_on_s3_equals_the_local_disk_run_row_for_row(
 
 
 def test_the_tables_on_s3_are_hive_partitioned_delta_tables(
-    s3_run: tuple[Path, str, pipeline.IngestSummary],
+    s3_run: tuple[Path, str, IngestSummary],
 ) -> None:
     config, prefix, _ = s3_run
     keys = [k for k in objects(LAKE, f"{prefix}/interactions/") if k.endswith(".parquet")]
@@ -161,7 +161,7 @@ def test_the_tables_on_s3_are_hive_partitioned_delta_tables(
 
 
 def test_a_second_run_on_s3_changes_no_object(
-    s3_run: tuple[Path, str, pipeline.IngestSummary],
+    s3_run: tuple[Path, str, IngestSummary],
 ) -> None:
     config, prefix, _ = s3_run
     before = objects(LAKE, prefix)
@@ -215,7 +215,7 @@ def test_reading_an_object_checks_it_against_the_discovered_hash(aws: None, expo
 
 
 def test_a_lake_sent_to_a_worker_reads_the_same_tables(
-    s3_run: tuple[Path, str, pipeline.IngestSummary],
+    s3_run: tuple[Path, str, IngestSummary],
 ) -> None:
     """Tasks on Dask workers get the lake pickled: it carries the URL, not a connection."""
     config, _, _ = s3_run
@@ -228,7 +228,8 @@ def test_a_lake_sent_to_a_worker_reads_the_same_tables(
 
 
 def test_watching_an_object_store_raw_root_is_refused_clearly() -> None:
-    from servio.watch import Watcher, landed_file
+    from servio.flows.watch import Watcher
+    from servio.raw.paths import landed_file
 
     settings = Settings(raw_root="s3://raw/landing")
     with pytest.raises(ValueError, match="need a local or mounted raw root"):
@@ -268,39 +269,19 @@ def test_a_kill_after_the_publication_commit_is_rolled_forward_by_the_next_run(
     assert Lake(load_settings(str(config)).curated_root).delta_table("interactions").version() == 1
 
 
-class _Crash(Exception):
-    pass
-
-
-def _crash_at(name: str, nth: int, after: str) -> Callable[[str], None]:
-    """A checkpoint that raises at the nth `name` reached once `after` has been reached."""
-    seen = {"after": False, "hits": 0}
-
-    def checkpoint(reached: str) -> None:
-        seen["after"] = seen["after"] or reached == after
-        if reached == name and seen["after"]:
-            seen["hits"] += 1
-            if seen["hits"] == nth:
-                raise _Crash(f"{name} #{nth} after {after}")
-
-    return checkpoint
-
-
 def test_a_crash_before_the_commit_leaves_the_tables_and_its_files_are_removed(
-    aws: None,
-    exports: Path,
-    tmp_path: Path,
-    local_tables: dict[str, pl.DataFrame],
-    monkeypatch: pytest.MonkeyPatch,
+    aws: None, exports: Path, tmp_path: Path, local_tables: dict[str, pl.DataFrame]
 ) -> None:
     config, prefix = _s3_lake(exports, tmp_path)
-    with monkeypatch.context() as patch:
-        # The ingest publication commits; the snapshot one dies with 2 of 4 files staged.
-        patch.setattr(
-            faults, "checkpoint", _crash_at("partition_staged", 2, "after_ingest_publish")
-        )
-        with pytest.raises(_Crash):
-            _run(config)
+    # The ingest publication commits; the snapshot's is killed with 2 of 4 files staged.
+    killed = fast_run(
+        config,
+        "--no-rules",
+        SERVIO_KILL_AT="partition_staged:2",
+        SERVIO_KILL_AFTER="after_ingest_publish",
+    )
+    code, _, err = finish(killed)
+    assert code == -9, err
     keys = set(objects(LAKE, prefix))
     staged = {k for k in keys if "/_servio/staging/" in k and "/publish/" in k}
     assert len(staged) == 2 and all("/customer_" in k for k in staged)
@@ -361,8 +342,8 @@ def test_delta_commits_on_s3_are_conditional_puts_moto_refuses_a_second_writer(a
 def test_maintenance_on_s3_compacts_checkpoints_and_vacuums(aws: None) -> None:
     from datetime import date
 
+    from servio.lake.files import TableChange
     from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS
-    from servio.storage import TableChange
 
     day = date(2026, 1, 1)
     prefix = f"m-{uuid.uuid4().hex[:8]}"

@@ -17,6 +17,8 @@ import pytest
 import vl_convert
 
 from servio.config import Settings
+from servio.lake.files import TableChange
+from servio.lake.lake import Lake
 from servio.report import (
     action_matrix,
     headline,
@@ -31,7 +33,6 @@ from servio.schemas.snapshot_tables import (
 )
 from servio.schemas.table import CuratedTable
 from servio.schemas.tables import INGEST_LEDGER, QUARANTINE
-from servio.storage import Lake, TableChange
 
 EARLIER, LATEST = date(2026, 10, 31), date(2026, 11, 26)
 CHARTS = {
@@ -272,23 +273,21 @@ def test_an_older_snapshot_can_be_reported(tmp_path: Path) -> None:
     assert "Only one snapshot up to 2026-10-31" in page
 
 
-def test_the_report_reads_the_latest_whole_publication(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_report_reads_the_latest_whole_publication(tmp_path: Path) -> None:
     """A publication of a newer snapshot that died between two table commits (segments
     committed, profitability not): the report still draws the last whole publication."""
     from servio import faults
 
     lake, settings = _lake(tmp_path, (EARLIER,))
 
-    def die_after_the_first_commit(name: str) -> None:
-        if name == "between_table_commits":
-            raise RuntimeError("killed")
+    def die_after_the_first_commit() -> None:
+        raise RuntimeError("killed")
 
-    monkeypatch.setattr(faults, "checkpoint", die_after_the_first_commit)
-    with pytest.raises(RuntimeError, match="killed"):
+    with (
+        faults.inject("between_table_commits", die_after_the_first_commit),
+        pytest.raises(RuntimeError, match="killed"),
+    ):
         lake.publish("partial", _snapshot(settings, LATEST)[::-1])  # segments first
-    monkeypatch.undo()
     assert LATEST.isoformat() in lake.partitions(CUSTOMER_SEGMENTS)  # the latest version has it
     page = write_report(lake, settings, tmp_path / "r.html").read_text()
     assert "as of 2026-10-31" in page and "as of 2026-11-26" not in page

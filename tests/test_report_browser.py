@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -54,28 +54,20 @@ def build_sample_lake(root: Path) -> tuple[Any, Any]:
     """Generated exports ingested and snapshotted for two as-of dates, without Prefect."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from servio.config import load_settings
-    from servio.generate import GenerateOptions, generate
-    from servio.pipeline import build_snapshots, pending_files, publish_ingest, stage_file
-    from servio.storage import Lake
-    from servio.validation.gx import GxValidator
+    from servio.lake import Lake
+    from servio.steps import sequence
+    from servio.tools.generate import GenerateOptions, generate
+    from tests.runs import run
 
     generate(root / "raw", GenerateOptions(customers=400, days=90, seed=5))
     config = root / "servio.toml"
     config.write_text(f'raw_root = "{root / "raw"}"\ncurated_root = "{root / "curated"}"\n')
     settings = load_settings(config)
-    lake = Lake(settings.curated_root)
-    run_id = "report-test"
-    with lake.lock(run_id):
-        lake.recover()
-        todo, duplicates = pending_files(settings, lake)
-        now = datetime.now(UTC)
-        # one file at a time: Great Expectations validation is not thread-safe
-        staged = [stage_file(landed, settings, lake, run_id, now, GxValidator()) for landed in todo]
-        publish_ingest(staged, duplicates, settings, lake, run_id)
-        for as_of in AS_OF_DATES:
-            build_snapshots(settings, lake, run_id, as_of)
-        lake.discard_staging(run_id)
-    return lake, settings
+    first, *others = AS_OF_DATES
+    run(settings, plan=sequence.Plan(snapshot=first, data_docs=False))
+    for as_of in others:
+        run(settings, plan=sequence.Plan(ingest=None, snapshot=as_of, data_docs=False))
+    return Lake(settings.curated_root), settings
 
 
 @dataclass

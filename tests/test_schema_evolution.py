@@ -24,9 +24,10 @@ import pytest
 from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
-from servio.delta import arrow_file_schema
+from servio.lake.delta import arrow_file_schema
+from servio.lake.files import TableChange
+from servio.lake.lake import Lake
 from servio.schemas.tables import INTERACTIONS
-from servio.storage import Lake, TableChange
 from tests import lakes
 
 ADDED = "agent_id"  # the additive column: absent from the older schema

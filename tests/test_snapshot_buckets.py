@@ -8,18 +8,20 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from servio import snapshots
 from servio.config import Settings
-from servio.pipeline import build_snapshots, latest_activity_date, snapshot_fingerprint
+from servio.lake.lake import Lake
 from servio.schemas.snapshot_tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
     customer_quality_table,
 )
 from servio.schemas.tables import INTERACTIONS, survey_responses_table
-from servio.storage import Lake
+from servio.steps import buckets as snapshots
+from servio.steps import sequence
+from servio.steps.snapshot import latest_activity_date, snapshot_fingerprint
 from servio.transforms.quality import customer_quality
 from tests.lakes import build_lake
+from tests.runs import run
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +51,9 @@ def test_bucketed_snapshot_equals_the_single_process_one(
     single = _tables(settings, lake, as_of)  # published by build_lake with one bucket
     assert single["customer_segments"].height > 200
 
-    summary = build_snapshots(
-        _bucketed(settings, buckets), lake, f"20260101T000000Z-b{buckets}", as_of, force=True
-    )
+    plan = sequence.Plan(ingest=None, snapshot=as_of, force_snapshot=True, data_docs=False)
+    summary = run(_bucketed(settings, buckets), plan=plan).snapshot
+    assert summary is not None
 
     assert summary.shuffle_bytes > 0
     bucketed = _tables(settings, lake, as_of)

@@ -19,12 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servio import delta, faults
-from servio.delta import arrow_file_schema
+from servio import faults
+from servio.lake import delta
+from servio.lake.delta import arrow_file_schema
+from servio.lake.files import PARQUET_OPTIONS, PLAN, TableChange, to_arrow
+from servio.lake.lake import Lake, LakeBusy
 from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS
 from servio.schemas.table import MONEY, TIMESTAMP, Column, CuratedTable
 from servio.schemas.tables import INGEST_LEDGER, QUARANTINE
-from servio.storage import PARQUET_OPTIONS, PLAN, Lake, LakeBusy, TableChange, to_arrow
 
 D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
 
@@ -122,34 +124,33 @@ class _Crash(Exception):
     pass
 
 
-def _crash_at(name: str, nth: int = 1):  # type: ignore[no-untyped-def]
+def _crash(nth: int = 1):  # type: ignore[no-untyped-def]
+    """A fault-point action: a crash (an exception, no cleanup of the publication) the nth
+    time the point is reached."""
     hits = {"n": 0}
 
-    def checkpoint(reached: str) -> None:
-        if reached == name:
-            hits["n"] += 1
-            if hits["n"] == nth:
-                raise _Crash(name)
+    def action() -> None:
+        hits["n"] += 1
+        if hits["n"] == nth:
+            raise _Crash(nth)
 
-    return checkpoint
+    return action
 
 
 def test_a_publication_interrupted_between_two_table_commits_is_rolled_forward(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     lake = Lake(tmp_path)
     lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a"])})])
     ledger_before = lake.delta_table("ingest_ledger")
-    with monkeypatch.context() as patch:
-        patch.setattr(faults, "checkpoint", _crash_at("between_table_commits", 1))
-        with pytest.raises(_Crash):
-            lake.publish(
-                "r2",
-                [
-                    TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["x", "y"])}),
-                    TableChange(INGEST_LEDGER, {None: _ledger([1, 2])}),
-                ],
-            )
+    with faults.inject("between_table_commits", _crash(1)), pytest.raises(_Crash):
+        lake.publish(
+            "r2",
+            [
+                TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["x", "y"])}),
+                TableChange(INGEST_LEDGER, {None: _ledger([1, 2])}),
+            ],
+        )
     assert (tmp_path / PLAN).exists()
     segments = lake.delta_table("customer_segments")
     assert segments.transaction_version(delta.APP_ID) == 2  # committed before the crash
@@ -172,16 +173,12 @@ def test_a_publication_interrupted_between_two_table_commits_is_rolled_forward(
     assert _customers(lake.pinned()) == ["x", "y"]
 
 
-def test_staging_without_a_plan_is_discarded_and_tables_unchanged(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_staging_without_a_plan_is_discarded_and_tables_unchanged(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
     lake.publish("r1", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["a"])})])
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "customer_segments").rglob("*"))
-    with monkeypatch.context() as patch:
-        patch.setattr(faults, "checkpoint", _crash_at("before_publication_commit"))
-        with pytest.raises(_Crash):
-            lake.publish("r2", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["z"])})])
+    with faults.inject("before_publication_commit", _crash()), pytest.raises(_Crash):
+        lake.publish("r2", [TableChange(CUSTOMER_SEGMENTS, {D1: _segments(D1, ["z"])})])
     assert list(lake.staging_dir("r2").rglob("*.parquet"))  # staged, outside every table
     lake.recover()
     assert not lake.staging_dir("r2").exists()
@@ -418,15 +415,16 @@ def test_servio_maintains_by_itself_once_the_record_holds_enough_small_files(
     tmp_path: Path,
 ) -> None:
     from servio.config import Settings
-    from servio.pipeline import maintain_if_due
-    from servio.storage import MAINTAIN_AFTER_FILES
+    from servio.lake.lake import MAINTAIN_AFTER_FILES
+    from servio.steps.maintenance import maintain_if_due
+    from tests.runs import context
 
     lake = Lake(tmp_path)
     settings = Settings(curated_root=str(tmp_path))
     for n in range(MAINTAIN_AFTER_FILES):
         lake.publish(f"r{n}", [TableChange(INGEST_LEDGER, {None: _ledger([n + 1])})])
         assert lake.maintenance_due() == (n + 1 >= MAINTAIN_AFTER_FILES)
-        maintain_if_due(lake, settings)  # what publish_ingest and build_snapshots call
+        maintain_if_due(context(settings))  # what publish_ingest and build_snapshot call
     assert len(lake.delta_table("publications").file_uris()) == 1  # compacted at the 50th
     assert not lake.maintenance_due()
     assert lake.scan(INGEST_LEDGER).collect()["source_seq"].to_list() == [MAINTAIN_AFTER_FILES]

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from servio.config import Settings
-from servio.delta import arrow_file_schema
+from servio.lake.delta import arrow_file_schema
 from servio.schemas.snapshot_tables import customer_value_table, value_tables
 from servio.schemas.table import MONEY
 from servio.schemas.tables import curated_tables

@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 from servio.config import Settings
 from servio.schemas.snapshot_tables import value_tables
 from servio.schemas.tables import INTERACTIONS, survey_responses_table
-from servio.snapshots import bucket_of
+from servio.steps.buckets import bucket_of
 from servio.transforms.service import service_counts
 from servio.transforms.value import purchase_summary
 from servio.value_snapshot import ValueSnapshot, value_snapshot, value_snapshot_from_parts

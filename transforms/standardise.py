@@ -1,6 +1,6 @@
 """Raw text records → typed, standardised records (SPEC §1.2–§1.4), and which values failed to parse.
 
-Input is what `servio.readers` returns: String columns plus `source_row`, and `__not_text__`
+Input is what `servio.raw.readers` returns: String columns plus `source_row`, and `__not_text__`
 naming fields whose value was not text (a JSON object, a Parquet struct: never stringified).
 Parsing never drops a row: a value that cannot be read becomes null and its field name
 is listed in `INVALID`, so the row can be quarantined with the reason `type:<field>`.

@@ -1,7 +1,7 @@
 """The table format: Delta Lake through delta-rs (`deltalake`), for local and `s3://` lakes.
 
 servio writes each partition's data file itself (pyarrow: the table's exact Arrow types, zstd,
-bounded row groups; `storage.write_partition_file`) and commits it as a Delta *add action*
+bounded row groups; `files.write_partition_file`) and commits it as a Delta *add action*
 whose statistics come from the file's own Parquet footer. A commit replaces the given
 partitions (`mode="overwrite"` with partition filters: Delta's replaceWhere) and carries an
 application transaction `txn(appId="servio", version=<publication>)`, so a commit replayed
@@ -252,7 +252,7 @@ def commit(
         partition_filters=[(partition_by, "in", replace)] if partition_by else None,
         commit_properties=CommitProperties(
             app_transactions=[Transaction(APP_ID, publication)],
-            custom_metadata={"servio.run_id": run_id, "servio.publication": publication},
+            custom_metadata={"servio.run_id": run_id, "servio.lake.publication": publication},
         ),
     )
     table.update_incremental()

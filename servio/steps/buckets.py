@@ -28,30 +28,23 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import polars as pl
 
 from servio import objectstore
 from servio.config import Settings
+from servio.lake import Lake
 from servio.schemas.sources import source_tables
 from servio.schemas.table import CuratedTable
-from servio.storage import Lake
+from servio.steps.context import Mapper, in_order
 from servio.transforms.profitability import customer_money, rank_customers
 from servio.transforms.quality import customer_quality
 from servio.transforms.segments import customer_segments
 
-T = TypeVar("T")
-# Runs fn(*args) once per argument tuple, possibly in parallel, and returns the results in order.
-Mapper = Callable[[Callable[..., T], Sequence[tuple[Any, ...]]], list[T]]
 HASH_SEED = 0
-
-
-def in_order(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
-    """The default mapper: one call after another in this process."""
-    return [fn(*args) for args in calls]
 
 
 @dataclass(frozen=True)

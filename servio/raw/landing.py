@@ -1,6 +1,6 @@
 """The landing zone (raw root): discover complete exports, hash them, hand them to the readers.
 
-Raw files are only ever read here and in `servio.readers`: never modified, moved or deleted
+Raw files are only ever read here and in `servio.raw.readers`: never modified, moved or deleted
 (SPEC §1.1). The raw root may be `s3://bucket/prefix`: objects are listed and hashed
 streaming, and an object is read by downloading it to a local temporary file checked against
 its hash, then read by the same readers as a local file (bounded by local disk, not memory).
@@ -29,7 +29,7 @@ from typing import BinaryIO
 import polars as pl
 
 from servio import objectstore
-from servio.readers import FORMATS, FileRejected, read_chunks
+from servio.raw.readers import FORMATS, FileRejected, read_chunks
 from servio.schemas.sources import SOURCE_NAMES, UNKNOWN_SOURCE
 from servio.schemas.tables import DEFERRED, REFUSED
 
@@ -329,7 +329,7 @@ def read_raw_chunks(
     landed: LandedFile, chunk_rows: int, columns: Collection[str]
 ) -> Generator[pl.DataFrame, None, None]:
     """The file's records, in order, in frames of at most `chunk_rows` rows (at least one
-    frame, possibly empty), keeping only `columns` (the contract's): `servio.readers`.
+    frame, possibly empty), keeping only `columns` (the contract's): `servio.raw.readers`.
 
     A `FileRejected` may come from any chunk, so a caller must discard earlier chunks' output.
     """

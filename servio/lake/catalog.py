@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-log = logging.getLogger("servio.catalog")
+log = logging.getLogger("servio.lake.catalog")
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 implementation for a local folder and an `s3://` prefix (`objectstore.Store` holds the few
 file operations that differ; delta-rs reads and commits both).
 
-Every table is a Delta table (`servio.delta`): readers see whole versions, and a replaced
+Every table is a Delta table (`servio.lake.delta`): readers see whole versions, and a replaced
 partition's old file stays on disk until vacuum. A publication, which changes several
-tables, is exactly-once across them (`servio.publication`: a staged plan as commit point,
+tables, is exactly-once across them (`servio.lake.publication`: a staged plan as commit point,
 Delta application transactions, roll-forward by `recover()`); `_servio/publications` records
 every table's version per publication, so readers can pin one consistent lake (`pinned()`).
 """
@@ -18,107 +18,39 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from servio import delta, faults, objectstore
+from servio import faults, objectstore
+from servio.lake import delta, publication
+from servio.lake.files import (
+    CATALOG_FILE,
+    CONTROL,
+    CONTROL_TABLES,
+    PLAN,
+    STAGING_OWNER,
+    Published,
+    TableChange,
+)
 from servio.schemas.table import CuratedTable
 from servio.schemas.tables import LAKE_STATE, PUBLICATIONS
 
-log = logging.getLogger("servio.storage")
+log = logging.getLogger("servio.lake.lake")
 
-ROW_GROUP_ROWS = delta.ROW_GROUP_ROWS
-PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "row_group_size": ROW_GROUP_ROWS,
-    "use_dictionary": True,
-    "write_statistics": True,
-}
-CONTROL = "_servio"
-PLAN = f"{CONTROL}/publication.json"
 LOCK = f"{CONTROL}/run.lock"
-STAGING_OWNER = "_owner.json"
-CATALOG_FILE = "servio.duckdb"
-CONTROL_TABLES = (LAKE_STATE.name, PUBLICATIONS.name)  # Delta tables under _servio/
 # servio maintains the lake (compaction, checkpoints, vacuum) after a publication once the
 # append-only publication record holds this many small files (one per publication).
 MAINTAIN_AFTER_FILES = 50
-PartitionValue = date | str | None  # None: the table is not partitioned
-# A partition's new rows: a frame, or a Parquet file already in the table's file format
-# (`write_partition_file`), which is moved or uploaded as it is, so a big publication neither
-# holds every partition in memory nor writes its rows twice; None or no rows deletes it.
-PartitionRows = pl.DataFrame | Path | None
 
 
 class LakeBusy(RuntimeError):
     """Another live servio process holds the lake's run lock."""
-
-
-class ReconciliationError(RuntimeError):
-    """Counts do not add up: a row would have been lost or doubled."""
-
-
-@dataclass
-class TableChange:
-    """New contents of some partitions of one table; a None frame deletes the partition."""
-
-    table: CuratedTable
-    partitions: dict[PartitionValue, PartitionRows] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Published:
-    table: str
-    partitions_written: int
-    partitions_deleted: int
-    rows_written: int
-
-
-def partition_text(value: PartitionValue) -> str:
-    return value.isoformat() if isinstance(value, date) else str(value)
-
-
-def to_arrow(frame: pl.DataFrame, table: CuratedTable) -> pa.Table:
-    """Cast to the table's file schema: plain string (never string_view), µs UTC, decimal(18,2)."""
-    schema = delta.arrow_file_schema(table)
-    ordered = frame.select(schema.names)
-    return ordered.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(schema)
-
-
-def write_partition_file(
-    rows: pl.DataFrame | pl.LazyFrame, table: CuratedTable, path: Path
-) -> Path:
-    """Write one partition's rows as the data file `Lake.publish` will commit unchanged
-    (the table's file schema and Parquet options; synced, since it is moved, not copied).
-    A LazyFrame is written batch by batch, so the partition need not fit in memory."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(rows, pl.DataFrame):
-            _write_parquet([to_arrow(rows, table)], delta.arrow_file_schema(table), path)
-        else:
-            _write_parquet(
-                (
-                    to_arrow(batch, table)
-                    for batch in rows.collect_batches(chunk_size=ROW_GROUP_ROWS)
-                ),
-                delta.arrow_file_schema(table),
-                path,
-            )
-    except OSError as exc:  # typically ENOSPC: it happens before any publication
-        raise OSError(
-            exc.errno,
-            f"{exc.strerror or exc} while writing {path}; nothing was published, the tables "
-            "are unchanged: free space and run again",
-        ) from exc
-    return path
 
 
 class Lake:
@@ -130,6 +62,8 @@ class Lake:
         # What messages and summaries show: the root as configured.
         self.root: Path | str = self.store.root if not self.store.is_local else Path(curated_root)
         self.versions = dict(versions) if versions is not None else None
+        # Wall seconds this object spent publishing (benchmarks report it as run metadata).
+        self.publish_seconds = 0.0
 
     # -- paths -------------------------------------------------------------------------
     @property
@@ -190,6 +124,10 @@ class Lake:
     @property
     def storage_options(self) -> dict[str, str] | None:
         return objectstore.delta_storage_options(self.store.root)
+
+    def check_reachable(self) -> None:
+        """The lake's storage can be reached (an object store's bucket exists)."""
+        self.store.check_reachable()
 
     # -- reading -----------------------------------------------------------------------
     def delta_table(self, name: str, version: int | None = None) -> Any:
@@ -259,32 +197,43 @@ class Lake:
     def lock(self, run_id: str, wait_seconds: float = 0.0) -> Iterator[None]:
         """One writer at a time; a lock left by a dead process on this host is taken over.
         The lock is created with its holder inside (a hard link on disk, a conditional PUT
-        on S3), so a process killed while taking it leaves nothing nobody can judge."""
-        holder = _lock_holder(run_id)
-        _acquire(
-            self.root,
-            take=lambda: self.store.create_json(LOCK, holder),
-            holder=lambda: self.store.read_json(LOCK),
-            drop=lambda: self.store.delete(LOCK),
-            wait_seconds=wait_seconds,
-        )
-        faults.checkpoint("lock_taken")
+        on S3), so a process killed while taking it leaves nothing nobody can judge. The lock
+        file names the process, so threads of one process (a backfill's, a served flow's
+        tasks) first queue for this lake in the process."""
+        deadline = time.monotonic() + wait_seconds
+        key = str(Path(self.store.root).resolve()) if self.store.is_local else self.store.root
+        in_process = _process_lock(key)
+        if not in_process.acquire(timeout=max(wait_seconds, 0.0)):
+            raise LakeBusy(f"{self.root} is busy: another run of this process is writing")
         try:
-            yield
+            holder = _lock_holder(run_id)
+            _acquire(
+                self.root,
+                take=lambda: self.store.create_json(LOCK, holder),
+                holder=lambda: self.store.read_json(LOCK),
+                drop=lambda: self.store.delete(LOCK),
+                wait_seconds=max(deadline - time.monotonic(), 0.0),
+            )
+            faults.checkpoint("lock_taken")
+            try:
+                yield
+            finally:
+                self.store.delete(LOCK)
         finally:
-            self.store.delete(LOCK)
+            in_process.release()
 
     # -- publishing --------------------------------------------------------------------
     def recover(self) -> None:
         """Finish a publication whose plan was committed; drop staging left by dead runs."""
         plan = self.store.read_json(PLAN)
         if plan is not None:
-            from servio import publication
-
             log.warning(
                 "rolling forward publication %d of run %s", plan["publication"], plan["run_id"]
             )
             publication.apply(self, plan)
+            # A plan left behind means its run is over (it died, or its publish failed): once
+            # the plan is applied, nothing of that run's staging is needed any more.
+            self.discard_staging(plan["run_id"])
         for run_id in self.store.children(f"{CONTROL}/staging"):
             # Event-driven ingests stage outside the lock: keep staging of live processes.
             owner = self.store.read_json(self.staging_key(run_id, STAGING_OWNER))
@@ -300,25 +249,51 @@ class Lake:
         return self.store.local(key) if self.store.is_local else self.store.url(key)
 
     def discard_staging(self, run_id: str) -> None:
+        """Drop the run's staging — unless a committed publication of this run still needs
+        its staged files (a failure while applying it): `recover()` finishes it first."""
+        plan = self.store.read_json(PLAN)
+        if plan is not None and plan.get("run_id") == run_id:
+            log.warning("keeping the staging of run %s: its publication is not applied", run_id)
+            return
         self.store.delete_tree(self.staging_key(run_id))
         shutil.rmtree(self.scratch_dir(run_id), ignore_errors=True)
+
+    def staged_parts(self, pattern: str | None) -> list[str]:
+        """The staged Parquet files a staging path names (a glob of parts, or one file), on
+        local disk or object storage."""
+        if pattern is None:
+            return []
+        if not objectstore.is_object_url(pattern):
+            path = Path(pattern)
+            return [str(p) for p in sorted(path.parent.glob(path.name))]
+        fs, key = objectstore.open_root(pattern)
+        return sorted(objectstore.to_url(fs, found) for found in fs.glob(key))
+
+    def drop_staged(self, location: str) -> None:
+        """Delete a staged folder of a run (local) or every object under a staged prefix."""
+        if not objectstore.is_object_url(location):
+            shutil.rmtree(location, ignore_errors=True)
+            return
+        fs, key = objectstore.open_root(location)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(key, recursive=True)
 
     def publish(
         self, run_id: str, changes: list[TableChange], state: Mapping[str, object] | None = None
     ) -> list[Published]:
         """Replace the given partitions of several tables as one publication, exactly once
-        across tables (`servio.publication`). `state` entries are merged into the lake state
+        across tables (`servio.lake.publication`). `state` entries are merged into the lake state
         (`_servio/state`) in the same publication, so what a run remembers about its work
         (e.g. snapshot fingerprints) never disagrees with the data."""
         self._writable()
-        from servio import publication
-
-        return publication.publish(self, run_id, changes, state)
+        started = time.perf_counter()
+        try:
+            return publication.publish(self, run_id, changes, state)
+        finally:
+            self.publish_seconds += time.perf_counter() - started
 
     def write_catalog(self) -> Path | None:
-        """Rewrite the DuckDB catalog for the latest publication (`servio.catalog`)."""
-        from servio import publication
-
+        """Rewrite the DuckDB catalog for the latest publication (`servio.lake.catalog`)."""
         return publication.write_catalog(self)
 
     # -- housekeeping ------------------------------------------------------------------
@@ -331,8 +306,6 @@ class Lake:
         """Compact, checkpoint and vacuum every table (call under the lock, after
         `recover()`). Files that readers of the last `retention_hours` may still use stay."""
         self._writable()
-        from servio import publication
-
         return publication.maintain(self, retention_hours)
 
     def _writable(self) -> None:
@@ -340,12 +313,13 @@ class Lake:
             raise TypeError("a pinned lake is read-only")
 
 
-def _write_parquet(batches: Iterable[pa.Table], schema: pa.Schema, path: Path) -> None:
-    options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
-    with pq.ParquetWriter(path, schema, **options) as writer:
-        for batch in batches:
-            writer.write_table(batch, row_group_size=ROW_GROUP_ROWS)
-    objectstore.fsync(path)
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(root: str) -> threading.Lock:
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(root, threading.Lock())
 
 
 def _lock_holder(run_id: str) -> dict[str, object]:

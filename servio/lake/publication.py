@@ -34,10 +34,9 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
-from servio import catalog, delta, faults
-from servio.schemas.table import CuratedTable
-from servio.schemas.tables import LAKE_STATE, PUBLICATIONS
-from servio.storage import (
+from servio import faults
+from servio.lake import catalog, delta
+from servio.lake.files import (
     CONTROL_TABLES,
     PLAN,
     PartitionRows,
@@ -48,11 +47,13 @@ from servio.storage import (
     to_arrow,
     write_partition_file,
 )
+from servio.schemas.table import CuratedTable
+from servio.schemas.tables import LAKE_STATE, PUBLICATIONS
 
 if TYPE_CHECKING:
-    from servio.storage import Lake
+    from servio.lake import Lake
 
-log = logging.getLogger("servio.publication")
+log = logging.getLogger("servio.lake.publication")
 
 
 def publish(
@@ -230,7 +231,7 @@ def record(lake: Lake, number: int, run_id: str, changed: Mapping[str, int]) -> 
         writer_properties=delta.WRITER,
         commit_properties=CommitProperties(
             app_transactions=[Transaction(delta.APP_ID, number)],
-            custom_metadata={"servio.run_id": run_id, "servio.publication": number},
+            custom_metadata={"servio.run_id": run_id, "servio.lake.publication": number},
         ),
     )
 
@@ -243,7 +244,7 @@ def latest_versions(lake: Lake) -> dict[str, int]:
 
 
 def write_catalog(lake: Lake) -> Path | None:
-    """The DuckDB catalog of the latest publication (`servio.catalog`)."""
+    """The DuckDB catalog of the latest publication (`servio.lake.catalog`)."""
     record = lake.publications()
     if record.is_empty():
         return None

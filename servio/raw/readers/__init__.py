@@ -23,10 +23,10 @@ from pathlib import Path
 
 import polars as pl
 
-from servio.readers.common import FileRejected
-from servio.readers.delimited import csv_chunks
-from servio.readers.json_lines import json_chunks
-from servio.readers.parquet import parquet_chunks
+from servio.raw.readers.common import FileRejected
+from servio.raw.readers.delimited import csv_chunks
+from servio.raw.readers.json_lines import json_chunks
+from servio.raw.readers.parquet import parquet_chunks
 
 __all__ = ["FORMATS", "FileRejected", "read_chunks"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from servio.readers.common import COPY_BLOCK_BYTES, FileRejected, is_io_error, kept_names
+from servio.raw.readers.common import COPY_BLOCK_BYTES, FileRejected, is_io_error, kept_names
 from servio.schemas.raw import SOURCE_ROW
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024

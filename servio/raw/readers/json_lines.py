@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from servio.readers.common import FileRejected, is_io_error, numbered
+from servio.raw.readers.common import FileRejected, is_io_error, numbered
 from servio.schemas.raw import RAW_MALFORMED, RAW_NOT_TEXT
 
 

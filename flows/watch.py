@@ -1,5 +1,6 @@
 """The raw zone as a source of Prefect events: one `servio.raw.file.landed` event per complete
-file (watcher or one-off scan), and the path checks every event-driven ingest relies on."""
+file (watcher or one-off scan), and the catch-up runs `servio serve` starts for files that
+landed while nothing was serving."""
 
 from __future__ import annotations
 
@@ -7,71 +8,22 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from servio import landing, objectstore
 from servio.config import Settings
-from servio.landing import LandedFile
+from servio.raw import landing
+from servio.raw.landing import LandedFile
+from servio.raw.paths import UnsafePath, landed_file, local_root
 
-log = logging.getLogger("servio.watch")
+log = logging.getLogger("servio.flows.watch")
 
 FILE_LANDED = "servio.raw.file.landed"
 CURATED_UPDATED = "servio.curated.updated"
 # Fixed namespace: the same content at the same path always gives the same event id,
 # so Prefect's trigger service drops a repeated event (it remembers ids for 30 minutes).
 EVENT_NAMESPACE = uuid.UUID("6f1d2a8e-4c0b-5e39-9a57-3f0c1e6b7d21")
-
-
-class UnsafePath(ValueError):
-    """A path that is not a file inside the raw root (escapes it, or points outside it)."""
-
-
-def resolve_raw_path(raw_root: str | Path, path: str | Path) -> Path:
-    """The absolute path of `path` (relative to the raw root, or absolute) inside the raw root.
-
-    Refuses `..` components, absolute paths elsewhere and symlinks that resolve outside the
-    root: an event is outside input, and the raw zone is the only place servio reads from.
-    """
-    root = _local_root(raw_root).resolve()
-    candidate = Path(path)
-    if ".." in candidate.parts:
-        raise UnsafePath(f"refused {str(path)!r}: '..' is not allowed in a raw-zone path")
-    full = candidate if candidate.is_absolute() else root / candidate
-    resolved = full.resolve()
-    if not resolved.is_relative_to(root) or resolved == root:
-        raise UnsafePath(
-            f"refused {str(path)!r}: it resolves to {resolved}, outside the raw root {root}"
-        )
-    return resolved
-
-
-def _local_root(raw_root: str | Path) -> Path:
-    """Watching and file events need a local or mounted raw zone: an object store has no
-    folder to poll (its own event notifications would be the way; docs/OBJECT_STORAGE.md)."""
-    if objectstore.is_object_url(raw_root):
-        raise ValueError(
-            f"{raw_root}: watching and file events need a local or mounted raw root; "
-            "for an object store run `servio run` (cron) instead"
-        )
-    return Path(raw_root)
-
-
-def landed_file(raw_root: str | Path, path: str | Path) -> LandedFile:
-    """Describe (and hash) one complete file of the raw zone, as `landing.discover` would.
-
-    A file that cannot be read (permission denied) comes back with its `problem` and no hash.
-    """
-    resolved = resolve_raw_path(raw_root, path)
-    root = Path(raw_root).resolve()
-    relative = resolved.relative_to(root)
-    if any(landing.is_in_flight(part) for part in relative.parts):
-        raise UnsafePath(f"refused {str(path)!r}: the name marks a file still being written")
-    landed = landing.describe_local(root, resolved)
-    if landed is None:
-        raise FileNotFoundError(f"no file at {resolved}")
-    return landed
 
 
 def event_id(landed: LandedFile) -> uuid.UUID:
@@ -112,12 +64,14 @@ def flush_events() -> None:
 
 def scan(settings: Settings) -> list[LandedFile]:
     """Emit one event per pending file (new content, or known content under a new name)."""
-    from servio.pipeline import pending_files
-    from servio.storage import Lake
+    from servio.lake import Lake
+    from servio.steps.discover import pending_files
 
-    todo, duplicates = pending_files(settings, Lake(settings.curated_root))
+    found = pending_files(settings, Lake(settings.curated_root))
     # A file that could not be read has no hash to name its event: `servio run` records why.
-    files = sorted((f for f in todo + duplicates if f.sha256), key=lambda f: f.relative_path)
+    files = sorted(
+        (f for f in found.todo + found.duplicates if f.sha256), key=lambda f: f.relative_path
+    )
     for landed in files:
         emit_landed(landed)
     flush_events()
@@ -133,12 +87,14 @@ def catch_up(settings: Settings, deployment: str, wait_seconds: float = 120.0) -
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    from servio.pipeline import pending_files
-    from servio.storage import Lake
+    from servio.lake import Lake
+    from servio.steps.discover import pending_files
 
     deadline = time.monotonic() + wait_seconds
-    todo, duplicates = pending_files(settings, Lake(settings.curated_root))
-    files = sorted((f for f in todo + duplicates if f.sha256), key=lambda f: f.relative_path)
+    found = pending_files(settings, Lake(settings.curated_root))
+    files = sorted(
+        (f for f in found.todo + found.duplicates if f.sha256), key=lambda f: f.relative_path
+    )
     for landed in files:
         parameters = {
             "path": landed.relative_path,
@@ -167,8 +123,14 @@ class Watcher:
     """Polls the raw zone; a file is complete once its name is not in flight and its size and
     mtime are the same on two polls in a row. Each (path, content) is emitted once."""
 
-    def __init__(self, settings: Settings, poll_seconds: float = 1.0) -> None:
-        self.root = _local_root(settings.raw_root)
+    def __init__(
+        self,
+        settings: Settings,
+        poll_seconds: float = 1.0,
+        emit: Callable[[LandedFile], object] = emit_landed,
+    ) -> None:
+        self.root = local_root(settings.raw_root)
+        self.emit = emit  # Prefect's event client; a test collects the files instead
         self.settings = settings
         self.poll_seconds = poll_seconds
         self._previous: dict[str, _Seen] = {}
@@ -188,8 +150,8 @@ class Watcher:
                 yield relative.as_posix(), path
 
     def _already_ingested(self) -> set[tuple[str, str]]:
+        from servio.lake import Lake
         from servio.schemas.tables import INGEST_LEDGER
-        from servio.storage import Lake
 
         ledger = Lake(self.settings.curated_root).scan(INGEST_LEDGER).collect()
         return set(zip(ledger["source_file"].to_list(), ledger["sha256"].to_list(), strict=True))
@@ -226,7 +188,7 @@ class Watcher:
                 continue
             if (landed.relative_path, landed.sha256) in known:
                 continue
-            emit_landed(landed)
+            self.emit(landed)
             self._emitted.add((landed.relative_path, landed.sha256))
             emitted.append(landed)
         return emitted

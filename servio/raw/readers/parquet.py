@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from servio.readers.common import FileRejected, is_io_error, kept_names, numbered
+from servio.raw.readers.common import FileRejected, is_io_error, kept_names, numbered
 from servio.schemas.raw import RAW_NOT_TEXT, SOURCE_ROW
 
 

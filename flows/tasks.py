@@ -1,0 +1,89 @@
+"""The steps as Prefect tasks, and the executor that makes `servio.steps.sequence.run` run
+them as such: one task run per step (and per landed file), named as the UI shows them, with
+retries only for what a retry can fix (an `OSError` of the disk or the network)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar, cast
+
+from prefect import Task, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+
+from servio.steps.datadocs import build_data_docs
+from servio.steps.discover import discover
+from servio.steps.maintenance import maintain_lake
+from servio.steps.publish import publish_ingest
+from servio.steps.snapshot import build_snapshot
+from servio.steps.stage import stage_file
+
+T = TypeVar("T")
+
+
+def transient_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a retry can fix: an OSError (disk, network storage), never bad data."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _logged_stage(ctx: Any, landed: Any) -> Any:
+    staged = stage_file(ctx, landed)
+    get_run_logger().info(
+        "%s: %s, %d read, %d valid, %d quarantined",
+        landed.relative_path,
+        staged.status,
+        staged.rows_read,
+        staged.rows_valid,
+        staged.rows_quarantined,
+    )
+    return staged
+
+
+def _retried(name: str, fn: Callable[..., Any], **options: Any) -> Task[Any, Any]:
+    return task(
+        name=name,
+        cache_policy=NO_CACHE,
+        retries=2,
+        retry_delay_seconds=5,
+        retry_condition_fn=transient_error,
+        **options,
+    )(fn)
+
+
+def _once(name: str, fn: Callable[..., Any], **options: Any) -> Task[Any, Any]:
+    return task(name=name, cache_policy=NO_CACHE, **options)(fn)
+
+
+TASKS: dict[Callable[..., Any], Task[Any, Any]] = {
+    discover: _retried("discover", discover),
+    stage_file: _retried("stage-file", _logged_stage, task_run_name="stage {landed.relative_path}"),
+    # Not retried: a publish that failed after its commit point is finished by `recover()`
+    # of the next run, never by publishing again.
+    publish_ingest: _once("publish-ingest", publish_ingest),
+    build_snapshot: _once("build-snapshot", build_snapshot, task_run_name="snapshot {as_of}"),
+    build_data_docs: _once("build-data-docs", build_data_docs),
+    maintain_lake: _once("maintain", maintain_lake),
+}
+
+
+class PrefectTasks:
+    """An `Executor` for `sequence.run` inside a flow: each step is its task; fan-out goes
+    to the flow's task runner (threads, or a Dask cluster) with `.map`."""
+
+    def call(self, step: Callable[..., T], *args: Any) -> T:
+        return cast(T, TASKS[step](*args))
+
+    def map(self, step: Callable[..., T], items: Sequence[Any], *args: Any) -> Iterator[T]:
+        if not items:
+            return
+        futures = TASKS[step].map(*(unmapped(a) for a in args), list(items))
+        for future in futures:
+            yield future.result()
+
+
+PREFECT_TASKS = PrefectTasks()

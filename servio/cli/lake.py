@@ -1,0 +1,100 @@
+"""`servio report`, `servio docs` and `servio maintain`: reading and keeping the lake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from servio.config import ConfigError, load_settings
+
+if TYPE_CHECKING:
+    pass
+
+from servio.cli.app import ConfigOption, _as_of, _settings, app, console
+
+
+@app.command()
+def report(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Snapshot date (default: the latest snapshot).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a self-contained HTML report of a snapshot: whale curve, gaps, actions, data quality."""
+    from servio.lake import Lake
+    from servio.report import default_report_path, write_report
+
+    snapshot_date = _as_of(as_of)
+    settings = _settings(config)
+    lake = Lake(settings.curated_root)
+    try:
+        with console.status("Drawing the report…"):
+            path = write_report(lake, settings, out or default_report_path(lake), snapshot_date)
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Report: [bold]{escape(str(path))}[/bold]")
+
+
+@app.command()
+def docs(
+    out: Annotated[
+        Path, typer.Option(help="Folder for DATA_DICTIONARY.md and data_dictionary.html.")
+    ] = Path("docs"),
+    config: ConfigOption = None,
+) -> None:
+    """Write the data dictionary of every curated table and raw contract, from schemas/."""
+    from servio.docs import write_docs
+
+    for path in write_docs(_settings(config).catalog, out):
+        console.print(f"wrote {escape(str(path))}")
+
+
+@app.command()
+def maintain(
+    retention_hours: Annotated[
+        int | None,
+        typer.Option(help="Keep superseded files this long (default: vacuum_retention_hours)."),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait if another run holds the lake.")
+    ] = 0.0,
+    config: ConfigOption = None,
+) -> None:
+    """Compact small files, checkpoint the Delta logs and vacuum superseded files older than
+    the retention (servio also does this by itself once enough publications piled up)."""
+    # Validated like the setting it overrides, once; never put into the environment.
+    override = {} if retention_hours is None else {"vacuum_retention_hours": retention_hours}
+    try:
+        settings = load_settings(config, overrides=override)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error[/red]\n{exc}")
+        raise typer.Exit(2) from None
+    from servio.lake import LakeBusy
+    from servio.steps import sequence
+    from servio.steps.context import RunContext
+
+    ctx = RunContext.start(settings, "maintain")
+    plan = sequence.Plan(
+        ingest=None, snapshot=None, data_docs=False, maintain=True, wait_seconds=wait
+    )
+    try:
+        with console.status("Maintaining the lake…"):
+            done = sequence.run(ctx, plan).maintained
+    except LakeBusy as exc:
+        console.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(3) from None
+    lake = ctx.lake
+    table = Table(
+        title=f"servio maintain {lake.root} (retention {settings.vacuum_retention_hours} h)"
+    )
+    for column in ("table", "files compacted", "files deleted"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name, counts in done.items():
+        table.add_row(name, f"{counts['files_compacted']:,}", f"{counts['files_deleted']:,}")
+    console.print(table)

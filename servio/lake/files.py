@@ -1,0 +1,101 @@
+"""The lake's files: where servio keeps its control files, the change a publication makes
+(`TableChange`), and how a partition's rows become the data file a table commits unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from servio import faults, objectstore
+from servio.lake import delta
+from servio.schemas.table import CuratedTable
+from servio.schemas.tables import LAKE_STATE, PUBLICATIONS
+
+ROW_GROUP_ROWS = delta.ROW_GROUP_ROWS
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "row_group_size": ROW_GROUP_ROWS,
+    "use_dictionary": True,
+    "write_statistics": True,
+}
+CONTROL = "_servio"
+PLAN = f"{CONTROL}/publication.json"
+STAGING_OWNER = "_owner.json"
+CATALOG_FILE = "servio.duckdb"
+CONTROL_TABLES = (LAKE_STATE.name, PUBLICATIONS.name)  # Delta tables under _servio/
+PartitionValue = date | str | None  # None: the table is not partitioned
+# A partition's new rows: a frame, or a Parquet file already in the table's file format
+# (`write_partition_file`), which is moved or uploaded as it is, so a big publication neither
+# holds every partition in memory nor writes its rows twice; None or no rows deletes it.
+PartitionRows = pl.DataFrame | Path | None
+
+
+@dataclass
+class TableChange:
+    """New contents of some partitions of one table; a None frame deletes the partition."""
+
+    table: CuratedTable
+    partitions: dict[PartitionValue, PartitionRows] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Published:
+    table: str
+    partitions_written: int
+    partitions_deleted: int
+    rows_written: int
+
+
+def partition_text(value: PartitionValue) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def to_arrow(frame: pl.DataFrame, table: CuratedTable) -> pa.Table:
+    """Cast to the table's file schema: plain string (never string_view), µs UTC, decimal(18,2)."""
+    schema = delta.arrow_file_schema(table)
+    ordered = frame.select(schema.names)
+    return ordered.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(schema)
+
+
+def write_partition_file(
+    rows: pl.DataFrame | pl.LazyFrame, table: CuratedTable, path: Path
+) -> Path:
+    """Write one partition's rows as the data file `Lake.publish` will commit unchanged
+    (the table's file schema and Parquet options; synced, since it is moved, not copied).
+    A LazyFrame is written batch by batch, so the partition need not fit in memory."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(rows, pl.DataFrame):
+            _write_parquet([to_arrow(rows, table)], delta.arrow_file_schema(table), path)
+        else:
+            _write_parquet(
+                (
+                    to_arrow(batch, table)
+                    for batch in rows.collect_batches(chunk_size=ROW_GROUP_ROWS)
+                ),
+                delta.arrow_file_schema(table),
+                path,
+            )
+    except OSError as exc:  # typically ENOSPC: it happens before any publication
+        raise OSError(
+            exc.errno,
+            f"{exc.strerror or exc} while writing {path}; nothing was published, the tables "
+            "are unchanged: free space and run again",
+        ) from exc
+    return path
+
+
+def _write_parquet(batches: Iterable[pa.Table], schema: pa.Schema, path: Path) -> None:
+    faults.checkpoint("writing_partition_file", path=path)
+    options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
+    with pq.ParquetWriter(path, schema, **options) as writer:
+        for batch in batches:
+            writer.write_table(batch, row_group_size=ROW_GROUP_ROWS)
+    objectstore.fsync(path)

@@ -1,0 +1,179 @@
+"""Merging staged files into their curated table (part of publishing an ingest): which
+versions lose to a later one, and each touched partition written once as the lake's file.
+
+Memory stays bounded for big inputs: versions are ranked only for rows whose key hash occurs
+twice among the table's and the batch's rows (8 bytes per row to find them); the touched
+partitions are merged in groups of consecutive partitions of about `MERGE_GROUP_ROWS` rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from servio.lake import Lake, PartitionRows, PartitionValue, TableChange, write_partition_file
+from servio.lake.files import partition_text
+from servio.schemas.table import CuratedTable
+from servio.schemas.tables import QUARANTINE
+from servio.steps.stage import StagedFile
+from servio.transforms import versions
+
+# Rows (existing + new) of the partitions merged together in one step of `merge_source`.
+MERGE_GROUP_ROWS = 1_000_000
+
+
+def merge_source(
+    lake: Lake, table: CuratedTable, batch: list[tuple[int, StagedFile]], scratch: Path
+) -> tuple[TableChange | None, dict[int, int], dict[int, int], int]:
+    """Merge a batch into one table; returns the change, rows superseded per file (this run),
+    current rows per file, and the table's row count after the merge.
+
+    Memory stays bounded for big inputs: versions are ranked only for rows whose key hash
+    occurs twice among the table's and the batch's rows (8 bytes per row to find them); the
+    touched partitions are merged in groups of consecutive partitions holding about
+    `MERGE_GROUP_ROWS` rows (existing kept rows + new winners, read with the partition filter
+    pushed into the scans), and each partition is written once, as the file `Lake.publish`
+    moves into place.
+    """
+    existing = lake.scan(table)
+    key, part = list(table.key), table.partition_by
+    assert part is not None
+    existing_counts = (
+        existing.group_by(part, "source_seq").agg(pl.len()).collect(engine="streaming")
+    )
+    per_file = _sums(existing_counts, "source_seq")
+    if not batch:
+        return None, {}, per_file, sum(per_file.values())
+    lineage = list(versions.LINEAGE_ORDER)
+    new = pl.concat(
+        [
+            pl.scan_parquet(path).with_columns(pl.lit(seq, pl.Int64).alias("source_seq"))
+            for seq, s in batch
+            for path in lake.staged_parts(s.valid_path)
+        ]
+    )
+    new_counts_by_part = new.group_by(part, "source_seq").agg(pl.len()).collect(engine="streaming")
+    new_counts = _sums(new_counts_by_part, "source_seq")
+    losers = _superseded(existing, new, table)
+    existing_losers = losers.filter(~pl.col("source_seq").is_in([seq for seq, _ in batch]))
+    # Existing losers leave their partitions; new rows (winners and losers alike) touch theirs.
+    touched = set(losers.get_column(part).to_list()) | set(
+        new_counts_by_part.get_column(part).to_list()
+    )
+    rows_by_part = _sums(pl.concat([existing_counts, new_counts_by_part]), part)
+    partitions: dict[PartitionValue, PartitionRows] = {}
+    for group in _partition_groups(sorted(touched, key=partition_text), rows_by_part):
+        # The range lets scans skip files and row groups by their statistics.
+        in_group = pl.col(part).is_between(group[0], group[-1]) & pl.col(part).is_in(
+            pl.Series(group, dtype=table.schema[part]).implode()
+        )
+        kept = (
+            existing.filter(in_group)
+            .join(existing_losers.lazy().select(lineage), on=lineage, how="anti")
+            .collect()
+        )
+        arrived = (
+            new.filter(in_group)
+            .join(losers.lazy().select(lineage), on=lineage, how="anti")
+            .select(kept.columns)
+            .collect()
+        )
+        merged = pl.concat([kept, arrived]).partition_by(part, as_dict=True)
+        del kept, arrived
+        for value in group:
+            rows = merged.pop((value,), None)
+            if rows is None or rows.is_empty():
+                partitions[value] = None
+                continue
+            # Written once, as the lake's file: publishing moves it into place.
+            merged_file = scratch / "merged" / f"{partition_text(value)}.parquet"
+            partitions[value] = write_partition_file(rows.sort(key), table, merged_file)
+    dropped = dict(losers.group_by("source_seq").agg(pl.len()).iter_rows())
+    counts = {
+        seq: per_file.get(seq, 0) + new_counts.get(seq, 0) - dropped.get(seq, 0)
+        for seq in per_file.keys() | new_counts.keys()
+    }
+    counts = {seq: n for seq, n in counts.items() if n}
+    return TableChange(table, partitions), dropped, counts, sum(counts.values())
+
+
+def _sums(counts: pl.DataFrame, by: str) -> dict[Any, int]:
+    """`len` summed per value of `by` in a (partition, source_seq, len) count frame."""
+    return dict(counts.group_by(by).agg(pl.col("len").sum()).iter_rows())
+
+
+def _partition_groups(
+    values: list[PartitionValue], rows: dict[Any, int]
+) -> Iterator[list[PartitionValue]]:
+    """Consecutive partitions packed into groups of at most `MERGE_GROUP_ROWS` rows (a bigger
+    partition is a group of its own)."""
+    group: list[PartitionValue] = []
+    size = 0
+    for value in values:
+        n = rows.get(value, 0)
+        if group and size + n > MERGE_GROUP_ROWS:
+            yield group
+            group, size = [], 0
+        group.append(value)
+        size += n
+    if group:
+        yield group
+
+
+def _superseded(existing: pl.LazyFrame, new: pl.LazyFrame, table: CuratedTable) -> pl.DataFrame:
+    """The versions (existing or new) that lose to a later one: source_seq, source_row and
+    partition. Only rows whose key hash repeats are ranked, with `versions.superseded`."""
+    key, part = list(table.key), table.partition_by
+    assert part is not None
+    key_hash = pl.struct(key).hash().alias("_key_hash")
+    hashes = (
+        pl.concat([existing.select(key_hash), new.select(key_hash)])
+        .collect(engine="streaming")
+        .get_column("_key_hash")
+        .to_numpy()
+    )
+    ordered = np.sort(hashes)
+    del hashes
+    repeated = pl.Series(np.unique(ordered[1:][ordered[1:] == ordered[:-1]])).implode()
+    del ordered
+    narrow = versions.version_columns(table)
+    candidates = (
+        pl.concat([existing.select(narrow), new.select(narrow)])
+        .filter(key_hash.is_in(repeated))
+        .collect(engine="streaming")  # only the repeated keys' rows are ever held
+    )
+    return versions.superseded(candidates.lazy(), table).collect()
+
+
+def quarantine_change(
+    lake: Lake, accepted: Iterable[StagedFile], scratch: Path
+) -> TableChange | None:
+    paths = [s.quarantine_path for s in accepted if s.quarantine_path]
+    if not paths:
+        return None
+    new = pl.concat(
+        [pl.scan_parquet(p) for path in paths for p in lake.staged_parts(path)],
+        how="diagonal_relaxed",
+    ).select(QUARANTINE.schema.names())
+    sources = new.select(pl.col("source").unique()).collect().get_column("source").to_list()
+    if not sources:
+        return None
+    # Streamed into each source's partition file: the existing rows, then the new ones.
+    partitions: dict[PartitionValue, PartitionRows] = {
+        source: write_partition_file(
+            pl.concat(
+                [
+                    lake.scan(QUARANTINE).filter(pl.col("source") == source),
+                    new.filter(pl.col("source") == source).cast(QUARANTINE.schema),
+                ]
+            ),
+            QUARANTINE,
+            scratch / f"{source}.parquet",
+        )
+        for source in sorted(sources)
+    }
+    return TableChange(QUARANTINE, partitions)

@@ -1,0 +1,193 @@
+"""The run sequence, written once: discover → stage → lock → recover → publish → snapshot →
+Data Docs → discard. `servio run`, every served flow, backfills, `servio maintain`, the
+benchmarks and the fault harness call `run`; what differs between them is the `Plan` (what to
+ingest and what to snapshot) and the `Executor` (plain calls here, or Prefect tasks).
+
+The lock rule, one for every entry point: reading and staging files takes no lock (several
+ingests stage at once; the staging folder is claimed, so another run's `recover()` keeps it);
+everything that writes the lake — recovery, the publish, the snapshot, the Data Docs,
+maintenance — happens under the lake lock, and the publish decides against the ledger again
+(a file another run published meanwhile is not published twice). Nothing to publish, no
+snapshot, no Data Docs and no maintenance asked: the lock is not taken at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Final, Literal, Protocol, TypeVar
+
+from servio import progress
+from servio.config import check_raw_root
+from servio.steps.context import RunContext
+from servio.steps.datadocs import build_data_docs, keep_validation_results
+from servio.steps.discover import Discovered, discover
+from servio.steps.maintenance import maintain_lake
+from servio.steps.publish import IngestSummary, publish_ingest
+from servio.steps.snapshot import SnapshotSummary, build_snapshot
+from servio.steps.stage import StagedFile, stage_file
+
+log = logging.getLogger("servio.steps.sequence")
+T = TypeVar("T")
+
+ALL: Final = "all"  # ingest every pending file of the raw zone
+LATEST: Final = "latest"  # the snapshot of the latest date with activity
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run does. `ingest`: every pending file (`ALL`), the given paths (an event's),
+    or nothing (None). `snapshot`: the latest date (`LATEST`), a date, or none."""
+
+    ingest: Literal["all"] | tuple[str, ...] | None = ALL
+    snapshot: Literal["latest"] | date | None = LATEST
+    force_snapshot: bool = False  # recompute even when its inputs did not change
+    data_docs: bool = True  # render the Data Docs of every published run not shown yet
+    maintain: bool = False  # compact, checkpoint and vacuum now (not only when due)
+    wait_seconds: float = 0.0  # for another writer to release the lake
+
+
+EVERYTHING = Plan()  # `servio run`: every pending file, the latest snapshot, the Data Docs
+
+
+@dataclass
+class Outcome:
+    """What a run did; `warnings` are failures after the tables were published (the Data
+    Docs on a full disk): the tables stand and the next run writes what is missing."""
+
+    run_id: str
+    discovered: Discovered
+    staged: list[StagedFile]
+    ingest: IngestSummary | None = None
+    snapshot: SnapshotSummary | None = None
+    data_docs_path: str | None = None
+    maintained: dict[str, dict[str, int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    locked: bool = False  # whether the run took the lake lock (it had something to write)
+
+
+class Executor(Protocol):
+    """How each step runs: `call` one step, `map` one step over items (fan-out), yielding
+    results in the items' order as they are needed."""
+
+    def call(self, step: Callable[..., T], *args: Any) -> T: ...
+
+    def map(self, step: Callable[..., T], items: Sequence[Any], *args: Any) -> Iterator[T]:
+        """`step(*args, item)` for each item."""
+        ...
+
+
+class InProcess:
+    """Plain calls in this process; with `threads` > 1, fan-out on a thread pool."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+
+    def call(self, step: Callable[..., T], *args: Any) -> T:
+        return step(*args)
+
+    def map(self, step: Callable[..., T], items: Sequence[Any], *args: Any) -> Iterator[T]:
+        if self.threads <= 1:
+            for item in items:
+                yield step(*args, item)
+            return
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="servio-step") as pool:
+            futures = [pool.submit(step, *args, item) for item in items]
+            for future in futures:
+                yield future.result()
+
+
+IN_PROCESS = InProcess()
+
+
+class Timed:
+    """Another executor, timed: wall seconds spent in each step, by the step's name."""
+
+    def __init__(self, inner: Executor = IN_PROCESS) -> None:
+        self.inner = inner
+        self.seconds: dict[str, float] = {}
+
+    def call(self, step: Callable[..., T], *args: Any) -> T:
+        started = time.perf_counter()
+        try:
+            return self.inner.call(step, *args)
+        finally:
+            self._add(step, started)
+
+    def map(self, step: Callable[..., T], items: Sequence[Any], *args: Any) -> Iterator[T]:
+        started = time.perf_counter()
+        try:
+            yield from self.inner.map(step, items, *args)
+        finally:
+            self._add(step, started)
+
+    def _add(self, step: Callable[..., Any], started: float) -> None:
+        name = getattr(step, "__name__", str(step))
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+def run(ctx: RunContext, plan: Plan = EVERYTHING, executor: Executor = IN_PROCESS) -> Outcome:
+    """One run: the module docstring says in which order and under which lock."""
+    lake = ctx.lake
+    lake.check_reachable()  # before any data is touched
+    if plan.ingest == ALL:
+        check_raw_root(ctx.settings)
+    discovered = Discovered()
+    if plan.ingest is not None:
+        paths = None if plan.ingest == ALL else list(plan.ingest)
+        discovered = executor.call(discover, ctx, paths)
+    outcome = Outcome(ctx.run_id, discovered, [])
+    has_work = discovered.files or plan.snapshot is not None or plan.data_docs or plan.maintain
+    if not has_work:
+        return outcome
+    try:
+        if discovered.todo:
+            lake.claim_staging(ctx.run_id)  # a concurrent run's recover() keeps it
+        for done, staged in enumerate(executor.map(stage_file, discovered.todo, ctx), start=1):
+            outcome.staged.append(staged)
+            progress.report("ingest", done, len(discovered.todo))
+        with lake.lock(ctx.run_id, plan.wait_seconds):
+            outcome.locked = True
+            lake.recover()
+            # Results are kept before the publish: a kill after it leaves them for the next run.
+            keep_validation_results(ctx, outcome.staged)
+            if plan.ingest is not None:
+                outcome.ingest = executor.call(
+                    publish_ingest, ctx, outcome.staged, discovered.duplicates
+                )
+            if plan.snapshot is not None:
+                as_of = None if plan.snapshot == LATEST else plan.snapshot
+                progress.report("snapshot", 0, 1)
+                outcome.snapshot = executor.call(build_snapshot, ctx, as_of, plan.force_snapshot)
+                progress.report("snapshot", 1, 1)
+            if plan.maintain:
+                outcome.maintained = executor.call(maintain_lake, ctx)
+            if plan.data_docs:
+                docs = _after_publish(
+                    outcome, "Great Expectations Data Docs", executor, build_data_docs, ctx
+                )
+                outcome.data_docs_path = str(docs) if docs else None
+    finally:
+        lake.discard_staging(ctx.run_id)
+    return outcome
+
+
+def _after_publish(
+    outcome: Outcome, what: str, executor: Executor, step: Callable[..., T], *args: Any
+) -> T | None:
+    """A step after the tables were published: its failure (a full disk) is a warning, not a
+    failed run — the tables stand, and the next run writes what is missing."""
+    try:
+        return executor.call(step, *args)
+    except Exception as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        outcome.warnings.append(
+            f"the {what} could not be written ({reason}); the tables are published, and the "
+            "next run writes it"
+        )
+        log.warning("%s failed after the publish", what, exc_info=True)
+        return None
