@@ -514,3 +514,50 @@ def maintain(
     for name, counts in done.items():
         table.add_row(name, f"{counts['files_compacted']:,}", f"{counts['files_deleted']:,}")
     console.print(table)
+
+
+@app.command()
+def export(
+    action: Annotated[
+        str,
+        typer.Option(
+            help="retain_now, grow, ask_feedback, reduce_cost_to_serve, review_terms, or all."
+        ),
+    ],
+    file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Snapshot date (default: the latest snapshot).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="File to write (default: ./servio-<action>-<as_of>.<format>)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the customers of an action, one row each, for a CRM import (columns:
+    docs/EXPORT.md): the full lists behind the report's "Which customers"."""
+    from servio.report.export import EXPORT_ACTIONS, FORMATS, export_customers
+    from servio.storage import Lake
+
+    if action not in EXPORT_ACTIONS:
+        raise typer.BadParameter(
+            f"{action!r} is not an action; expected one of {', '.join(EXPORT_ACTIONS)}",
+            param_hint="'--action'",
+        )
+    if file_format not in FORMATS:
+        raise typer.BadParameter(
+            f"{file_format!r} is not a format; expected csv or parquet", param_hint="'--format'"
+        )
+    snapshot_date = _as_of(as_of)
+    settings = _settings(config)
+    try:
+        done = export_customers(
+            Lake(settings.curated_root), settings, action, file_format, snapshot_date, out
+        )
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    console.print(
+        f"Exported {done.rows:,} customers ({escape(done.action)}, as of {done.as_of}) to "
+        f"[bold]{escape(str(done.path))}[/bold]"
+    )

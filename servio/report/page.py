@@ -7,18 +7,18 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import altair as alt
 import jinja2
 import polars as pl
 
 from servio.config import Settings
-from servio.report import charts, summaries, words
+from servio.report import charts, lists, summaries, words
+from servio.report.blocks import Block, Cell, Chart, Kpi, Link, Note, Row, Section, Table, TableCard
 from servio.report.data import ReportData, read_report_data
 from servio.storage import Lake
 
@@ -27,96 +27,6 @@ LEDGER_HEADERS = {
     "rows_valid": "valid",
     "rows_quarantined": "quarantined",
 }
-
-
-# ---------------------------------------------------------------------------------------
-# blocks: what a section shows, as data for the template
-
-
-@dataclass(frozen=True)
-class Chart:
-    key: str
-    title: str
-    lede: str
-    wide: bool = False
-    kind: Literal["chart"] = "chart"
-
-
-@dataclass(frozen=True)
-class Note:
-    title: str
-    text: str
-    warning: bool = False
-    id: str | None = None
-    kind: Literal["note"] = "note"
-
-
-@dataclass(frozen=True)
-class Cell:
-    text: str
-    value: str | None = None  # the exact value behind `text`, as data-value
-    css_class: str = ""
-
-
-@dataclass(frozen=True)
-class Row:
-    cells: list[Cell]
-    css_class: str = ""
-    key: str | None = None  # data-key, e.g. the customer_id of the row
-
-
-@dataclass(frozen=True)
-class Table:
-    headers: list[str]
-    rows: list[Row]
-    css_class: str = ""
-    id: str | None = None
-
-
-@dataclass(frozen=True)
-class Link:
-    before: str
-    href: str
-    text: str
-    after: str = ""
-
-
-@dataclass(frozen=True)
-class TableCard:
-    id: str
-    title: str
-    ledes: list[str]
-    table: Table
-    more: str = ""
-    details_title: str = ""
-    details: list[tuple[str, Table, str]] = field(default_factory=list)
-    items_title: str = ""
-    items: list[tuple[str, str]] = field(default_factory=list)
-    link: Link | None = None
-    after: list[str] = field(default_factory=list)
-    wide: bool = False
-    kind: Literal["table"] = "table"
-
-
-Block = Chart | Note | TableCard
-
-
-@dataclass
-class Section:
-    """A titled group of blocks on the page."""
-
-    id: str
-    title: str
-    blocks: list[Block]
-    lede: str = ""
-
-
-@dataclass(frozen=True)
-class Kpi:
-    label: str
-    value: str
-    note: str
-    bad: bool = False
 
 
 class Specs:
@@ -182,6 +92,12 @@ def render_page(data: ReportData, settings: Settings, out_path: Path) -> str:
                     wide=True,
                 )
             ],
+        ),
+        Section(
+            "customers",
+            "Which customers",
+            lists.customer_blocks(data.customers, money),
+            lede=lists.SECTION_LEDE,
         ),
         Section("trends", "Trends", [_trends_block(specs, data, settings)]),
         Section("data-quality", "Data quality", _quality_blocks(specs, data, out_path)),

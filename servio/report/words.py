@@ -24,6 +24,11 @@ def format_money(value: float | Decimal | None, currency: str) -> str:
     return f"{sign}{symbol}{digits}" if symbol else f"{sign}{digits} {currency}"
 
 
+def count(n: int, noun: str) -> str:
+    """'1 customer', '1,204 customers'."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def signed(value: float) -> str:
     return f"{value:+.2f}".replace("-", "−")
 
