@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -329,7 +330,7 @@ def test_which_customers_lists_every_action_with_its_customers(
         assert ": 1 customer</h3>" in card
         assert f'<tr data-key="{customer}">' in card
     retain = page.split('id="customers-retain_now-table"', 1)[1].split("</table>", 1)[0]
-    assert 'data-value="105.00">€105</td>' in retain  # profit 100 + 5 in the latest snapshot
+    assert 'data-value="105.00">€105.00</td>' in retain  # profit 100 + 5 in the latest snapshot
     assert "reliability (−2.00)" in retain  # the lowest of its dimension gaps (−1.5 − 0.5)
     assert "main channel" in retain and "p alive" not in retain  # no §6 table published
 
@@ -402,3 +403,12 @@ def _values(spec: dict) -> list[dict]:
     datasets = spec.get("datasets", {})
     name = spec["data"]["name"]
     return datasets[name]
+
+
+def test_money_is_whole_units_in_summaries_and_cents_for_a_customer() -> None:
+    from servio.report.words import format_money
+
+    assert format_money(Decimal("-0.30"), "EUR") == "−€0"
+    assert format_money(Decimal("-0.30"), "EUR", cents=True) == "−€0.30"
+    assert format_money(Decimal("1234.5"), "CHF", cents=True) == "1,234.50 CHF"
+    assert format_money(1234.5, "USD") == "$1,234"  # half-even: 1234.5 → 1234

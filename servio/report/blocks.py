@@ -1,10 +1,14 @@
-"""The blocks a report section is made of, as plain data for the page template:
-a chart (its spec is drawn by vega-embed), a note, or a card with a table."""
+"""The blocks a report section is made of, as plain data for the page template: a chart
+(its spec, collected by `Specs`, is drawn by vega-embed), a note, or a card with a table."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+import altair as alt
+
+from servio.report.charts import themed
 
 
 @dataclass(frozen=True)
@@ -99,3 +103,16 @@ class Kpi:
     value: str
     note: str
     bad: bool = False
+
+
+class Specs:
+    """The Vega-Lite specs of the page, by chart key; `add` returns the chart's block."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, dict[str, Any]] = {}
+
+    def add(
+        self, key: str, title: str, lede: str, spec: alt.TopLevelMixin, wide: bool = False
+    ) -> Chart:
+        self.specs[key] = themed(spec)
+        return Chart(key, title, lede, wide)

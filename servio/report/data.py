@@ -115,7 +115,7 @@ def read_customer_list(lake: Lake, settings: Settings, snapshot: SnapshotTables)
         profitability=snapshot.profitability,
         quality=snapshot.quality,
         channels=main_channels(contacts).collect(),
-        value=snapshot.value.customer_value if _value_usable(snapshot.value) else None,
+        value=snapshot.value.customer_value if value_usable(snapshot.value) else None,
         dimensions=settings.catalog.dimensions,
     )
 
@@ -184,7 +184,7 @@ def _partition(lake: Lake, table: CuratedTable, as_of: date) -> pl.DataFrame:
     return lake.scan(table).filter(pl.col("as_of_date") == as_of).collect()
 
 
-def _value_usable(value: ValueTables) -> bool:
+def value_usable(value: ValueTables) -> bool:
     """customer_value's figures are shown only beside the value_model that says how they
     were fitted (a fit that did not converge left them null; without the model row we
     cannot tell)."""

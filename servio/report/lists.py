@@ -4,6 +4,7 @@ segment × service level cell) as table cards, cut from `customers.customer_list
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -11,7 +12,7 @@ import polars as pl
 
 from servio.report.blocks import Block, Cell, More, Note, Row, Table, TableCard
 from servio.report.customers import TOP_CUSTOMERS, TopList, top_lists
-from servio.report.words import Money, count, signed
+from servio.report.words import Money, count, format_money, signed
 
 ACTION_TITLES = {
     "retain_now": "Retain now",
@@ -36,8 +37,9 @@ SECTION_LEDE = (
 )
 
 
-def customer_blocks(customers: pl.DataFrame, money: Money) -> list[Block]:
+def customer_blocks(customers: pl.DataFrame, currency: str) -> list[Block]:
     """One card per action, its cells' lists folded under it."""
+    money: Money = functools.partial(format_money, currency=currency, cents=True)
     with_value = customers["p_alive"].is_not_null().any()
     blocks: list[Block] = []
     for whole, cells in top_lists(customers):

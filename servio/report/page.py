@@ -10,16 +10,15 @@ import os
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-import altair as alt
 import jinja2
 import polars as pl
 
 from servio.config import Settings
 from servio.report import charts, lists, summaries, words
-from servio.report.blocks import Block, Cell, Chart, Kpi, Link, Note, Row, Section, Table, TableCard
+from servio.report.blocks import Block, Cell, Kpi, Link, Note, Row, Section, Specs, Table, TableCard
 from servio.report.data import ReportData, read_report_data
+from servio.report.value_sections import value_sections
 from servio.storage import Lake
 
 LEDGER_HEADERS = {
@@ -27,19 +26,6 @@ LEDGER_HEADERS = {
     "rows_valid": "valid",
     "rows_quarantined": "quarantined",
 }
-
-
-class Specs:
-    """The Vega-Lite specs of the page, by chart key; `add` returns the chart's block."""
-
-    def __init__(self) -> None:
-        self.specs: dict[str, dict[str, Any]] = {}
-
-    def add(
-        self, key: str, title: str, lede: str, spec: alt.TopLevelMixin, wide: bool = False
-    ) -> Chart:
-        self.specs[key] = charts.themed(spec)
-        return Chart(key, title, lede, wide)
 
 
 # ---------------------------------------------------------------------------------------
@@ -96,9 +82,10 @@ def render_page(data: ReportData, settings: Settings, out_path: Path) -> str:
         Section(
             "customers",
             "Which customers",
-            lists.customer_blocks(data.customers, money),
+            lists.customer_blocks(data.customers, settings.currency),
             lede=lists.SECTION_LEDE,
         ),
+        *value_sections(specs, data, settings.currency),
         Section("trends", "Trends", [_trends_block(specs, data, settings)]),
         Section("data-quality", "Data quality", _quality_blocks(specs, data, out_path)),
     ]

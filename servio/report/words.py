@@ -14,13 +14,13 @@ CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥"}
 Money = Callable[[float | Decimal | None], str]
 
 
-def format_money(value: float | Decimal | None, currency: str) -> str:
+def format_money(value: float | Decimal | None, currency: str, cents: bool = False) -> str:
+    """'€1,235', '−€3', '1,235 CHF'; with `cents`, '€1,234.50' (a customer's own amounts)."""
     if value is None:
         return "—"
-    amount = float(value)
-    sign = "−" if amount < 0 else ""
+    sign = "−" if value < 0 else ""
     symbol = CURRENCY_SYMBOLS.get(currency)
-    digits = f"{abs(amount):,.0f}"
+    digits = f"{abs(value):,.2f}" if cents else f"{abs(float(value)):,.0f}"
     return f"{sign}{symbol}{digits}" if symbol else f"{sign}{digits} {currency}"
 
 
