@@ -86,26 +86,33 @@ _VALUE_SCHEMA: dict[str, pl.DataType] = {
 def main_channels(contacts: pl.LazyFrame) -> pl.LazyFrame:
     """Per customer, the channel of most of its `contacts` (ties: alphabetical) and how many
     contacts that is. `contacts` are the interactions of the snapshot's window."""
+    counts = contacts.group_by("customer_id", "channel").agg(
+        pl.len().cast(pl.Int64).alias("main_channel_contacts")
+    )
+    most = pl.col("main_channel_contacts") == pl.col("main_channel_contacts").max().over(
+        "customer_id"
+    )
     return (
-        contacts.group_by("customer_id", "channel")
-        .agg(pl.len().cast(pl.Int64).alias("main_channel_contacts"))
-        .sort(["customer_id", "main_channel_contacts", "channel"], descending=[False, True, False])
-        .group_by("customer_id", maintain_order=True)
-        .first()
-        .rename({"channel": "main_channel"})
+        counts.filter(most)
+        .group_by("customer_id")
+        .agg(pl.col("channel").min().alias("main_channel"), pl.col("main_channel_contacts").first())
     )
 
 
 def worst_dimensions(quality: pl.DataFrame, dimensions: Sequence[str]) -> pl.DataFrame:
     """Per customer with a dimension gap, the dimension with the lowest gap (ties: alphabetical)."""
+    lowest = pl.min_horizontal(f"{d}_gap" for d in dimensions)
+    # The first dimension, in alphabetical order, whose gap is the lowest one.
+    first = pl.coalesce(
+        pl.when(pl.col(f"{d}_gap") == pl.col("worst_dimension_gap")).then(pl.lit(d))
+        for d in sorted(dimensions)
+    )
     return (
-        quality.select("customer_id", *(pl.col(f"{d}_gap").alias(d) for d in dimensions))
-        .unpivot(index="customer_id", variable_name="worst_dimension", value_name="gap")
-        .drop_nulls("gap")
-        .sort("customer_id", "gap", "worst_dimension")
-        .group_by("customer_id", maintain_order=True)
-        .first()
-        .rename({"gap": "worst_dimension_gap"})
+        quality.select(
+            "customer_id", lowest.alias("worst_dimension_gap"), *(f"{d}_gap" for d in dimensions)
+        )
+        .filter(pl.col("worst_dimension_gap").is_not_null())
+        .select("customer_id", first.alias("worst_dimension"), "worst_dimension_gap")
     )
 
 

@@ -18,10 +18,7 @@ from servio.report.blocks import Block, Cell, Note, Row, Section, Specs, Table, 
 from servio.report.data import ReportData, value_usable
 from servio.report.words import Money, count, format_money, signed
 
-NOT_COMPUTED = (
-    "{table} has no rows for {as_of}: not computed for this snapshot (servio run does not "
-    "publish the SPEC §6 tables yet)."
-)
+NOT_COMPUTED = "{table} has no rows for {as_of}: not computed for this snapshot."
 PARAMETER_NAMES = {"alpha": "α", "gamma": "γ"}
 
 
