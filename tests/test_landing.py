@@ -98,8 +98,8 @@ def test_parquet_keeps_instants_of_typed_timestamps(tmp_path: Path) -> None:
     ("content", "fmt", "code"),
     [
         (b"a,A\n1,2\n", "csv", "duplicate_header"),
-        (b"a,b\n1,\"never closed\n2,3\n", "csv", "malformed_csv"),
-        (b"a,b\n1,\"utf-8 quoted by the parser\n", "csv", "malformed_csv"),  # not "encoding"
+        (b'a,b\n1,"never closed\n2,3\n', "csv", "malformed_csv"),
+        (b'a,b\n1,"utf-8 quoted by the parser\n', "csv", "malformed_csv"),  # not "encoding"
         (b"a,b\n1,caf\xc3", "csv", "encoding"),  # ends inside a character
         (b"", "csv", "no_header"),
         (b"a,b\n1,\xe9\n", "csv", "encoding"),

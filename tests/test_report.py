@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -316,6 +317,43 @@ def test_a_missing_snapshot_names_the_published_ones(tmp_path: Path) -> None:
         write_report(lake, settings, tmp_path / "r.html", as_of=date(2026, 11, 1))
 
 
+def test_which_customers_lists_every_action_with_its_customers(
+    report: tuple[Path, str],
+) -> None:
+    _, page = report
+    assert '<section id="customers"><h2>Which customers</h2>' in page
+    # latest snapshot: C1 retain_now (core × below), C2 grow, C3 ask_feedback, C4 reduce, C5 review
+    for customer, action in (("C1", "retain_now"), ("C2", "grow"), ("C5", "review_terms")):
+        card = page.split(f'id="customers-{action}"', 1)[1].split("</figure>", 1)[0]
+        assert ": 1 customer</h3>" in card
+        assert f'<tr data-key="{customer}">' in card
+    retain = page.split('id="customers-retain_now-table"', 1)[1].split("</table>", 1)[0]
+    assert 'data-value="105.00">€105.00</td>' in retain  # profit 100 + 5 in the latest snapshot
+    assert "reliability (−2.00)" in retain  # the lowest of its dimension gaps (−1.5 − 0.5)
+    assert "main channel" in retain and "p alive" not in retain  # no §6 table published
+
+
+def test_customer_ids_are_escaped(tmp_path: Path) -> None:
+    """Ids are data: a hostile one is shown as text, never as markup."""
+    lake, settings = _lake(tmp_path, (LATEST,))
+    hostile = '<b id="x">C&1</b>'
+    changes = [
+        TableChange(
+            change.table,
+            {
+                key: frame.with_columns(pl.col("customer_id").replace("C1", hostile))
+                for key, frame in change.partitions.items()
+                if isinstance(frame, pl.DataFrame)
+            },
+        )
+        for change in _snapshot(settings, LATEST)
+    ]
+    lake.publish("hostile", changes)
+    page = write_report(lake, settings, tmp_path / "r.html").read_text()
+    assert hostile not in page
+    assert "&lt;b id=&#34;x&#34;&gt;C&amp;1&lt;/b&gt;" in page
+
+
 def test_top_profit_share_is_the_top_fifth_of_customers_by_rank() -> None:
     frame = pl.DataFrame(
         {"profit": [40.0, 30.0, 20.0, 10.0, 0.0, -5.0], "profit_rank": range(1, 7)}
@@ -363,3 +401,12 @@ def _values(spec: dict) -> list[dict]:
     datasets = spec.get("datasets", {})
     name = spec["data"]["name"]
     return datasets[name]
+
+
+def test_money_is_whole_units_in_summaries_and_cents_for_a_customer() -> None:
+    from servio.report.words import format_money
+
+    assert format_money(Decimal("-0.30"), "EUR") == "−€0"
+    assert format_money(Decimal("-0.30"), "EUR", cents=True) == "−€0.30"
+    assert format_money(Decimal("1234.5"), "CHF", cents=True) == "1,234.50 CHF"
+    assert format_money(1234.5, "USD") == "$1,234"  # half-even: 1234.5 → 1234

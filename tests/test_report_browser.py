@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,7 +52,8 @@ pytestmark = [
 
 
 def build_sample_lake(root: Path) -> tuple[Any, Any]:
-    """Generated exports ingested and snapshotted for two as-of dates, without Prefect."""
+    """Generated exports ingested and snapshotted for two as-of dates, without Prefect, and
+    the SPEC §6 tables of both published beside them (`publish_value_tables`)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from servio.config import load_settings
     from servio.lake import Lake
@@ -59,7 +61,9 @@ def build_sample_lake(root: Path) -> tuple[Any, Any]:
     from servio.tools.generate import GenerateOptions, generate
     from tests.runs import run
 
-    generate(root / "raw", GenerateOptions(customers=400, days=90, seed=5))
+    # Seed 7: both snapshots' BG/NBD fits converge (seed 5 gives none), so the customer
+    # value charts draw; an unconverged fit's page is checked in test_report.py.
+    generate(root / "raw", GenerateOptions(customers=400, days=90, seed=7))
     config = root / "servio.toml"
     config.write_text(f'raw_root = "{root / "raw"}"\ncurated_root = "{root / "curated"}"\n')
     settings = load_settings(config)
@@ -67,13 +71,43 @@ def build_sample_lake(root: Path) -> tuple[Any, Any]:
     run(settings, plan=sequence.Plan(snapshot=first, data_docs=False))
     for as_of in others:
         run(settings, plan=sequence.Plan(ingest=None, snapshot=as_of, data_docs=False))
-    return Lake(settings.curated_root), settings
+    lake = Lake(settings.curated_root)
+    run_id = "report-test"
+    with lake.lock(run_id):
+        for as_of in AS_OF_DATES:
+            publish_value_tables(lake, settings, run_id, as_of)
+    return lake, settings
+
+
+def publish_value_tables(lake: Any, settings: Any, run_id: str, as_of: date) -> Any:
+    """The SPEC §6 tables of `as_of`, computed by `value_snapshot` from the curated tables and
+    published as the pipeline will once it computes them (one publication, partition as_of);
+    returns the ValueSnapshot."""
+    from servio.lake import TableChange
+    from servio.schemas.snapshot_tables import value_tables
+    from servio.schemas.tables import INTERACTIONS, survey_responses_table
+    from servio.value_snapshot import value_snapshot
+
+    snapshot = value_snapshot(
+        lake.scan(INTERACTIONS),
+        lake.scan(survey_responses_table(settings.catalog)),
+        as_of,
+        settings,
+    )
+    tables = value_tables(settings.value_horizon_days)
+    lake.publish(
+        run_id,
+        [TableChange(tables[name], {as_of: frame}) for name, frame in snapshot.tables().items()],
+    )
+    return snapshot
 
 
 @dataclass
 class Rendered:
     state: str  # the page's data-charts: drawn / failed / pending
     charts: dict[str, int]  # chart container id → SVG marks drawn inside it
+    data_marks: dict[str, int]  # chart container id → data marks (not axes) with an area
+    probes: dict[str, Any]  # what each probe expression evaluated to once the charts drew
     problems: list[str]  # console errors and warnings, uncaught exceptions
     requests: list[str]  # every URL the page asked for
     screenshot: bytes = field(repr=False)
@@ -158,8 +192,14 @@ def _read_lines(path: Path) -> list[str]:
         return []
 
 
-def render(page: Path, width: int = PAGE_WIDTH, timeout: float = 60.0) -> Rendered:
-    """Open `page` from disk, wait until its charts settle, and take a full-page screenshot."""
+def render(
+    page: Path,
+    width: int = PAGE_WIDTH,
+    timeout: float = 60.0,
+    probes: dict[str, str] | None = None,
+) -> Rendered:
+    """Open `page` from disk, wait until its charts settle, evaluate the `probes` (name →
+    JavaScript expression), and take a full-page screenshot."""
     with _chromium() as tools:
         target = tools.call("Target.createTarget", url="about:blank")["targetId"]
         session = tools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
@@ -186,6 +226,14 @@ def render(page: Path, width: int = PAGE_WIDTH, timeout: float = 60.0) -> Render
             """Object.fromEntries([...document.querySelectorAll(".vis")].map((e) => [e.id,
                e.querySelectorAll("svg path, svg rect, svg line, svg text").length]))""",
         )
+        # A data mark drawn with no area (a bar 0 px wide) is not drawn: count those that have one.
+        data_marks = tools.evaluate(
+            session,
+            """Object.fromEntries([...document.querySelectorAll(".vis")].map((e) => [e.id,
+               [...e.querySelectorAll("[role=graphics-symbol]")].filter((m) => {
+                 const box = m.getBBox(); return box.width > 0 && box.height > 0; }).length]))""",
+        )
+        found = {name: tools.evaluate(session, js) for name, js in (probes or {}).items()}
         height = tools.evaluate(session, "document.documentElement.scrollHeight")
         shot = tools.call(
             "Page.captureScreenshot",
@@ -202,20 +250,55 @@ def render(page: Path, width: int = PAGE_WIDTH, timeout: float = 60.0) -> Render
         return Rendered(
             state=str(state),
             charts=dict(charts or {}),
+            data_marks=dict(data_marks or {}),
+            probes=found,
             problems=_problems(tools.events),
             requests=requests,
             screenshot=base64.b64decode(shot["data"]),
         )
 
 
+PROBES = {
+    "sections": "[...document.querySelectorAll('section')].map((s) => s.id)",
+    # customer ids as a person sees them: rendered text of rows the browser shows
+    "retain_now": """[...document.querySelectorAll('#customers-retain_now-table tr[data-key]')]
+        .filter((r) => r.checkVisibility()).map((r) => r.querySelector('td.id').innerText)""",
+    "value_at_risk": """[...document.querySelectorAll('#value-at-risk-table tr[data-key]')]
+        .filter((r) => r.checkVisibility()).map((r) => r.querySelector('td.id').innerText)""",
+    "drivers": """[...document.querySelectorAll('#drivers-table tr[data-key]')]
+        .filter((r) => r.checkVisibility()).map((r) => r.dataset.key)""",
+    # the per-cell lists are folded: open them, count the rows shown, fold them again
+    "cell_rows": """(() => {
+        const folds = [...document.querySelectorAll('#customers details')];
+        const hidden = [...document.querySelectorAll('#customers details tr[data-key]')]
+          .filter((r) => r.checkVisibility()).length;
+        folds.forEach((d) => { d.open = true; });
+        const shown = [...document.querySelectorAll('#customers details tr[data-key]')]
+          .filter((r) => r.checkVisibility()).length;
+        folds.forEach((d) => { d.open = false; });
+        return [folds.length, hidden, shown]; })()""",
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    lake: Any
+    settings: Any
+    page: Path
+
+
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Rendered]:
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
     from servio.report import write_report
 
     root = tmp_path_factory.mktemp("report-browser")
     lake, settings = build_sample_lake(root)
-    page = write_report(lake, settings, root / "report.html")
-    return page, render(page)
+    return Sample(lake, settings, write_report(lake, settings, root / "report.html"))
+
+
+@pytest.fixture(scope="module")
+def rendered(sample: Sample) -> tuple[Path, Rendered]:
+    return sample.page, render(sample.page, probes=PROBES)
 
 
 def test_every_chart_draws_in_the_browser(rendered: tuple[Path, Rendered]) -> None:
@@ -228,6 +311,11 @@ def test_every_chart_draws_in_the_browser(rendered: tuple[Path, Rendered]) -> No
         "vis-gap-dimension",
         "vis-gap-side",
         "vis-action-matrix",
+        "vis-clv",  # SPEC §6, published beside the snapshots
+        "vis-p-alive",
+        "vis-drivers",
+        "vis-service-levels",
+        "vis-service-trends",
         "vis-trends",  # two snapshots were published
         "vis-quarantine-reasons",  # the generated exports are deliberately messy
     }
@@ -235,6 +323,38 @@ def test_every_chart_draws_in_the_browser(rendered: tuple[Path, Rendered]) -> No
     assert set(result.charts) == expected
     empty = {chart for chart, marks in result.charts.items() if marks < 10}
     assert not empty, f"charts without drawn marks: {empty}"
+    no_data = {chart for chart, marks in result.data_marks.items() if marks < 3}
+    assert not no_data, f"charts whose data marks have no area: {no_data}"
+
+
+def test_the_new_sections_and_customer_lists_are_shown(
+    sample: Sample, rendered: tuple[Path, Rendered]
+) -> None:
+    from servio.report.data import read_report_data
+
+    _, result = rendered
+    data = read_report_data(sample.lake, sample.settings)
+    assert result.probes["sections"] == [
+        "profit",
+        "service",
+        "actions",
+        "customers",
+        "value",
+        "drivers",
+        "service-levels",
+        "trends",
+        "data-quality",
+    ]
+    retain = data.customers.filter(pl.col("action") == "retain_now")
+    assert result.probes["retain_now"] == retain["customer_id"].head(10).to_list()
+    assert len(result.probes["retain_now"]) == min(10, retain.height) > 0
+    at_risk = data.snapshot.value.customer_value.sort(
+        ["value_at_risk", "customer_id"], descending=[True, False], nulls_last=True
+    )
+    assert result.probes["value_at_risk"] == at_risk["customer_id"].head(10).to_list()
+    assert result.probes["drivers"] == list(sample.settings.catalog.dimensions)
+    folds, hidden, shown = result.probes["cell_rows"]
+    assert folds >= 3 and hidden == 0 and shown > 10  # folded until opened
 
 
 def test_the_page_logs_no_error_or_warning(rendered: tuple[Path, Rendered]) -> None:

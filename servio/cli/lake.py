@@ -1,20 +1,17 @@
-"""`servio report`, `servio docs` and `servio maintain`: reading and keeping the lake."""
+"""`servio report`, `servio export`, `servio docs` and `servio maintain`: reading and keeping
+the lake."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from servio.config import ConfigError, load_settings
-
-if TYPE_CHECKING:
-    pass
-
 from servio.cli.app import ConfigOption, _as_of, _settings, app, console
+from servio.config import ConfigError, load_settings
 
 
 @app.command()
@@ -39,6 +36,53 @@ def report(
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
     console.print(f"Report: [bold]{escape(str(path))}[/bold]")
+
+
+@app.command()
+def export(
+    action: Annotated[
+        str,
+        typer.Option(
+            help="retain_now, grow, ask_feedback, reduce_cost_to_serve, review_terms, or all."
+        ),
+    ],
+    file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Snapshot date (default: the latest snapshot).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="File to write (default: ./servio-<action>-<as_of>.<format>)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the customers of an action, one row each, for a CRM import (columns:
+    docs/EXPORT.md): the full lists behind the report's "Which customers"."""
+    from servio.lake import Lake
+    from servio.report.export import EXPORT_ACTIONS, FORMATS, export_customers
+
+    if action not in EXPORT_ACTIONS:
+        raise typer.BadParameter(
+            f"{action!r} is not an action; expected one of {', '.join(EXPORT_ACTIONS)}",
+            param_hint="'--action'",
+        )
+    if file_format not in FORMATS:
+        raise typer.BadParameter(
+            f"{file_format!r} is not a format; expected csv or parquet", param_hint="'--format'"
+        )
+    snapshot_date = _as_of(as_of)
+    settings = _settings(config)
+    try:
+        done = export_customers(
+            Lake(settings.curated_root), settings, action, file_format, snapshot_date, out
+        )
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    console.print(
+        f"Exported {done.rows:,} customers ({escape(done.action)}, as of {done.as_of}) to "
+        f"[bold]{escape(str(done.path))}[/bold]"
+    )
 
 
 @app.command()

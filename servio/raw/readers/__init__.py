@@ -50,6 +50,5 @@ def read_chunks(
     else:
         raise FileRejected(
             "unsupported_format",
-            f"extension {file_format!r} is not one of "
-            f"{', '.join(f.lstrip('.') for f in FORMATS)}",
+            f"extension {file_format!r} is not one of {', '.join(f.lstrip('.') for f in FORMATS)}",
         )

@@ -54,9 +54,7 @@ def csv_chunks(
         except pl.exceptions.PolarsError as exc:
             raise _csv_rejection(plain, len(names), exc) from None
         if not produced:
-            yield pl.DataFrame(
-                schema={SOURCE_ROW: pl.Int64, **dict.fromkeys(kept, pl.String)}
-            )
+            yield pl.DataFrame(schema={SOURCE_ROW: pl.Int64, **dict.fromkeys(kept, pl.String)})
 
 
 def _csv_header(path: Path) -> list[str]:
