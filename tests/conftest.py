@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="servio-prefect-"))
+# Its own Prefect home per test process: pytest-xdist workers must not share one database.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="servio-prefect-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

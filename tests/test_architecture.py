@@ -195,7 +195,7 @@ ALLOWED_ARROWS = {
     "value": {"contracts", "transforms", "shared"},
     "steps": {"contracts", "transforms", "validation", "raw", "lake", "shared"},
     "flows": {"steps", "report", "contracts", "raw", "lake", "shared"},
-    "report": {"contracts", "transforms", "lake", "shared"},
+    "report": {"contracts", "transforms", "value", "lake", "shared"},
     "tools": {"steps", "contracts", "validation", "lake", "shared"},
     "interface": {"flows", "steps", "tools", "report", "contracts", "raw", "lake", "shared"},
 }

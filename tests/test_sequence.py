@@ -162,7 +162,7 @@ ENTRY_POINTS = {
     "flows/ingest_file.py": "ingest_file",  # served: a landed file
     "flows/snapshot.py": "build_snapshot",  # served: curated.updated, the daily cron
     "servio/steps/backfill.py": "snapshot_date",  # backfill in process, and its served flow
-    "servio/cli.py": "maintain",  # servio maintain
+    "servio/cli/lake.py": "maintain",  # servio maintain
     "servio/tools/faults.py": "run_without_prefect",  # the kill harness
     "benchmarks/run.py": "stage_servio_ingest",
     "benchmarks/run.py:snapshots": "stage_servio_snapshots",
