@@ -36,6 +36,9 @@ from servio.steps.context import RunContext
 from servio.steps.stage import StagedFile, stage_file
 from servio.validation.gx import GxValidator
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 os.environ["GX_ANALYTICS_ENABLED"] = "false"  # GX is imported lazily, after this
 
 INGESTED_AT = datetime(2026, 11, 27, tzinfo=UTC)

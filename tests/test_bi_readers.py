@@ -39,9 +39,10 @@ from servio.schemas.table import MONEY, TIMESTAMP, CuratedTable
 from servio.schemas.tables import curated_tables
 from tests import lakes
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:PySpark does not yet fully support pandas:FutureWarning"
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = curated_tables(Settings().catalog)

@@ -28,6 +28,9 @@ from servio.validation.gx import GxValidator
 from tests import faults_harness as h
 from tests.runs import REQUIRED_ONLY, run
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 TINY_CHUNK = 7
 INTERACTIONS_HEADER = (
     "interaction_id,customer_id,channel,started_at,handle_seconds,queue_seconds,resolved,"

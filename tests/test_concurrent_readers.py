@@ -27,6 +27,9 @@ from servio.lake.lake import Lake
 from servio.schemas.tables import INTERACTIONS
 from tests import lakes
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 REPUBLISHED = "republished"  # agent_id marking every row of the second content
 PUBLICATIONS = 41  # at least: second, first, second, …
 READS = 1_000  # at least, all readers together

@@ -13,6 +13,9 @@ from servio.lake.lake import Lake
 from servio.schemas.tables import INGEST_LEDGER, INTERACTIONS
 from tests import faults_harness as h
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 BUSY = 3
 
 
@@ -63,7 +66,6 @@ def test_a_second_run_is_refused_or_waits(exports: tuple[Path, list[Path]], tmp_
     _assert_not_doubled(config, len(files))
 
 
-@pytest.mark.e2e
 def test_two_servio_runs_then_the_lock_of_a_killed_run_is_taken_over(
     exports: tuple[Path, list[Path]], tmp_path: Path
 ) -> None:

@@ -18,6 +18,9 @@ from servio import faults
 from tests import faults_harness as h
 from tests.runs import REQUIRED_ONLY, run
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 

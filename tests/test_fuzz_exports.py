@@ -30,6 +30,9 @@ from servio.validation import Validator
 from servio.validation.gx import GxValidator
 from tests.runs import REQUIRED_ONLY, run
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 FORMATS = ("csv", "csv.gz", "jsonl", "jsonl.gz", "ndjson", "parquet")
 EXAMPLES_PER_FORMAT = 60
 RAN: dict[str, dict[str, int]] = {fmt: {"ingested": 0, "rejected": 0} for fmt in FORMATS}

@@ -51,6 +51,9 @@ from tests import faults_harness as h
 from tests.runs import REQUIRED_ONLY
 from tests.runs import run as run_sequence
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 MARKER = "PDMARK-q7Zx"  # planted in every personal-data and unknown column
 PERSONAL = ("customer_name", "email", "phone", "notes", "comment")
 # Names servio gives columns of its own, in a reader, standardise, validation or publish.

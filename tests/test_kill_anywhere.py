@@ -22,6 +22,9 @@ import pytest
 
 from tests import faults_harness as h
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 KILLED = -signal.SIGKILL
 
 
@@ -152,7 +155,6 @@ def test_kill_at_a_random_moment_then_rerun(
     h.assert_same_tables(config, reference.incremental)
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("kill_at", ["after_publication_commit:1", "between_table_commits:2"])
 def test_servio_run_killed_then_rerun(kill_at: str, reference: Reference, tmp_path: Path) -> None:
     """The real command, real GX suite: killed mid-publication, rerun, same as uninterrupted."""

@@ -39,6 +39,9 @@ from tests.s3server import (
     write_object,
 )
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 RAW, LAKE = "raw", "lake"
 
 

@@ -337,6 +337,7 @@ small_rows = st.lists(
 )
 
 
+@pytest.mark.e2e  # a long property search: the slow set
 @settings(max_examples=100, deadline=None)
 @given(
     rows=small_rows,

@@ -68,6 +68,7 @@ def _worker_facts(table: str) -> tuple[str, int]:
     return started, pl.scan_delta(table).select(pl.len()).collect().item()
 
 
+@pytest.mark.e2e
 def test_dask_workers_servio_starts_are_spawned_and_read_delta_after_the_parent_did(
     tmp_path: Path,
 ) -> None:

@@ -30,6 +30,9 @@ from servio.lake.lake import Lake
 from servio.schemas.tables import INTERACTIONS
 from tests import lakes
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 ADDED = "agent_id"  # the additive column: absent from the older schema
 KEY = "interaction_id"
 PARTITION = "interaction_date"

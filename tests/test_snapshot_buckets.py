@@ -23,6 +23,9 @@ from servio.transforms.quality import customer_quality
 from tests.lakes import build_lake
 from tests.runs import run
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Lake]:

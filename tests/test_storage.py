@@ -411,6 +411,7 @@ def test_servio_maintain_compacts_and_vacuums_under_the_lock(tmp_path: Path) -> 
     assert "SERVIO_VACUUM_RETENTION_HOURS" not in os.environ  # the override was for that run
 
 
+@pytest.mark.e2e
 def test_servio_maintains_by_itself_once_the_record_holds_enough_small_files(
     tmp_path: Path,
 ) -> None:

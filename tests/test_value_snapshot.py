@@ -21,6 +21,9 @@ from servio.transforms.value import purchase_summary
 from servio.value_snapshot import ValueSnapshot, value_snapshot, value_snapshot_from_parts
 from tests import lakes
 
+# A whole ingest, a server or real processes: the slow set (README, "Two commands").
+pytestmark = pytest.mark.e2e
+
 
 @dataclass(frozen=True)
 class Inputs:
