@@ -214,7 +214,7 @@ def _ledger_card(data: ReportData, out_path: Path) -> TableCard:
     if data.data_docs_index is not None:
         href = os.path.relpath(data.data_docs_index.resolve(), out_path.resolve().parent)
         link = Link(
-            "Every rule and its results: ",
+            "Pass and fail per file and per rule, offline: ",
             Path(href).as_posix(),
             "Great Expectations Data Docs",
             ".",
