@@ -173,7 +173,6 @@ def _without_prefect(
     import time
 
     from servio.lake import Lake
-    from servio.report.page import default_report_path
     from servio.steps import results, sequence
 
     assert record.settings is not None
@@ -199,7 +198,7 @@ def _without_prefect(
     if outcome is None:
         return None
     snap = outcome.snapshot
-    report = default_report_path(lake)
+    report = lake.report_path  # = servio.report.default_report_path, without its imports
     if snap is not None and snap.customers and not report.exists():
         return None  # the flow draws the missing report
     record.ingest, record.snapshot = outcome.ingest, snap

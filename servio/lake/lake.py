@@ -112,6 +112,11 @@ class Lake:
         return objectstore.local_site_dir(self.store.root)
 
     @property
+    def report_path(self) -> Path:
+        """Where `servio run` and `servio report` put the HTML report: beside the tables."""
+        return self.site_dir / "report.html"
+
+    @property
     def data_docs_dir(self) -> Path:
         return self.site_dir / "data_docs"
 

@@ -34,7 +34,7 @@ LEDGER_HEADERS = {
 
 def default_report_path(lake: Lake) -> Path:
     """Where `servio run` and `servio report` put the report: beside the tables, not among them."""
-    return lake.site_dir / "report.html"
+    return lake.report_path
 
 
 def write_report(lake: Lake, settings: Settings, out_path: Path, as_of: date | None = None) -> Path:

@@ -1,0 +1,162 @@
+"""How long `servio run` takes when there is nothing to do (issue #20: ≤ 2 s), and how soon
+it prints its first line (issue #21: within a second).
+
+Generates a sample landing zone (default 2,000 customers, 120 days: the README's first
+command), runs `servio run` once to ingest it (the Prefect flow; not timed), then runs
+`servio run` again `--repeat` times in fresh processes, as a scheduler would, and times
+each: wall seconds to the first line of output and to the exit. Also times one `servio run
+--json` and, for reference, `python -c "import servio.cli"` and a bare interpreter.
+
+Writes benchmarks/results/<date>-short-run.{json,md} (with the commit measured and the
+machine's load average).
+
+Run:  .venv/bin/python -m benchmarks.short_run [--customers 2000] [--repeat 7] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVIO = str(Path(sys.executable).with_name("servio"))
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "GX_ANALYTICS_ENABLED": "false",
+        "COLUMNS": "200",
+    }
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, object]:
+    """Wall seconds to the first line of stdout and to the exit, and the exit code."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        first_at = time.perf_counter() - started
+        rest = proc.stdout.read()  # the same buffered reader: nothing lost after readline
+        proc.wait()
+        total = time.perf_counter() - started
+        errors.seek(0)
+        err = errors.read()
+    return {
+        "first_line_s": round(first_at, 3),
+        "total_s": round(total, 3),
+        "exit_code": proc.returncode,
+        "first_line": first.rstrip("\n"),
+        "stdout": first + rest,
+        "stderr": err,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="servio-short-run-"))
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = _env(work)
+    subprocess.run(
+        [SERVIO, "generate", "--customers", str(args.customers)],
+        cwd=work,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    setup = timed([SERVIO, "run"], work, env)
+    assert setup["exit_code"] == 0, setup["stdout"] + str(setup["stderr"])
+    runs = [timed([SERVIO, "run"], work, env) for _ in range(args.repeat)]
+    for r in runs:
+        assert r["exit_code"] == 0 and "nothing to do" in str(r["stdout"]), r
+    as_json = timed([SERVIO, "run", "--json"], work, env)
+    doc = json.loads(str(as_json["stdout"]))
+    assert doc["changed_lake"] is False, doc
+    import_only = timed([sys.executable, "-c", "import servio.cli; print('ok')"], work, env)
+    bare = timed([sys.executable, "-c", "print('ok')"], work, env)
+    totals = [float(r["total_s"]) for r in runs]  # type: ignore[arg-type]
+    firsts = [float(r["first_line_s"]) for r in runs]  # type: ignore[arg-type]
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = bool(
+        subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit + ("+dirty" if dirty else ""),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_average_before": os.getloadavg(),
+        "customers": args.customers,
+        "setup_run_s": setup["total_s"],
+        "nothing_to_do_total_s": {
+            "median": statistics.median(totals),
+            "max": max(totals),
+            "all": totals,
+        },
+        "first_line_s": {"median": statistics.median(firsts), "max": max(firsts), "all": firsts},
+        "json_total_s": as_json["total_s"],
+        "timings_in_document": doc["timings"],
+        "import_servio_cli_s": import_only["total_s"],
+        "bare_python_s": bare["total_s"],
+        "first_line": runs[0]["first_line"],
+    }
+    out = ROOT / "benchmarks" / "results" / f"{datetime.now(UTC):%Y-%m-%d}-short-run"
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    md = [
+        f"# `servio run` with nothing to do ({result['date']}, commit {result['commit']})",
+        "",
+        f"{result['machine']}; load average before: "
+        + ", ".join(f"{x:.2f}" for x in result["load_average_before"]),
+        f"Sample: `servio generate --customers {args.customers}` (120 days), ingested once "
+        f"by `servio run` ({setup['total_s']} s, Prefect flow, not part of the goal).",
+        "",
+        "| measure | median s | max s | goal |",
+        "|---|---:|---:|---|",
+        f"| `servio run`, nothing pending, snapshot unchanged ({args.repeat} fresh processes) "
+        f"| {statistics.median(totals):.2f} | {max(totals):.2f} | ≤ 2 s (issue #20) |",
+        f"| first line of output | {statistics.median(firsts):.2f} | {max(firsts):.2f} "
+        "| ≤ 1 s (issue #21) |",
+        f"| `servio run --json` (once) | {as_json['total_s']:.2f} | | |",
+        f"| `python -c 'import servio.cli'` | {import_only['total_s']:.2f} | | reference |",
+        f"| bare `python -c` | {bare['total_s']:.2f} | | reference |",
+        "",
+        f"Seconds inside the command, from the run results: `{json.dumps(doc['timings'])}`.",
+        f"First line: `{result['first_line']}`",
+        "",
+        "Command: `.venv/bin/python -m benchmarks.short_run "
+        f"--customers {args.customers} --repeat {args.repeat}`",
+    ]
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
