@@ -315,3 +315,18 @@ def test_maintain_writes_its_run_results(tmp_path: Path) -> None:
     busy = _invoke("maintain", "--config", str(config), "--json")
     assert busy.exit_code == results.BUSY
     assert _json(busy.stdout)["status"] == "busy"
+
+
+def test_a_failure_while_deciding_before_prefect_leaves_the_decision_to_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servio.steps import sequence
+
+    def broken(*_: Any) -> None:
+        raise ValueError("a table the check could not read")
+
+    config = land(tmp_path, [], "undecided")
+    monkeypatch.setattr(sequence, "idle_run", broken)
+    _flow_raising(monkeypatch, lambda: RuntimeError("reached the flow"))
+    result = _invoke("run", "--config", str(config))
+    assert result.exit_code == results.UNEXPECTED and "reached the flow" in result.output

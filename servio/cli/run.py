@@ -139,7 +139,8 @@ def run(
     # as its parameters (the flow reads its settings again, with the same overrides).
     options = {"dask_address": dask_address, "snapshot_buckets": buckets}
     try:
-        settings = load_settings(config, overrides={k: v for k, v in options.items() if v})
+        overrides = {k: v for k, v in options.items() if v is not None}
+        settings = load_settings(config, overrides=overrides)
         check_raw_root(settings)
     except ConfigError as exc:
         record = results.RunRecord("run", "", None, started, error=str(exc))
@@ -181,20 +182,24 @@ def _without_prefect(
     try:
         lake.check_reachable()
         holder = lake.lock_holder()
-        if holder is not None and wait <= 0:
-            record.error = (
-                f"{lake.root} is busy: run {holder.get('run_id')} (pid {holder.get('pid')} on "
-                f"{holder.get('host')}) is writing; try again when it ends, or wait with --wait S"
-            )
-            _finish(out, record, results.BUSY, f"[yellow]{escape(record.error)}[/yellow]")
-        if snapshot_date is not None:
-            return None  # the report of another date is drawn again: the flow does it
-        outcome = sequence.idle_run(
-            record.settings, record.run_id, sequence.Plan(snapshot=sequence.LATEST)
-        )
     except OSError as exc:
         record.error = str(exc)
         _finish(out, record, results.IO_ERROR, f"[red]servio run failed: {escape(str(exc))}[/red]")
+    if holder is not None and wait <= 0:
+        record.error = (
+            f"{lake.root} is busy: run {holder.get('run_id')} (pid {holder.get('pid')} on "
+            f"{holder.get('host')}) is writing; try again when it ends, or wait with --wait S"
+        )
+        _finish(out, record, results.BUSY, f"[yellow]{escape(record.error)}[/yellow]")
+    if snapshot_date is not None:
+        return None  # the report of another date is drawn again: the flow does it
+    try:
+        outcome = sequence.idle_run(
+            record.settings, record.run_id, sequence.Plan(snapshot=sequence.LATEST)
+        )
+    except Exception:  # whatever it is, the run itself meets it and answers it
+        logging.getLogger("servio.cli").debug("deciding before Prefect failed", exc_info=True)
+        return None
     if outcome is None:
         return None
     snap = outcome.snapshot
