@@ -330,3 +330,38 @@ def test_a_failure_while_deciding_before_prefect_leaves_the_decision_to_the_run(
     _flow_raising(monkeypatch, lambda: RuntimeError("reached the flow"))
     result = _invoke("run", "--config", str(config))
     assert result.exit_code == results.UNEXPECTED and "reached the flow" in result.output
+
+
+def test_a_run_with_nothing_to_write_is_answered_without_prefect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingested by the run sequence itself (no Prefect); then `servio run` decides, with the
+    sequence's functions, that nothing is left — a refused file whose failure the ledger
+    holds included — and only a change brings the run (its flow) back."""
+    from tests.runs import REQUIRED_ONLY, WITHOUT_DOCS
+    from tests.runs import run as sequence_run
+
+    config = land(tmp_path, [], "idle")
+    stray = tmp_path / "raw" / "stray.csv"  # at the raw root: refused, tried every run
+    stray.write_text("not in a source folder\n")
+    sequence_run(config, REQUIRED_ONLY, WITHOUT_DOCS)
+    lake = Lake(tmp_path / "curated")
+    lake.report_path.write_text("<html></html>")  # the flow draws it; the sequence does not
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "curated").rglob("*"))
+    _no_flow(monkeypatch)
+    result = _invoke("run", "--config", str(config), "--json")
+    assert result.exit_code == results.OK, result.output
+    doc = _json(result.stdout)
+    assert doc["changed_lake"] is False and doc["snapshot"]["published"] is False
+    assert [(f["path"], f["status"]) for f in doc["files"]] == [("stray.csv", "refused")]
+    assert doc["totals"]["files_deferred"] == 1 and doc["tables"]["interactions"] == 5
+    human = _invoke("run", "--config", str(config))
+    flat = " ".join(human.output.split())
+    assert human.exit_code == 0 and "(nothing to do)" in flat and "refused stray.csv" in flat
+    after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "curated").rglob("*"))
+    assert after == before  # nothing written, not even a run-results file
+
+    stray.write_text("changed: recorded again\n")
+    _flow_raising(monkeypatch, lambda: RuntimeError("reached the flow"))
+    changed = _invoke("run", "--config", str(config))
+    assert changed.exit_code == results.UNEXPECTED and "reached the flow" in changed.output

@@ -93,10 +93,13 @@ class Output:
         """What the command does and did (the summary): the default output only."""
         if self.chatty:
             console.print(*parts)
+            console.file.flush()  # a pipe (a scheduler's log) sees each line when printed
 
     def problem(self, *parts: Any) -> None:
         """Always shown: on stdout, or on stderr under `--json`."""
-        (err_console if self.as_json else console).print(*parts)
+        where = err_console if self.as_json else console
+        where.print(*parts)
+        where.file.flush()
 
     def document(self, doc: dict[str, Any]) -> None:
         if self.as_json:
@@ -122,6 +125,9 @@ def _quiet_defaults() -> None:
     # The embedded server needs 7–15 s on an idle 2-core machine; leave room under load.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # Before Prefect configures logging, servio's warnings (a file refused) would reach the
+    # terminal through Python's last-resort handler; the summary says it in words instead.
+    logging.getLogger("servio").addHandler(logging.NullHandler())
 
 
 def _progress_bar(enabled: bool = True) -> Progress:

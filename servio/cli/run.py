@@ -206,7 +206,7 @@ def _without_prefect(
     report = lake.report_path  # = servio.report.default_report_path, without its imports
     if snap is not None and snap.customers and not report.exists():
         return None  # the flow draws the missing report
-    record.ingest, record.snapshot = outcome.ingest, snap
+    record.ingest, record.snapshot, record.staged = outcome.ingest, snap, outcome.staged
     record.report_path = str(report) if snap is not None and snap.customers else None
     record.seconds["before_prefect"] = time.perf_counter() - started
     return "idle"

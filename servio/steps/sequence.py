@@ -25,9 +25,9 @@ from servio import progress
 from servio.config import Settings, check_raw_root
 from servio.steps.context import RunContext
 from servio.steps.datadocs import build_data_docs, has_pending_results, keep_validation_results
-from servio.steps.discover import Discovered, discover
+from servio.steps.discover import Discovered, discover, problem_of
 from servio.steps.maintenance import maintain_lake
-from servio.steps.publish import IngestSummary, publish_ingest
+from servio.steps.publish import IngestSummary, publish_ingest, records_anything
 from servio.steps.snapshot import (
     SnapshotSummary,
     build_snapshot,
@@ -184,10 +184,12 @@ def run(ctx: RunContext, plan: Plan = EVERYTHING, executor: Executor = IN_PROCES
 
 
 def idle(ctx: RunContext, plan: Plan = EVERYTHING) -> Outcome | None:
-    """What `run(ctx, plan)` would do when it would write nothing — no pending file, the
-    snapshot's input fingerprint unchanged, no Data Docs left to render, nothing to recover —
+    """What `run(ctx, plan)` would do when it would write nothing — no file to stage or to
+    record (a refused file whose failure the ledger holds is neither), the snapshot's input
+    fingerprint unchanged, no Data Docs left to render, nothing to recover —
     as the Outcome it would return; None when the run has work. Decided with the run's own
-    functions (`discover`, `latest_activity_date`, `is_done`, `has_pending_results`), with no
+    functions (`discover`, `stage_file`, `records_anything`, `latest_activity_date`, `is_done`,
+    `has_pending_results`), with no
     lock and without Prefect or Great Expectations: `servio run` answers a run with nothing
     to do in about a second. `run` may still be called afterwards and writes nothing then."""
     lake, settings = ctx.lake, ctx.settings
@@ -199,7 +201,13 @@ def idle(ctx: RunContext, plan: Plan = EVERYTHING) -> Outcome | None:
     if lake.needs_recovery() or (plan.data_docs and has_pending_results(lake)):
         return None
     discovered = discover(ctx, None) if plan.ingest == ALL else Discovered()
-    if discovered.files:
+    # Files discovery could not read (refused for their place, deferred for an I/O failure)
+    # come back every run; staging them reads nothing, and the publish records each failure
+    # once while it does not change: such files alone leave nothing to write.
+    if discovered.duplicates or any(problem_of(f) is None for f in discovered.todo):
+        return None
+    staged = [stage_file(ctx, landed) for landed in discovered.todo]
+    if staged and records_anything(ctx, staged):
         return None
     snapshot: SnapshotSummary | None = None
     if plan.snapshot is not None:
@@ -210,8 +218,10 @@ def idle(ctx: RunContext, plan: Plan = EVERYTHING) -> Outcome | None:
             snapshot = published_summary(lake, as_of)
         else:
             return None
-    ingest = IngestSummary(0, 0, 0, 0, 0, 0, {}) if plan.ingest is not None else None
-    return Outcome(ctx.run_id, discovered, [], ingest=ingest, snapshot=snapshot)
+    ingest = None
+    if plan.ingest is not None:
+        ingest = IngestSummary(0, 0, 0, 0, 0, 0, {}, files_deferred=len(staged))
+    return Outcome(ctx.run_id, discovered, staged, ingest=ingest, snapshot=snapshot)
 
 
 def idle_run(settings: Settings, run_id: str, plan: Plan = EVERYTHING) -> Outcome | None:
