@@ -121,8 +121,6 @@ def run(
     config: ConfigOption = None,
 ) -> None:
     """Ingest every pending export and publish the curated tables and the latest snapshot."""
-    from servio.steps import results
-
     out = Output(as_json, quiet)
     started = datetime.now(UTC)
     snapshot_date = _as_of(as_of)
@@ -133,6 +131,7 @@ def run(
         + f" (configuration: {escape(str(config or 'servio.toml'))})"
     )
     from servio.config import ConfigError, check_raw_root, load_settings
+    from servio.steps import results
 
     _quiet_defaults()
     # Command-line choices win over the file and the environment; they travel to the flow
