@@ -365,3 +365,30 @@ def test_a_run_with_nothing_to_write_is_answered_without_prefect(
     _flow_raising(monkeypatch, lambda: RuntimeError("reached the flow"))
     changed = _invoke("run", "--config", str(config))
     assert changed.exit_code == results.UNEXPECTED and "reached the flow" in changed.output
+
+
+@pytest.mark.e2e
+def test_an_idle_run_imports_neither_prefect_nor_great_expectations(tmp_path: Path) -> None:
+    """In a fresh process, as a scheduler starts it: the modules it imported, not its time."""
+    import subprocess
+    import sys
+
+    from tests.runs import REQUIRED_ONLY, WITHOUT_DOCS
+    from tests.runs import run as sequence_run
+
+    config = land(tmp_path, [], "imports")
+    sequence_run(config, REQUIRED_ONLY, WITHOUT_DOCS)
+    Lake(tmp_path / "curated").report_path.write_text("<html></html>")
+    command = [sys.executable, "-X", "importtime", "-c", "from servio.cli import app; app()"]
+    done = subprocess.run(
+        [*command, "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(nothing to do)" in " ".join(done.stdout.split())
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "polars" in imported  # the check sees what was imported
+    assert not {m for m in imported if m.split(".")[0] in ("prefect", "great_expectations")}
