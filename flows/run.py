@@ -16,6 +16,7 @@ from servio.config import Settings, load_settings
 from servio.flows.runners import task_mapper, threads
 from servio.flows.tasks import PREFECT_TASKS
 from servio.lake import Lake
+from servio.raw.landing import LandedFile
 from servio.steps import sequence
 from servio.steps.context import RunContext
 from servio.steps.publish import IngestSummary
@@ -36,6 +37,9 @@ class RunSummary:
     data_docs_path: str | None = None
     # What failed after the tables were published (Data Docs, report): `servio run` exits 6.
     warnings: list[str] = field(default_factory=list)
+    duplicates: list[LandedFile] = field(default_factory=list)  # known content, another name
+    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per step
+    locked: bool = False  # the run took the lake lock (it had something to write)
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
@@ -57,15 +61,19 @@ def run_pipeline(
     write_html_report: bool = True,
     dask_address: str | None = None,
     snapshot_buckets: int | None = None,
+    run_id: str | None = None,
 ) -> RunSummary:
     """Ingest all pending exports and publish the snapshot for `as_of` (default: latest date),
     then draw the HTML report when the snapshot changed. `dask_address` and
-    `snapshot_buckets` override the settings of the same name for this run."""
+    `snapshot_buckets` override the settings of the same name for this run; `run_id` names
+    the run (default: a new id), so `servio run` can name it before Prefect starts."""
     overrides = {"dask_address": dask_address, "snapshot_buckets": snapshot_buckets}
     settings = load_settings(config_path, overrides={k: v for k, v in overrides.items() if v})
-    ctx = RunContext.start(settings, mapper=task_mapper)  # bucket tasks on the flow's runner
+    # bucket tasks on the flow's runner
+    ctx = RunContext.start(settings, mapper=task_mapper, run_id=run_id)
     plan = sequence.Plan(snapshot=as_of or sequence.LATEST, wait_seconds=wait_seconds)
-    outcome = sequence.run(ctx, plan, PREFECT_TASKS)
+    timed = sequence.Timed(PREFECT_TASKS)  # seconds per step, for the run results
+    outcome = sequence.run(ctx, plan, timed)
     assert outcome.ingest is not None and outcome.snapshot is not None
     _publish_artifacts(outcome, quarantined_in_run(ctx.lake, ctx.run_id))
     if outcome.data_docs_path is not None:
@@ -83,6 +91,9 @@ def run_pipeline(
         str(ctx.lake.root),
         data_docs_path=outcome.data_docs_path,
         warnings=outcome.warnings,
+        duplicates=outcome.discovered.duplicates,
+        seconds=timed.seconds,
+        locked=outcome.locked,
     )
     snap = outcome.snapshot
     if write_html_report and snap.as_of_date is not None and snap.customers:

@@ -1,4 +1,5 @@
-"""Typed configuration, loaded once: `servio.toml` (or `--config`), then `SERVIO_<KEY>` env vars.
+"""Typed configuration, loaded once: `servio.toml` (or `--config`), then `SERVIO_<KEY>` env vars,
+then command-line options — the file and the environment read by pydantic-settings' sources.
 
 A bad configuration raises `ConfigError` naming the key and the expected form, before any
 data is touched (SPEC §2).
@@ -6,17 +7,20 @@ data is touched (SPEC §2).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import EnvSettingsSource, TomlConfigSettingsSource
+from pydantic_settings.exceptions import SettingsError
 
 from servio.objectstore import check_root, is_object_url
 from servio.schemas import channels
@@ -308,42 +312,60 @@ def _env_number(raw: str) -> Any:
     return raw
 
 
-def env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """`SERVIO_<KEY>` for each top-level key; tables (weights, cost_to_serve) as JSON, numbers
-    as decimal text (so `true` or `nan` is refused as it is in the TOML file)."""
-    overrides: dict[str, Any] = {}
-    for name, spec in Settings.model_fields.items():
-        raw = environ.get(ENV_PREFIX + name.upper())
-        if raw is None:
-            continue
-        if spec.annotation in (int, float):
-            overrides[name] = _env_number(raw)
-        elif spec.annotation is not None and str(spec.annotation).startswith("dict"):
-            try:
-                overrides[name] = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(
-                    f"{ENV_PREFIX}{name.upper()}: expected a JSON object ({exc})"
-                ) from exc
-        else:
-            overrides[name] = raw
-    return overrides
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source for `SERVIO_<KEY>`, held to the file's rules:
+    numbers as decimal text only (`true`, `nan`, `1_000` reach the model as text, which it
+    refuses naming the key), tables (weights, cost_to_serve, sla) as JSON, read from the
+    given environment."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(cast(Any, Settings), env_prefix=ENV_PREFIX, case_sensitive=False)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Upper-case SERVIO_ names only, as documented; matched to the keys in lower case.
+        return {k.lower(): v for k, v in self._environ.items() if k.startswith(ENV_PREFIX)}
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        if value is not None and field.annotation in (int, float):
+            return _env_number(value)
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:  # a table that is not JSON
+            raise ConfigError(
+                f"{ENV_PREFIX}{field_name.upper()}: expected a JSON object ({exc})"
+            ) from exc
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`SERVIO_<KEY>` for each top-level key (pydantic-settings' environment source)."""
+    try:
+        return dict(_Environment(environ)())
+    except SettingsError as exc:
+        if isinstance(exc.__cause__, ConfigError):
+            raise exc.__cause__ from None
+        raise ConfigError(str(exc)) from None
 
 
 def load_settings(
     path: str | Path | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Settings:
     """Read the TOML file (optional when not named explicitly), overlay the environment, then
-    `overrides` (command-line options: they win), and check all."""
-    environ = dict(os.environ) if environ is None else environ
+    `overrides` (command-line options: they win), and check all. The file and the environment
+    are read by pydantic-settings' sources; the checks and their messages are `Settings`'."""
+    environ = os.environ if environ is None else environ
     explicit = path is not None
     config_path = Path(path if path is not None else DEFAULT_CONFIG_FILE)
     values: dict[str, Any] = {}
     if config_path.exists():
+        if not config_path.is_file():  # the source would skip it silently
+            raise ConfigError(f"{config_path}: cannot be read (not a file)")
         try:
-            values = tomllib.loads(config_path.read_text(encoding="utf-8"))
+            values = dict(TomlConfigSettingsSource(cast(Any, Settings), toml_file=config_path)())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{config_path}: not valid TOML ({exc})") from exc
         except OSError as exc:  # a folder, no permission

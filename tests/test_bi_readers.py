@@ -2,8 +2,8 @@
 pyarrow through `deltalake`, DuckDB through the catalog file and through the log's file list,
 Spark through the file list — has the rows its Delta log counts and the types of SPEC §4
 (UTC microsecond timestamps, decimal(18,2) money, a typed partition key); every data file
-matches its table's contract; and every Python and SQL snippet of docs/BI.md and the README
-runs against the lake.
+matches its table's contract; and every Python and SQL snippet of the README and of every
+page in docs/ runs against the lake.
 
 One real lake per module: generated exports run through the pipeline steps (no Prefect).
 The Spark tests skip, saying why, when pyspark or a Java runtime is missing.
@@ -541,14 +541,19 @@ def test_spark_timestamps_are_utc_instants(spark: Any, built: BuiltLake) -> None
 
 
 # ---------------------------------------------------------------------------------------
-# every snippet of docs/BI.md and the README runs
+# every SQL and Python snippet of the README and docs/ runs
 
 SNIPPET = re.compile(r"(<!-- not run[^>]*-->\n)?```(python|sql)\n(.*?)```", re.DOTALL)
 
 
+def documents() -> list[str]:
+    """The README and every page of docs/ (ARCHITECTURE.md, RELIABILITY.md hold no query)."""
+    return ["README.md", *(p.relative_to(ROOT).as_posix() for p in sorted(ROOT.glob("docs/*.md")))]
+
+
 def _snippets() -> list[Any]:
     found = []
-    for doc in ("docs/BI.md", "README.md"):
+    for doc in documents():
         text = (ROOT / doc).read_text(encoding="utf-8")
         for number, match in enumerate(SNIPPET.finditer(text), start=1):
             if match.group(1):
@@ -577,3 +582,13 @@ def test_every_documented_snippet_runs(
         if "ATTACH" not in code:  # the README's queries run in `duckdb data/curated/servio.duckdb`
             con.execute("ATTACH 'data/curated/servio.duckdb' AS servio (READ_ONLY); USE servio")
         con.execute(code).fetchall()  # every statement runs; the last one's rows are fetched
+
+
+def test_every_snippet_is_in_a_language_the_runner_knows() -> None:
+    """A fence spelled another way (```py, ```duckdb) would silently escape the test above."""
+    for doc in documents():
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        languages = set(re.findall(r"^```(\S+)", text, re.MULTILINE))
+        # Not run: shell commands, configuration, and Power BI's M (needs Power BI).
+        others = {"bash", "toml", "text", "mermaid", "json", "powerquery"}
+        assert languages <= {"python", "sql", *others}, doc

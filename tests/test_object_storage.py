@@ -484,3 +484,28 @@ def test_generate_wants_a_local_folder_when_the_raw_root_is_on_s3(
     assert refused.exit_code == 2
     assert "give a local folder with --out" in refused.output
     assert not (tmp_path / "s3:").exists()
+
+
+def test_run_results_and_the_busy_answer_on_s3(aws: None, tmp_path: Path) -> None:
+    """`_servio/runs/<run_id>.json` goes through the lake's storage (a PUT on S3), and a live
+    holder of the S3 lock is answered as busy (exit 3)."""
+    from typer.testing import CliRunner
+
+    from servio import cli
+
+    prefix = f"runs-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "servio.toml"
+    config.write_text(f'curated_root = "s3://{LAKE}/{prefix}"\n')
+    done = CliRunner().invoke(cli.app, ["maintain", "--config", str(config), "--json"])
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.stdout)
+    key = f"{prefix}/_servio/runs/{doc['run_id']}.json"
+    assert key in objects(LAKE, prefix)
+    assert json.loads(read_object(LAKE, key)) == doc
+    lake = Lake(f"s3://{LAKE}/{prefix}")
+    with lake.lock("another-run"):
+        holder = lake.lock_holder()
+        assert holder is not None and holder["run_id"] == "another-run"
+        busy = CliRunner().invoke(cli.app, ["maintain", "--config", str(config), "--json"])
+    assert busy.exit_code == 3 and json.loads(busy.stdout)["status"] == "busy"
+    assert lake.lock_holder() is None

@@ -299,9 +299,9 @@ def test_a_data_docs_index_is_linked_relatively(tmp_path: Path) -> None:
     without = write_report(lake, settings, tmp_path / "a.html").read_text()
     assert "No Great Expectations Data Docs have been built yet" in without
     lake.data_docs_dir.mkdir(parents=True)
-    (lake.data_docs_dir / "index.html").write_text("<html></html>")
+    lake.data_docs_index.write_text("<html></html>")
     page = write_report(lake, settings, tmp_path / "out" / "b.html").read_text()
-    assert 'href="../curated/_servio/data_docs/index.html"' in page
+    assert 'href="../curated/_servio/data_docs/servio-validations.html"' in page
 
 
 def test_an_empty_lake_is_a_clear_error(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ Frames are literal and tiny; Great Expectations is imported once for the module 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -447,3 +448,40 @@ def test_data_docs_render_a_result_saved_as_json(tmp_path: Path) -> None:
     assert "interactions/saved.csv" in index.read_text(encoding="utf-8")
     (page,) = (tmp_path / "docs" / "validations").rglob("*.html")
     assert "values must belong to this set" in page.read_text(encoding="utf-8")
+
+
+def test_the_offline_index_counts_pass_and_fail_per_file_and_per_expectation(
+    tmp_path: Path,
+) -> None:
+    from servio.validation.datadocs import offline_index
+
+    failing = validate(
+        standardised(
+            INTERACTIONS_RAW, [interaction(1, channel="fax"), interaction(2, channel="fax")]
+        ),
+        file_label="interactions/<b>fax</b>.csv",
+    )
+    passing = validate(
+        standardised(INTERACTIONS_RAW, [interaction(3)]),
+        file_label="interactions/clean.csv",
+        ingested_at=INGESTED_AT + timedelta(minutes=1),
+    )
+    docs = tmp_path / "docs"
+    index = offline_index(build_data_docs([failing, passing], docs), docs / "offline.html")
+    text = index.read_text(encoding="utf-8")
+    assert "2 validated file(s): 1 with at least one failed" in " ".join(text.split())
+    assert "&lt;b&gt;fax&lt;/b&gt;" in text and "<b>fax</b>" not in text  # escaped
+    assert "http://" not in text.replace('href="index.html"', "") and "<script" not in text
+    rows = re.findall(r"<tr>\s*(.*?)</tr>", text, re.DOTALL)
+    channel = [r for r in rows if ">channel<" in r and "expect_column_values_to_be_in_set" in r]
+    [channel_row] = channel
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", channel_row)
+    assert cells[-3:] == ["1", "1", "2"]  # files passed, failed; unexpected values
+    links = re.findall(r'<a href="(validations/[^"]+)">', text)
+    assert len(links) == 2 and all((docs / link).is_file() for link in links)
+    evaluated = len(failing.summary)
+    fax_row = next(r for r in rows if "fax" in r and "validations/" in r)
+    fax_cells = re.findall(r"<td[^>]*>(.*?)</td>", fax_row)
+    failed = int(fax_cells[-2])
+    assert fax_cells[3] == "fail" and failed >= 1
+    assert int(fax_cells[-3]) + failed == evaluated

@@ -3,12 +3,15 @@ settings (command-line choices win over the file and the environment, never writ
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,21 +24,95 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from servio.config import ConfigError, Settings, load_settings
-
 if TYPE_CHECKING:
-    pass
+    from servio.config import Settings
+
+# Imports that cost (Polars, fsspec, pydantic, Prefect, Great Expectations) happen inside the
+# commands, after their first line: `servio run` says what it is about to do at once.
 
 
 app = typer.Typer(
     help="servio: customer-service exports in, curated quality and profitability tables out.",
     no_args_is_help=True,
     add_completion=False,
+    # `-h` as well as `--help`, on every command (Click hands it down to subcommands).
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,  # a servio bug is one line (exit 1), never a traceback
 )
 console = Console()
+err_console = Console(stderr=True)
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML configuration (default: ./servio.toml).")
 ]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the run results (schemas/run_results.schema.json) to stdout instead of "
+        "the summary; messages go to stderr.",
+    ),
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only problems (and errors).")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from servio.steps.results import servio_version
+
+        typer.echo(f"servio {servio_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """servio: customer-service exports in, curated quality and profitability tables out."""
+
+
+class Output:
+    """Where a command's words go: the Rich summary (default), problems only (`--quiet`), or
+    nothing but the JSON document on stdout (`--json`; problems on stderr)."""
+
+    def __init__(self, as_json: bool = False, quiet: bool = False) -> None:
+        self.as_json = as_json
+        self.quiet = quiet
+
+    @property
+    def chatty(self) -> bool:
+        return not (self.as_json or self.quiet)
+
+    def say(self, *parts: Any) -> None:
+        """What the command does and did (the summary): the default output only."""
+        if self.chatty:
+            console.print(*parts)
+            console.file.flush()  # a pipe (a scheduler's log) sees each line when printed
+
+    def problem(self, *parts: Any) -> None:
+        """Always shown: on stdout, or on stderr under `--json`."""
+        where = err_console if self.as_json else console
+        where.print(*parts)
+        where.file.flush()
+
+    def document(self, doc: dict[str, Any]) -> None:
+        if self.as_json:
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            sys.stdout.flush()
+
+    @contextlib.contextmanager
+    def status(self, message: str) -> Iterator[None]:
+        if self.chatty:
+            with console.status(message):
+                yield
+        else:
+            yield
 
 
 def _quiet_defaults() -> None:
@@ -48,9 +125,12 @@ def _quiet_defaults() -> None:
     # The embedded server needs 7–15 s on an idle 2-core machine; leave room under load.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # Before Prefect configures logging, servio's warnings (a file refused) would reach the
+    # terminal through Python's last-resort handler; the summary says it in words instead.
+    logging.getLogger("servio").addHandler(logging.NullHandler())
 
 
-def _progress_bar() -> Progress:
+def _progress_bar(enabled: bool = True) -> Progress:
     """The bar `run` and `backfill` show while they work; gone when they print results."""
     return Progress(
         TextColumn("{task.description}"),
@@ -59,6 +139,7 @@ def _progress_bar() -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not enabled,
     )
 
 
@@ -74,11 +155,17 @@ def _as_of(value: str | None) -> date | None:
         ) from None
 
 
-def _settings(config: Path | None, overrides: dict[str, object] | None = None) -> Settings:
+def _settings(
+    config: Path | None,
+    overrides: dict[str, object] | None = None,
+    output: Output | None = None,
+) -> Settings:
+    from servio.config import ConfigError, load_settings
+
     try:
         return load_settings(config, overrides=overrides)
     except ConfigError as exc:
-        console.print(f"[red]configuration error[/red]\n{escape(str(exc))}")
+        (output or Output()).problem(f"[red]configuration error[/red]\n{escape(str(exc))}")
         raise typer.Exit(2) from None
 
 

@@ -3,6 +3,7 @@ the lake."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +11,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from servio.cli.app import ConfigOption, _as_of, _settings, app, console
-from servio.config import ConfigError, load_settings
+from servio.cli.app import (
+    ConfigOption,
+    JsonOption,
+    Output,
+    QuietOption,
+    _as_of,
+    _settings,
+    app,
+    console,
+)
 
 
 @app.command()
@@ -108,37 +117,67 @@ def maintain(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait if another run holds the lake.")
     ] = 0.0,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Compact small files, checkpoint the Delta logs and vacuum superseded files older than
     the retention (servio also does this by itself once enough publications piled up)."""
+    from servio.config import ConfigError, load_settings
+    from servio.steps import results
+
+    out = Output(as_json, quiet)
+    started = datetime.now(UTC)
     # Validated like the setting it overrides, once; never put into the environment.
     override = {} if retention_hours is None else {"vacuum_retention_hours": retention_hours}
     try:
         settings = load_settings(config, overrides=override)
     except ConfigError as exc:
-        console.print(f"[red]configuration error[/red]\n{exc}")
-        raise typer.Exit(2) from None
+        record = results.RunRecord("maintain", "", None, started, error=str(exc))
+        out.problem(f"[red]configuration error[/red]\n{escape(str(exc))}")
+        out.document(results.document(record, results.USAGE))
+        raise typer.Exit(results.USAGE) from None
+    out.say(f"servio maintain: [bold]{escape(settings.curated_root)}[/bold]")
     from servio.lake import LakeBusy
     from servio.steps import sequence
     from servio.steps.context import RunContext
 
     ctx = RunContext.start(settings, "maintain")
+    record = results.RunRecord("maintain", ctx.run_id, settings, started)
     plan = sequence.Plan(
         ingest=None, snapshot=None, data_docs=False, maintain=True, wait_seconds=wait
     )
+    timed = sequence.Timed()
+    code = results.OK
     try:
-        with console.status("Maintaining the lake…"):
-            done = sequence.run(ctx, plan).maintained
+        with out.status("Maintaining the lake…"):
+            outcome = sequence.run(ctx, plan, timed)
+        record.maintained, record.changed_lake = outcome.maintained, outcome.locked
     except LakeBusy as exc:
-        console.print(f"[yellow]{exc}[/yellow]")
-        raise typer.Exit(3) from None
-    lake = ctx.lake
-    table = Table(
-        title=f"servio maintain {lake.root} (retention {settings.vacuum_retention_hours} h)"
-    )
-    for column in ("table", "files compacted", "files deleted"):
-        table.add_column(column, justify="left" if column == "table" else "right")
-    for name, counts in done.items():
-        table.add_row(name, f"{counts['files_compacted']:,}", f"{counts['files_deleted']:,}")
-    console.print(table)
+        record.error, code = str(exc), results.BUSY
+    except OSError as exc:
+        record.error, record.changed_lake, code = str(exc), True, results.IO_ERROR
+    record.seconds = dict(timed.seconds)
+    doc = results.document(record, code)
+    if record.changed_lake:
+        try:
+            ctx.lake.write_run_results(ctx.run_id, doc)
+        except OSError as exc:
+            out.problem(
+                f"[yellow]the run results could not be written: {escape(str(exc))}[/yellow]"
+            )
+    if record.error:
+        colour = "yellow" if code == results.BUSY else "red"
+        out.problem(f"[{colour}]{escape(record.error)}[/{colour}]")
+    else:
+        lake = ctx.lake
+        table = Table(
+            title=f"servio maintain {lake.root} (retention {settings.vacuum_retention_hours} h)"
+        )
+        for column in ("table", "files compacted", "files deleted"):
+            table.add_column(column, justify="left" if column == "table" else "right")
+        for name, counts in record.maintained.items():
+            table.add_row(name, f"{counts['files_compacted']:,}", f"{counts['files_deleted']:,}")
+        out.say(table)
+    out.document(doc)
+    raise typer.Exit(code)

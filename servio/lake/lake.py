@@ -44,6 +44,7 @@ from servio.schemas.tables import LAKE_STATE, PUBLICATIONS
 log = logging.getLogger("servio.lake.lake")
 
 LOCK = f"{CONTROL}/run.lock"
+RUNS = f"{CONTROL}/runs"  # one run-results file per run that changed the lake
 # servio maintains the lake (compaction, checkpoints, vacuum) after a publication once the
 # append-only publication record holds this many small files (one per publication).
 MAINTAIN_AFTER_FILES = 50
@@ -111,8 +112,19 @@ class Lake:
         return objectstore.local_site_dir(self.store.root)
 
     @property
+    def report_path(self) -> Path:
+        """Where `servio run` and `servio report` put the HTML report: beside the tables."""
+        return self.site_dir / "report.html"
+
+    @property
     def data_docs_dir(self) -> Path:
         return self.site_dir / "data_docs"
+
+    @property
+    def data_docs_index(self) -> Path:
+        """The Data Docs' offline index (pass/fail per file and per expectation), which the
+        report links to; GX's own `index.html` beside it needs internet."""
+        return self.data_docs_dir / "servio-validations.html"
 
     @property
     def catalog_path(self) -> Path:
@@ -221,6 +233,28 @@ class Lake:
                 self.store.delete(LOCK)
         finally:
             in_process.release()
+
+    def lock_holder(self) -> dict[str, object] | None:
+        """The live process holding the run lock, if any (a dead process's lock on this host
+        is not held: the next run takes it over). For answering "busy" before a run starts;
+        `lock` alone decides."""
+        holder = self.store.read_json(LOCK)
+        return None if holder is None or _is_stale(holder) else holder
+
+    def needs_recovery(self) -> bool:
+        """Whether the next writer has something to finish or drop first (`recover()`): a
+        committed publication not applied, or staging left by a run."""
+        return self.store.read_json(PLAN) is not None or bool(
+            self.store.children(f"{CONTROL}/staging")
+        )
+
+    # -- run results ---------------------------------------------------------------------
+    def write_run_results(self, run_id: str, results: Mapping[str, object]) -> str:
+        """Write what a run did as `_servio/runs/<run_id>.json` (local or object storage);
+        returns where."""
+        key = f"{RUNS}/{run_id}.json"
+        self.store.write_json(key, dict(results))
+        return self.store.url(key)
 
     # -- publishing --------------------------------------------------------------------
     def recover(self) -> None:

@@ -77,7 +77,7 @@ def read_report_data(lake: Lake, settings: Settings, as_of: date | None = None) 
         .collect(),
         ledger=lake.scan(INGEST_LEDGER).collect(),
         quarantine=lake.scan(QUARANTINE).select("source", "row_number", "reason_codes").collect(),
-        data_docs_index=docs if (docs := lake.data_docs_dir / "index.html").exists() else None,
+        data_docs_index=docs if (docs := lake.data_docs_index).exists() else None,
     )
 
 

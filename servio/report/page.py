@@ -34,7 +34,7 @@ LEDGER_HEADERS = {
 
 def default_report_path(lake: Lake) -> Path:
     """Where `servio run` and `servio report` put the report: beside the tables, not among them."""
-    return lake.site_dir / "report.html"
+    return lake.report_path
 
 
 def write_report(lake: Lake, settings: Settings, out_path: Path, as_of: date | None = None) -> Path:
@@ -214,7 +214,7 @@ def _ledger_card(data: ReportData, out_path: Path) -> TableCard:
     if data.data_docs_index is not None:
         href = os.path.relpath(data.data_docs_index.resolve(), out_path.resolve().parent)
         link = Link(
-            "Every rule and its results: ",
+            "Pass and fail per file and per rule, offline: ",
             Path(href).as_posix(),
             "Great Expectations Data Docs",
             ".",

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from servio import faults
+from servio.lake import Lake
 from servio.schemas.tables import INGEST_LEDGER
 from servio.steps.context import RunContext
 from servio.steps.stage import StagedFile
@@ -33,13 +34,19 @@ def keep_validation_results(ctx: RunContext, staged: Iterable[StagedFile]) -> No
             partial.replace(pending / f"{item.landed.sha256}.json")
 
 
+def has_pending_results(lake: Lake) -> bool:
+    """Whether some run kept validation results not rendered yet (`build_data_docs` has work)."""
+    pending = lake.data_docs_dir / PENDING_RESULTS
+    return pending.is_dir() and any(pending.iterdir())
+
+
 def build_data_docs(ctx: RunContext) -> Path | None:
     """Add the validation results of every published run not yet shown — this run's, and any
     left by a run killed after its publish — to the lake's Great Expectations Data Docs.
     Call under the lock, after `keep_validation_results` and the publish."""
     lake = ctx.lake
     pending = lake.data_docs_dir / PENDING_RESULTS
-    if not pending.is_dir():
+    if not has_pending_results(lake):
         return None
     published = set(
         lake.scan(INGEST_LEDGER).select("run_id").unique().collect().get_column("run_id")
@@ -55,7 +62,7 @@ def build_data_docs(ctx: RunContext) -> Path | None:
         return None
     faults.checkpoint("rendering_data_docs")
     gx_index = datadocs.render(results, lake.data_docs_dir)
-    index = datadocs.offline_index(gx_index)
+    index = datadocs.offline_index(gx_index, lake.data_docs_index)
     for run in shown:  # rendered: kept in data_docs/results from now on
         shutil.rmtree(run, ignore_errors=True)
     return index

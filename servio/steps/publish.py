@@ -109,6 +109,15 @@ def publish_ingest(
     )
 
 
+def records_anything(ctx: RunContext, staged: list[StagedFile]) -> bool:
+    """Whether publishing these staged files would add a ledger row (`_ledger_entries`, as
+    `publish_ingest` decides): False for files left for later whose unchanged failure the
+    ledger already holds."""
+    existing = ctx.lake.scan(INGEST_LEDGER).collect()
+    new_entries, _ = _ledger_entries(existing, staged, [], ctx.run_id, ctx.now())
+    return bool(new_entries)
+
+
 def _ledger_entries(
     ledger: pl.DataFrame,
     staged: list[StagedFile],

@@ -22,14 +22,21 @@ from datetime import date
 from typing import Any, Final, Literal, Protocol, TypeVar
 
 from servio import progress
-from servio.config import check_raw_root
+from servio.config import Settings, check_raw_root
 from servio.steps.context import RunContext
-from servio.steps.datadocs import build_data_docs, keep_validation_results
-from servio.steps.discover import Discovered, discover
+from servio.steps.datadocs import build_data_docs, has_pending_results, keep_validation_results
+from servio.steps.discover import Discovered, discover, problem_of
 from servio.steps.maintenance import maintain_lake
-from servio.steps.publish import IngestSummary, publish_ingest
-from servio.steps.snapshot import SnapshotSummary, build_snapshot
+from servio.steps.publish import IngestSummary, publish_ingest, records_anything
+from servio.steps.snapshot import (
+    SnapshotSummary,
+    build_snapshot,
+    is_done,
+    latest_activity_date,
+    published_summary,
+)
 from servio.steps.stage import StagedFile, stage_file
+from servio.validation import RequiredOnlyValidator
 
 log = logging.getLogger("servio.steps.sequence")
 T = TypeVar("T")
@@ -174,6 +181,54 @@ def run(ctx: RunContext, plan: Plan = EVERYTHING, executor: Executor = IN_PROCES
     finally:
         lake.discard_staging(ctx.run_id)
     return outcome
+
+
+def idle(ctx: RunContext, plan: Plan = EVERYTHING) -> Outcome | None:
+    """What `run(ctx, plan)` would do when it would write nothing — no file to stage or to
+    record (a refused file whose failure the ledger holds is neither), the snapshot's input
+    fingerprint unchanged, no Data Docs left to render, nothing to recover —
+    as the Outcome it would return; None when the run has work. Decided with the run's own
+    functions (`discover`, `stage_file`, `records_anything`, `latest_activity_date`, `is_done`,
+    `has_pending_results`), with no
+    lock and without Prefect or Great Expectations: `servio run` answers a run with nothing
+    to do in about a second. `run` may still be called afterwards and writes nothing then."""
+    lake, settings = ctx.lake, ctx.settings
+    if plan.maintain or plan.force_snapshot or plan.ingest not in (ALL, None):
+        return None
+    lake.check_reachable()
+    if plan.ingest == ALL:
+        check_raw_root(settings)
+    if lake.needs_recovery() or (plan.data_docs and has_pending_results(lake)):
+        return None
+    discovered = discover(ctx, None) if plan.ingest == ALL else Discovered()
+    # Files discovery could not read (refused for their place, deferred for an I/O failure)
+    # come back every run; staging them reads nothing, and the publish records each failure
+    # once while it does not change: such files alone leave nothing to write.
+    if discovered.duplicates or any(problem_of(f) is None for f in discovered.todo):
+        return None
+    staged = [stage_file(ctx, landed) for landed in discovered.todo]
+    if staged and records_anything(ctx, staged):
+        return None
+    snapshot: SnapshotSummary | None = None
+    if plan.snapshot is not None:
+        as_of = latest_activity_date(lake, settings) if plan.snapshot == LATEST else plan.snapshot
+        if as_of is None:
+            snapshot = SnapshotSummary(None, 0, {})
+        elif is_done(settings, lake, as_of):
+            snapshot = published_summary(lake, as_of)
+        else:
+            return None
+    ingest = None
+    if plan.ingest is not None:
+        ingest = IngestSummary(0, 0, 0, 0, 0, 0, {}, files_deferred=len(staged))
+    return Outcome(ctx.run_id, discovered, staged, ingest=ingest, snapshot=snapshot)
+
+
+def idle_run(settings: Settings, run_id: str, plan: Plan = EVERYTHING) -> Outcome | None:
+    """`idle` for a run not started yet (`servio run`, before Prefect): nothing is validated
+    to decide, so no validator is loaded."""
+    ctx = RunContext.start(settings, validator=RequiredOnlyValidator(), run_id=run_id)
+    return idle(ctx, plan)
 
 
 def _after_publish(

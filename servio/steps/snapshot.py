@@ -77,9 +77,7 @@ def build_snapshot(ctx: RunContext, as_of: date | None, force: bool = False) -> 
     known = lake.state().get(FINGERPRINTS)
     fingerprints: dict[str, str] = dict(known) if isinstance(known, dict) else {}
     if not force and fingerprints.get(as_of.isoformat()) == fingerprint:
-        segments = lake.scan(CUSTOMER_SEGMENTS).filter(pl.col("as_of_date") == as_of).collect()
-        actions = dict(segments.group_by("action").agg(pl.len()).sort("action").iter_rows())
-        return SnapshotSummary(as_of, segments.height, actions, published=False)
+        return published_summary(lake, as_of)
     combined = buckets.compute(buckets.SnapshotJob(settings, lake, run_id, as_of), ctx.mapper)
     quality, profitability, segments = combined.quality, combined.profitability, combined.segments
     fingerprints[as_of.isoformat()] = fingerprint
@@ -96,6 +94,14 @@ def build_snapshot(ctx: RunContext, as_of: date | None, force: bool = False) -> 
     maintain_if_due(ctx)
     actions = dict(segments.group_by("action").agg(pl.len()).sort("action").iter_rows())
     return SnapshotSummary(as_of, segments.height, actions, shuffle_bytes=combined.shuffle_bytes)
+
+
+def published_summary(lake: Lake, as_of: date) -> SnapshotSummary:
+    """The snapshot of `as_of` as published (customers per action), left as it is."""
+    segments = lake.scan(CUSTOMER_SEGMENTS).filter(pl.col("as_of_date") == as_of)
+    counts = segments.group_by("action").agg(pl.len()).sort("action").collect()
+    actions = dict(counts.iter_rows())
+    return SnapshotSummary(as_of, sum(actions.values()), actions, published=False)
 
 
 def is_done(settings: Settings, lake: Lake, as_of: date) -> bool:

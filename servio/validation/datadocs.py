@@ -3,8 +3,8 @@ offline index of its pages (GX's own index needs scripts from public CDNs)."""
 
 from __future__ import annotations
 
-import html
 import json
+import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,24 +98,127 @@ def _loadable(document: dict[str, Any]) -> Any:
     return suite_result
 
 
-def offline_index(gx_index: Path) -> Path:
-    """A plain list of every validation page. GX's own index draws its table with scripts
-    from public CDNs, so without internet it shows no results; this page needs none."""
+_INDEX_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>servio validations</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0 2em; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+.fail { color: #b00020; font-weight: 600; } .pass { color: #1b7f3b; }
+</style></head><body>
+<h1>Great Expectations validation results</h1>
+<p>{{ files|length }} validated file(s): {{ failed_files }} with at least one failed
+expectation, {{ files|length - failed_files }} passing every one. This page needs no
+internet; each file links to its Great Expectations page.
+<a href="{{ gx_index }}">GX Data Docs home</a> (needs internet for its styling and table).</p>
+<h2 id="expectations">Per expectation</h2>
+<table><thead><tr><th>suite</th><th>expectation</th><th>column</th><th>rule</th>
+<th class="n">files passed</th><th class="n">files failed</th>
+<th class="n">unexpected values</th></tr></thead><tbody>
+{% for e in expectations %}<tr>
+<td>{{ e.suite }}</td><td>{{ e.type }}</td><td>{{ e.column }}</td><td>{{ e.rule }}</td>
+<td class="n pass">{{ e.passed }}</td>
+<td class="n {{ 'fail' if e.failed else '' }}">{{ e.failed }}</td>
+<td class="n">{{ "{:,}".format(e.unexpected) }}</td></tr>
+{% endfor %}</tbody></table>
+<h2 id="files">Per file (newest runs last)</h2>
+<table><thead><tr><th>file</th><th>suite</th><th>validated at (UTC)</th><th>result</th>
+<th class="n">expectations passed</th><th class="n">failed</th>
+<th class="n">unexpected values</th></tr></thead><tbody>
+{% for f in files %}<tr>
+<td>{% if f.href %}<a href="{{ f.href }}">{{ f.label }}</a>{% else %}{{ f.label }}{% endif %}</td>
+<td>{{ f.suite }}</td><td>{{ f.time }}</td>
+<td class="{{ 'pass' if f.success else 'fail' }}">{{ 'pass' if f.success else 'fail' }}</td>
+<td class="n">{{ f.passed }}</td><td class="n">{{ f.failed }}</td>
+<td class="n">{{ "{:,}".format(f.unexpected) }}</td></tr>
+{% endfor %}</tbody></table>
+</body></html>
+"""
+
+
+def offline_index(gx_index: Path, target: Path) -> Path:
+    """An index of every kept validation result that works offline (GX's own index draws its
+    table with scripts from public CDNs): pass/fail counts per file and per expectation, and
+    a link to each file's GX page; `target` is the lake's `data_docs_index`."""
+    import jinja2
+
     docs = gx_index.parent
-    pages = sorted((docs / "validations").rglob("*.html"))
-    items = "\n".join(
-        f'<li><a href="{html.escape(p.relative_to(docs).as_posix())}">'
-        f"{html.escape(p.relative_to(docs / 'validations').parent.parent.as_posix())}</a> "
-        f"— {html.escape(p.parent.name)}</li>"
-        for p in pages
+    files, expectations = index_rows(docs)
+    pages = _pages_by_key(docs)
+    for row in files:
+        page = pages.get((row["run_name"], row["batch_id"], row["stamp"]))
+        row["href"] = page.relative_to(docs).as_posix() if page else None
+    page_text = (
+        jinja2.Environment(autoescape=True)
+        .from_string(_INDEX_TEMPLATE)
+        .render(
+            files=files,
+            expectations=expectations,
+            failed_files=sum(1 for f in files if not f["success"]),
+            gx_index=os.path.relpath(gx_index, target.parent),
+        )
     )
-    index = docs / "servio-validations.html"
-    index.write_text(
-        "<!doctype html><meta charset=utf-8><title>servio validations</title>"
-        "<h1>Great Expectations validation results</h1>"
-        f'<p>One page per validated file and run (newest runs last). <a href="{gx_index.name}">'
-        "GX Data Docs home</a> (needs internet for its styling and table).</p>"
-        f"<ul>\n{items}\n</ul>\n",
-        encoding="utf-8",
-    )
-    return index
+    write_atomically(target, page_text)
+    return target
+
+
+def index_rows(docs_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """From the results kept in `docs_dir/results/`: one row per validated file (oldest run
+    first) and one per expectation of each suite (files passed, failed, unexpected values)."""
+    files: list[dict[str, Any]] = []
+    by_expectation: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for path in sorted((docs_dir / "results").glob("*.json")):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        meta, suite = document["meta"], document["suite_name"]
+        run_time = datetime.fromisoformat(meta["run_id"]["run_time"]).astimezone(UTC)
+        outcomes = document.get("results") or []
+        unexpected = [int((o.get("result") or {}).get("unexpected_count") or 0) for o in outcomes]
+        passed = sum(1 for o in outcomes if o.get("success"))
+        files.append(
+            {
+                "label": meta.get("file_label") or meta["batch_id"],
+                "suite": suite,
+                "time": f"{run_time:%Y-%m-%d %H:%M:%S}",
+                "success": bool(document.get("success")),
+                "passed": passed,
+                "failed": len(outcomes) - passed,
+                "unexpected": sum(unexpected),
+                "run_name": meta["run_id"]["run_name"],
+                "batch_id": meta["batch_id"],
+                "stamp": f"{run_time:%Y%m%dT%H%M%S}",
+            }
+        )
+        for outcome, count in zip(outcomes, unexpected, strict=True):
+            config = outcome.get("expectation_config") or {}
+            kwargs, meta_e = config.get("kwargs") or {}, config.get("meta") or {}
+            key = (
+                suite,
+                str(config.get("type", "")),
+                str(kwargs.get("column", "")),
+                str(meta_e.get("reason_code", "")),
+            )
+            entry = by_expectation.setdefault(
+                key,
+                {
+                    "suite": key[0],
+                    "type": key[1],
+                    "column": key[2],
+                    "rule": key[3],
+                    "passed": 0,
+                    "failed": 0,
+                    "unexpected": 0,
+                },
+            )
+            entry["passed" if outcome.get("success") else "failed"] += 1
+            entry["unexpected"] += count
+    return files, list(by_expectation.values())
+
+
+def _pages_by_key(docs: Path) -> dict[tuple[str, str, str], Path]:
+    """GX's validation pages by (run name, batch id, run time to the second): the page of a
+    result is validations/<suite>/<run name>/<run time>/<batch id>.html."""
+    pages: dict[tuple[str, str, str], Path] = {}
+    for page in (docs / "validations").rglob("*.html"):
+        pages[(page.parent.parent.name, page.stem, page.parent.name[:15])] = page
+    return pages

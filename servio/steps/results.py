@@ -1,0 +1,211 @@
+"""What a run did, for machines: the run-results document (the role of dbt's
+`run_results.json`) that every command changing the lake writes as
+`_servio/runs/<run_id>.json` and `--json` prints. Its shape is the committed JSON Schema
+`schemas/run_results.schema.json`; `SCHEMA_VERSION` changes when a field changes meaning or
+goes away (new fields may be added within a version).
+
+Exit codes live here too, so the document, the CLI and the README name the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Final
+
+from servio.config import Settings
+from servio.raw.landing import LandedFile
+from servio.schemas.tables import DUPLICATE
+from servio.steps.publish import IngestSummary
+from servio.steps.snapshot import SnapshotSummary
+from servio.steps.stage import StagedFile
+
+SCHEMA_VERSION: Final = 1
+
+# Exit codes (README "Exit codes"): stable; a scheduler may alert on any non-zero one.
+OK: Final = 0
+UNEXPECTED: Final = 1  # a servio bug: one line, no traceback; nothing half published
+USAGE: Final = 2  # usage or configuration error; nothing was touched
+BUSY: Final = 3  # another run holds the lake
+RECONCILIATION: Final = 4  # counts do not add up; nothing was published
+IO_ERROR: Final = 5  # an I/O failure before the publish; nothing was published
+AFTER_PUBLISH: Final = 6  # published, but the Data Docs or the report could not be written
+DATA_ALERT: Final = 7  # opt-in: files rejected (--fail-on-rejected) or too many rows quarantined
+
+STATUS: Final[Mapping[int, str]] = {
+    OK: "success",
+    UNEXPECTED: "error",
+    USAGE: "usage_error",
+    BUSY: "busy",
+    RECONCILIATION: "reconciliation_error",
+    IO_ERROR: "io_error",
+    AFTER_PUBLISH: "published_with_warnings",
+    DATA_ALERT: "data_alert",
+}
+
+
+def servio_version() -> str:
+    try:
+        return version("servio")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """The SHA-256 of every setting that changes what is computed (not how it runs: buckets,
+    Dask, retention) — the settings part of a snapshot's input fingerprint."""
+    computed_by = settings.model_dump_json(exclude=set(Settings.EXECUTION_KEYS))
+    return hashlib.sha256(computed_by.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When an otherwise successful run exits `DATA_ALERT` (both opt-in)."""
+
+    fail_on_rejected: bool = False
+    max_quarantined_rate: float | None = None  # share of rows read, 0…1
+
+    def alerts(self, ingest: IngestSummary | None) -> list[str]:
+        """What crossed a threshold, in words (empty: nothing)."""
+        if ingest is None:
+            return []
+        found = []
+        if self.fail_on_rejected and ingest.files_rejected:
+            found.append(f"{ingest.files_rejected} file(s) rejected (--fail-on-rejected)")
+        rate = quarantined_rate(ingest)
+        if self.max_quarantined_rate is not None and rate > self.max_quarantined_rate:
+            found.append(
+                f"{rate:.2%} of the rows read were quarantined, above "
+                f"--max-quarantined-rate {self.max_quarantined_rate:g}"
+            )
+        return found
+
+
+def quarantined_rate(ingest: IngestSummary) -> float:
+    return ingest.rows_quarantined / ingest.rows_read if ingest.rows_read else 0.0
+
+
+@dataclass
+class RunRecord:
+    """Everything the document holds, gathered as the command goes."""
+
+    command: str
+    run_id: str
+    settings: Settings | None  # None: the configuration could not be read
+    started_at: datetime
+    staged: list[StagedFile] = field(default_factory=list)
+    duplicates: list[LandedFile] = field(default_factory=list)
+    ingest: IngestSummary | None = None
+    snapshot: SnapshotSummary | None = None
+    tables: dict[str, int] | None = None  # rows per curated table after the run
+    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per step
+    maintained: dict[str, dict[str, int]] = field(default_factory=dict)
+    report_path: str | None = None
+    data_docs_path: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    error: str | None = None
+    changed_lake: bool = False  # whether the run took the lock and wrote
+    finished_at: datetime | None = None  # set by the first `document`: the file = stdout
+
+
+def document(record: RunRecord, exit_code: int) -> dict[str, Any]:
+    """The run-results document (schemas/run_results.schema.json). The run ends when it is
+    first made: the file written and the `--json` output are the same document."""
+    if record.finished_at is None:
+        record.finished_at = datetime.now(UTC)
+    finished_at = record.finished_at
+    settings = record.settings
+    ingest, snap = record.ingest, record.snapshot
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "servio_version": servio_version(),
+        "command": record.command,
+        "run_id": record.run_id,
+        "started_at": record.started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "elapsed_seconds": round((finished_at - record.started_at).total_seconds(), 3),
+        "exit_code": exit_code,
+        "status": STATUS.get(exit_code, "error"),
+        "error": record.error,
+        "warnings": list(record.warnings),
+        "alerts": list(record.alerts),
+        "raw_root": settings.raw_root if settings else None,
+        "curated_root": settings.curated_root if settings else None,
+        "settings_fingerprint": settings_fingerprint(settings) if settings else None,
+        "changed_lake": record.changed_lake,
+        "files": _files(record.staged, record.duplicates, ingest),
+        "totals": _totals(ingest),
+        "tables": dict(record.tables) if record.tables is not None else {},
+        "snapshot": _snapshot(snap),
+        "timings": {step: round(s, 3) for step, s in record.seconds.items()},
+        "maintained": {name: dict(c) for name, c in record.maintained.items()},
+        "report_path": record.report_path,
+        "data_docs_path": record.data_docs_path,
+    }
+
+
+def _files(
+    staged: Iterable[StagedFile], duplicates: Iterable[LandedFile], ingest: IngestSummary | None
+) -> list[dict[str, Any]]:
+    # The status the ledger recorded wins: a file another run published while this one
+    # staged it is recorded as a duplicate.
+    recorded = ingest.recorded if ingest is not None else {}
+    rows = [
+        {
+            "path": s.landed.relative_path,
+            "source": s.landed.source,
+            "sha256": s.landed.sha256,
+            "size_bytes": s.landed.size_bytes,
+            "status": recorded.get(s.landed.relative_path, s.status),
+            "reason": s.reason,
+            "rows_read": s.rows_read,
+            "rows_valid": s.rows_valid,
+            "rows_quarantined": s.rows_quarantined,
+        }
+        for s in staged
+    ]
+    rows += [
+        {
+            "path": d.relative_path,
+            "source": d.source,
+            "sha256": d.sha256,
+            "size_bytes": d.size_bytes,
+            "status": DUPLICATE,
+            "reason": None,
+            "rows_read": 0,
+            "rows_valid": 0,
+            "rows_quarantined": 0,
+        }
+        for d in duplicates
+    ]
+    return sorted(rows, key=lambda row: row["path"])
+
+
+def _totals(ingest: IngestSummary | None) -> dict[str, Any]:
+    if ingest is None:
+        ingest = IngestSummary(0, 0, 0, 0, 0, 0, {})
+    return {
+        "files_ingested": ingest.files_ingested,
+        "files_rejected": ingest.files_rejected,
+        "files_duplicate": ingest.files_duplicate,
+        "files_deferred": ingest.files_deferred,
+        "rows_read": ingest.rows_read,
+        "rows_valid": ingest.rows_valid,
+        "rows_quarantined": ingest.rows_quarantined,
+        "quarantined_rate": round(quarantined_rate(ingest), 6),
+    }
+
+
+def _snapshot(snap: SnapshotSummary | None) -> dict[str, Any] | None:
+    if snap is None or snap.as_of_date is None:
+        return None
+    return {
+        "as_of_date": snap.as_of_date.isoformat(),
+        "published": snap.published,
+        "customers": snap.customers,
+        "actions": {str(k): int(v) for k, v in snap.actions.items()},
+    }

@@ -1,0 +1,394 @@
+"""`servio` as a scheduler drives it (issue #21): the run-results document (`--json` and
+`_servio/runs/<run_id>.json`) validates against the committed JSON Schema, every documented
+exit code is produced, no traceback reaches the terminal, `--version` and `-h` everywhere, a
+busy lake and a run with nothing to do are answered without starting Prefect.
+
+Exit codes 1, 4 and 5 of `run` come from the flow; here the flow is replaced by one raising
+the error it would raise, so what is tested is the command's answer (the errors themselves
+are raised by the steps' own tests: test_disk_errors.py, test_sequence.py). Codes 0, 6 and 7
+come from the real Prefect flow (e2e)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from servio.cli import app
+from servio.lake.lake import LOCK, Lake
+from servio.steps import results
+from tests.test_hostile_corpus import COLUMNS, csv_text, good_row, land
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = json.loads((ROOT / "schemas" / "run_results.schema.json").read_text(encoding="utf-8"))
+
+
+def _valid(doc: dict[str, Any]) -> dict[str, Any]:
+    jsonschema.Draft202012Validator(
+        SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    ).validate(doc)
+    return doc
+
+
+def _json(stdout: str) -> dict[str, Any]:
+    return _valid(json.loads(stdout))
+
+
+def _invoke(*args: str) -> Any:
+    result = CliRunner().invoke(app, list(args))
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def _runs(curated: Path) -> list[Path]:
+    folder = curated / "_servio" / "runs"
+    return sorted(folder.glob("*.json")) if folder.exists() else []
+
+
+def _no_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect's flow must not be reached."""
+    import servio.flows.run
+
+    def refuse(**_: Any) -> None:
+        raise AssertionError("the Prefect flow was started")
+
+    monkeypatch.setattr(servio.flows.run, "run_pipeline", refuse)
+
+
+def _flow_raising(monkeypatch: pytest.MonkeyPatch, error: Callable[[], BaseException]) -> None:
+    import servio.flows.run
+
+    def failing(**_: Any) -> None:
+        raise error()
+
+    monkeypatch.setattr(servio.flows.run, "run_pipeline", failing)
+
+
+# ---------------------------------------------------------------------------------------
+# --version, -h
+
+
+def test_version_is_printed() -> None:
+    result = _invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"servio {results.servio_version()}"
+
+
+def _commands() -> list[str]:
+    group = get_command(app)
+    commands = getattr(group, "commands", {})
+    assert "run" in commands
+    return sorted(commands)
+
+
+@pytest.mark.parametrize("command", ["", *_commands()])
+def test_dash_h_is_help_everywhere(command: str) -> None:
+    args = [command, "-h"] if command else ["-h"]
+    result = _invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and "--help" in result.output
+
+
+# ---------------------------------------------------------------------------------------
+# 2: usage or configuration
+
+
+def test_a_bad_configuration_exits_2_with_a_document_naming_the_key(tmp_path: Path) -> None:
+    config = land(tmp_path, [], "bad")
+    config.write_text(config.read_text() + "window_days = 0\n")
+    result = _invoke("run", "--config", str(config), "--json")
+    assert result.exit_code == results.USAGE
+    doc = _json(result.stdout)
+    assert doc["status"] == "usage_error" and "window_days" in doc["error"]
+    assert "window_days" in result.stderr  # the human message, off stdout
+    assert not (tmp_path / "curated").exists()
+
+
+def test_a_missing_raw_folder_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "servio.toml"
+    config.write_text(f'raw_root = "{tmp_path / "nope"}"\ncurated_root = "{tmp_path / "c"}"\n')
+    result = _invoke("run", "--config", str(config))
+    assert result.exit_code == results.USAGE
+    assert "raw_root" in result.output and "does not exist" in result.output
+
+
+def test_a_quarantine_rate_outside_0_1_is_a_usage_error(tmp_path: Path) -> None:
+    config = land(tmp_path, [], "rate")
+    result = _invoke("run", "--config", str(config), "--max-quarantined-rate", "1.5")
+    assert result.exit_code == results.USAGE
+
+
+# ---------------------------------------------------------------------------------------
+# 3: busy, answered before Prefect
+
+
+def _hold_lock(curated: Path, pid: int | None = None) -> None:
+    lake = Lake(curated)
+    holder = {"run_id": "other-run", "pid": pid or os.getpid(), "host": socket.gethostname()}
+    assert lake.store.create_json(LOCK, holder)
+
+
+def test_a_busy_lake_exits_3_before_prefect_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = land(tmp_path, [], "busy")
+    _hold_lock(tmp_path / "curated")
+    _no_flow(monkeypatch)
+    result = _invoke("run", "--config", str(config), "--json")
+    assert result.exit_code == results.BUSY, result.output
+    doc = _json(result.stdout)
+    assert doc["status"] == "busy" and "other-run" in doc["error"]
+    assert "busy" in result.stderr
+    assert _runs(tmp_path / "curated") == []  # nothing changed: nothing written
+    plain = _invoke("run", "--config", str(config))
+    assert plain.exit_code == results.BUSY and "is busy" in plain.output
+
+
+def test_the_lock_of_a_dead_process_is_not_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock left by a dead process is taken over by the run: not answered as busy."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    config = land(tmp_path, [], "dead")
+    _hold_lock(tmp_path / "curated", int(dead.stdout))
+    _flow_raising(monkeypatch, lambda: RuntimeError("reached the flow"))
+    result = _invoke("run", "--config", str(config))
+    assert result.exit_code == results.UNEXPECTED  # the (fake) flow ran: not answered busy
+    assert "reached the flow" in result.output
+
+
+# ---------------------------------------------------------------------------------------
+# 1, 4, 5: what the flow raises, answered in one line
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "words"),
+    [
+        (lambda: RuntimeError("boom\nsecond line"), results.UNEXPECTED, "boom"),
+        (
+            lambda: __import__("servio.steps.errors").steps.errors.ReconciliationError(
+                "rows_read 10 != valid 9 + quarantined 0"
+            ),
+            results.RECONCILIATION,
+            "rows_read 10",
+        ),
+        (
+            lambda: OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+            results.IO_ERROR,
+            os.strerror(errno.ENOSPC),
+        ),
+    ],
+    ids=["unexpected", "reconciliation", "io"],
+)
+def test_a_failed_run_exits_with_its_code_and_no_traceback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Callable[[], BaseException],
+    code: int,
+    words: str,
+) -> None:
+    config = land(tmp_path, [], "fail")
+    _flow_raising(monkeypatch, error)
+    result = _invoke("run", "--config", str(config), "--json")
+    assert result.exit_code == code, result.output
+    doc = _json(result.stdout)
+    assert doc["exit_code"] == code and words in (doc["error"] or "")
+    assert words in result.stderr
+    [written] = _runs(tmp_path / "curated")  # a run that may have written says so
+    assert _valid(json.loads(written.read_text()))["run_id"] == doc["run_id"]
+    human = _invoke("run", "--config", str(config))
+    assert human.exit_code == code and words in " ".join(human.output.split())
+    assert "second line" not in human.output
+
+
+# ---------------------------------------------------------------------------------------
+# 0, 7, and a run with nothing to do: the real flow
+
+
+def _rejected_file(raw: Path) -> None:
+    """A file that is rejected whole: a repeated contract column."""
+    bad = raw / "interactions" / "repeated.csv"
+    header = [*COLUMNS, "channel"]
+    rows = [[*good_row("rep", k).values(), "chat"] for k in range(2)]
+    bad.write_text(csv_text(header, rows))
+
+
+def _bad_rows_file(raw: Path) -> None:
+    rows = [good_row("q", k) for k in range(4)]
+    rows[0]["currency"] = "USD"  # quarantined: another currency
+    rows[1]["started_at"] = "yesterday"
+    (raw / "interactions" / "quarantined.csv").write_text(
+        csv_text(list(COLUMNS), [[r[c] for c in COLUMNS] for r in rows])
+    )
+
+
+@pytest.mark.e2e
+def test_run_results_and_the_opt_in_exit_7(
+    tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = land(tmp_path, [], "results")
+    raw, curated = tmp_path / "raw", tmp_path / "curated"
+    _rejected_file(raw)
+    first = _invoke("run", "--config", str(config), "--json", "--fail-on-rejected")
+    assert first.exit_code == results.DATA_ALERT, first.output
+    doc = _json(first.stdout)
+    assert doc["status"] == "data_alert" and "rejected" in doc["alerts"][0]
+    assert doc["changed_lake"] is True
+    statuses = {f["path"]: f["status"] for f in doc["files"]}
+    assert statuses == {
+        "interactions/clean.csv": "ingested",
+        "interactions/repeated.csv": "rejected",
+    }
+    assert doc["totals"]["files_ingested"] == 1 and doc["totals"]["files_rejected"] == 1
+    assert doc["tables"]["interactions"] == 5
+    assert doc["snapshot"]["published"] is True and doc["snapshot"]["customers"] > 0
+    assert {"discover", "stage_file", "publish_ingest", "build_snapshot"} <= set(doc["timings"])
+    [written] = _runs(curated)
+    assert written.name == f"{doc['run_id']}.json"
+    on_disk = _valid(json.loads(written.read_text()))
+    assert {k: v for k, v in on_disk.items() if k != "finished_at"} == {
+        k: v for k, v in doc.items() if k != "finished_at"
+    }
+    assert "alert:" in first.stderr
+
+    _bad_rows_file(raw)
+    quarantined = _invoke(
+        "run", "--config", str(config), "--quiet", "--max-quarantined-rate", "0.2"
+    )
+    assert quarantined.exit_code == results.DATA_ALERT, quarantined.output
+    words = " ".join(quarantined.output.split())
+    assert "quarantined interactions/quarantined.csv, row 1" in words  # a problem: shown
+    assert "Curated tables" not in words and "Snapshot as of" not in words  # the rest: not
+    assert "50.00% of the rows read were quarantined" in words
+    assert len(_runs(curated)) == 2
+
+    # Nothing pending, the snapshot unchanged: answered without Prefect, nothing written.
+    _no_flow(monkeypatch)
+    idle = _invoke("run", "--config", str(config), "--json", "--fail-on-rejected")
+    assert idle.exit_code == results.OK, idle.output
+    doc = _json(idle.stdout)
+    assert doc["changed_lake"] is False and doc["files"] == []
+    assert doc["snapshot"]["published"] is False and doc["tables"]["interactions"] == 7
+    assert "flow" not in doc["timings"] and "before_prefect" in doc["timings"]
+    assert len(_runs(curated)) == 2
+    shown = _invoke("run", "--config", str(config))
+    assert shown.exit_code == 0
+    flat = " ".join(shown.output.split())
+    assert flat.startswith("servio run: ingest the pending exports, then publish the latest")
+    assert "(nothing to do)" in flat and "(unchanged)" in flat and "Report:" in flat
+    quiet = _invoke("run", "--config", str(config), "-q")
+    assert quiet.exit_code == 0 and quiet.output == ""
+
+
+# ---------------------------------------------------------------------------------------
+# maintain
+
+
+def test_maintain_writes_its_run_results(tmp_path: Path) -> None:
+    config = tmp_path / "servio.toml"
+    config.write_text(f'curated_root = "{tmp_path / "curated"}"\n')
+    result = _invoke("maintain", "--config", str(config), "--json")
+    assert result.exit_code == 0, result.output
+    doc = _json(result.stdout)
+    assert doc["command"] == "maintain" and doc["changed_lake"] is True
+    [written] = _runs(tmp_path / "curated")
+    assert _valid(json.loads(written.read_text()))["run_id"] == doc["run_id"]
+    _hold_lock(tmp_path / "curated")
+    busy = _invoke("maintain", "--config", str(config), "--json")
+    assert busy.exit_code == results.BUSY
+    assert _json(busy.stdout)["status"] == "busy"
+
+
+def test_a_failure_while_deciding_before_prefect_leaves_the_decision_to_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servio.steps import sequence
+
+    def broken(*_: Any) -> None:
+        raise ValueError("a table the check could not read")
+
+    config = land(tmp_path, [], "undecided")
+    monkeypatch.setattr(sequence, "idle_run", broken)
+    _flow_raising(monkeypatch, lambda: RuntimeError("reached the flow"))
+    result = _invoke("run", "--config", str(config))
+    assert result.exit_code == results.UNEXPECTED and "reached the flow" in result.output
+
+
+def test_a_run_with_nothing_to_write_is_answered_without_prefect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingested by the run sequence itself (no Prefect); then `servio run` decides, with the
+    sequence's functions, that nothing is left — a refused file whose failure the ledger
+    holds included — and only a change brings the run (its flow) back."""
+    from tests.runs import REQUIRED_ONLY, WITHOUT_DOCS
+    from tests.runs import run as sequence_run
+
+    config = land(tmp_path, [], "idle")
+    stray = tmp_path / "raw" / "stray.csv"  # at the raw root: refused, tried every run
+    stray.write_text("not in a source folder\n")
+    sequence_run(config, REQUIRED_ONLY, WITHOUT_DOCS)
+    lake = Lake(tmp_path / "curated")
+    lake.report_path.write_text("<html></html>")  # the flow draws it; the sequence does not
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "curated").rglob("*"))
+    _no_flow(monkeypatch)
+    result = _invoke("run", "--config", str(config), "--json")
+    assert result.exit_code == results.OK, result.output
+    doc = _json(result.stdout)
+    assert doc["changed_lake"] is False and doc["snapshot"]["published"] is False
+    assert [(f["path"], f["status"]) for f in doc["files"]] == [("stray.csv", "refused")]
+    assert doc["totals"]["files_deferred"] == 1 and doc["tables"]["interactions"] == 5
+    human = _invoke("run", "--config", str(config))
+    flat = " ".join(human.output.split())
+    assert human.exit_code == 0 and "(nothing to do)" in flat and "refused stray.csv" in flat
+    after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "curated").rglob("*"))
+    assert after == before  # nothing written, not even a run-results file
+
+    stray.write_text("changed: recorded again\n")
+    _flow_raising(monkeypatch, lambda: RuntimeError("reached the flow"))
+    changed = _invoke("run", "--config", str(config))
+    assert changed.exit_code == results.UNEXPECTED and "reached the flow" in changed.output
+
+
+@pytest.mark.e2e
+def test_an_idle_run_imports_neither_prefect_nor_great_expectations(tmp_path: Path) -> None:
+    """In a fresh process, as a scheduler starts it: the modules it imported, not its time."""
+    import subprocess
+    import sys
+
+    from tests.runs import REQUIRED_ONLY, WITHOUT_DOCS
+    from tests.runs import run as sequence_run
+
+    config = land(tmp_path, [], "imports")
+    sequence_run(config, REQUIRED_ONLY, WITHOUT_DOCS)
+    Lake(tmp_path / "curated").report_path.write_text("<html></html>")
+    command = [sys.executable, "-X", "importtime", "-c", "from servio.cli import app; app()"]
+    done = subprocess.run(
+        [*command, "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(nothing to do)" in " ".join(done.stdout.split())
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "polars" in imported  # the check sees what was imported
+    assert not {m for m in imported if m.split(".")[0] in ("prefect", "great_expectations")}
