@@ -1,5 +1,5 @@
-"""The run sequence, written once: discover → stage → lock → recover → publish → snapshot →
-Data Docs → discard. `servio run`, every served flow, backfills, `servio maintain`, the
+"""The run sequence, written once: discover → stage (read each file, check each source) → lock →
+recover → publish → snapshot → Data Docs → discard. `servio run`, every served flow, backfills, `servio maintain`, the
 benchmarks and the fault harness call `run`; what differs between them is the `Plan` (what to
 ingest and what to snapshot) and the `Executor` (plain calls here, or Prefect tasks).
 
@@ -29,7 +29,7 @@ from servio.steps.discover import Discovered, discover
 from servio.steps.maintenance import maintain_lake
 from servio.steps.publish import IngestSummary, publish_ingest
 from servio.steps.snapshot import SnapshotSummary, build_snapshot
-from servio.steps.stage import StagedFile, stage_file
+from servio.steps.stage import StagedFile, check_files, read_file
 
 log = logging.getLogger("servio.steps.sequence")
 T = TypeVar("T")
@@ -147,9 +147,12 @@ def run(ctx: RunContext, plan: Plan = EVERYTHING, executor: Executor = IN_PROCES
     try:
         if discovered.todo:
             lake.claim_staging(ctx.run_id)  # a concurrent run's recover() keeps it
-        for done, staged in enumerate(executor.map(stage_file, discovered.todo, ctx), start=1):
-            outcome.staged.append(staged)
+        read: list[StagedFile] = []
+        for done, staged in enumerate(executor.map(read_file, discovered.todo, ctx), start=1):
+            read.append(staged)
             progress.report("ingest", done, len(discovered.todo))
+        if read:  # one validator call per source (and batch), not per file
+            outcome.staged = executor.call(check_files, ctx, read)
         with lake.lock(ctx.run_id, plan.wait_seconds):
             outcome.locked = True
             lake.recover()
