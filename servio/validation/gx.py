@@ -224,16 +224,18 @@ def validate_files(
     }
 
     gx_results, counts, timings = _run_suite(
-        frame, contract, suite, parameters, conflicts=conflicts
+        frame, contract, suite, parameters, conflicts=conflicts, single_file=len(files) == 1
     )
 
     started = time.perf_counter()
     row_ids = [_unexpected_rows(result) for result in gx_results]
     context = DetailContext(currency, latest_allowed_at)
     all_ids = sorted({row for ids in row_ids for row in ids})
-    failing = frame.filter(
-        pl.col(SOURCE_ROW).is_in(pl.Series(all_ids, dtype=pl.Int64).implode())
-    ).collect()
+    failing = (
+        frame.select(_detail_columns(expectations, row_ids, names))
+        .filter(pl.col(SOURCE_ROW).is_in(pl.Series(all_ids, dtype=pl.Int64).implode()))
+        .collect()
+    )
     found = failures(failing, expectations, row_ids, context, conflicts)
     by_file = _split_by_file(expectations, gx_results, row_ids, counts, len(files))
     results = []
@@ -255,6 +257,23 @@ def validate_files(
         )
     timings["failures"] = time.perf_counter() - started
     return found, results
+
+
+def _detail_columns(
+    expectations: list[dict[str, Any]], row_ids: list[list[int]], names: list[str]
+) -> list[str]:
+    """The columns the failure details quote (only those of rules that failed are read)."""
+    needed = {SOURCE_ROW}
+    for expectation, ids in zip(expectations, row_ids, strict=True):
+        if not ids:
+            continue
+        column = expectation["kwargs"]["column"]
+        if column == IS_CONFLICTING_DUPLICATE:
+            recipe = expectation["meta"]["derived"]
+            needed.update([recipe["key"], *recipe["version"], *recipe["content"]])
+        elif column in names:
+            needed.add(column)
+    return [name for name in names if name in needed]
 
 
 def _split_by_file(
@@ -322,6 +341,7 @@ def _run_suite(
     parameters: dict[str, Any],
     result_format: dict[str, Any] | None = None,
     conflicts: pl.DataFrame | None = None,
+    single_file: bool = False,
 ) -> tuple[list[Any], dict[str, ColumnCounts], dict[str, float]]:
     """Validate every expectation, one column (and null handling) per batch; results in
     suite order, and each column's counts by file."""
@@ -331,7 +351,9 @@ def _run_suite(
     results: list[Any] = [None] * len(expectations)
     counts: dict[str, ColumnCounts] = {}
     with GX_LOCK:
-        batches = _prepared_batches(frame, contract, expectations, timings, counts, conflicts)
+        batches = _prepared_batches(
+            frame, contract, expectations, timings, counts, conflicts, single_file
+        )
         for pandas_frame, chosen in batches:
             started = time.perf_counter()
             batch = g.batch_definition.get_batch(batch_parameters={"dataframe": pandas_frame})
@@ -358,6 +380,7 @@ def _prepared_batches(
     timings: dict[str, float],
     counts: dict[str, ColumnCounts],
     conflicts: pl.DataFrame | None = None,
+    single_file: bool = False,
 ) -> Iterator[tuple[Any, list[int]]]:
     """Each column's pandas batches with the positions of their expectations, in suite order.
 
@@ -380,7 +403,15 @@ def _prepared_batches(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="servio-prepare") as pool:
         pending: deque[Future[_Prepared]] = deque()
         for column, positions in by_column.items():
-            args = (frame, fields.get(column), column, positions, expectations, conflicts)
+            args = (
+                frame,
+                fields.get(column),
+                column,
+                positions,
+                expectations,
+                conflicts,
+                single_file,
+            )
             pending.append(pool.submit(_pandas_batches, *args))
             if len(pending) > _PREFETCH_COLUMNS:
                 yield from collect(pending.popleft())
@@ -395,6 +426,7 @@ def _pandas_batches(
     positions: list[int],
     expectations: list[dict[str, Any]],
     conflicts: pl.DataFrame | None = None,
+    single_file: bool = False,
 ) -> _Prepared:
     """The one-column pandas batches of one column and the expectations each gets, the
     column's counts by file, timed."""
@@ -404,12 +436,15 @@ def _pandas_batches(
     else:
         read = frame.select(SOURCE_ROW, column).collect()
         whole = read.with_columns(_as_validated(read.get_column(column)))
-    by_file = (
-        whole.group_by(file_of(pl.col(SOURCE_ROW)).alias("_file"))
-        .agg(pl.len(), pl.col(column).count())
-        .rows()
-    )
-    column_counts = {int(f): (int(rows), int(present)) for f, rows, present in by_file}
+    if single_file:  # GX's own counts are the file's: nothing to split
+        column_counts = {0: (whole.height, whole.height - whole.get_column(column).null_count())}
+    else:
+        by_file = (
+            whole.group_by(file_of(pl.col(SOURCE_ROW)).alias("_file"))
+            .agg(pl.len(), pl.col(column).count())
+            .rows()
+        )
+        column_counts = {int(f): (int(rows), int(present)) for f, rows, present in by_file}
     batches = [
         (_to_pandas(data, column), chosen)
         for data, chosen in _column_batches(whole, positions, expectations)
