@@ -69,7 +69,7 @@ def _once(name: str, fn: Callable[..., Any], **options: Any) -> Task[Any, Any]:
 TASKS: dict[Callable[..., Any], Task[Any, Any]] = {
     discover: _retried("discover", discover),
     read_file: _retried("read-file", _logged_read, task_run_name="read {landed.relative_path}"),
-    # One task checks every file read (one Great Expectations run per source and batch). Not
+    # One task per source checks its files (one Great Expectations run per batch). Not
     # retried: it consumes the files' checked parts as it writes their staged rows.
     check_files: _once("check-files", _logged_check),
     # Not retried: a publish that failed after its commit point is finished by `recover()`

@@ -29,7 +29,7 @@ from servio.steps.discover import Discovered, discover
 from servio.steps.maintenance import maintain_lake
 from servio.steps.publish import IngestSummary, publish_ingest
 from servio.steps.snapshot import SnapshotSummary, build_snapshot
-from servio.steps.stage import StagedFile, check_files, read_file
+from servio.steps.stage import StagedFile, by_source, check_files, read_file
 
 log = logging.getLogger("servio.steps.sequence")
 T = TypeVar("T")
@@ -151,8 +151,14 @@ def run(ctx: RunContext, plan: Plan = EVERYTHING, executor: Executor = IN_PROCES
         for done, staged in enumerate(executor.map(read_file, discovered.todo, ctx), start=1):
             read.append(staged)
             progress.report("ingest", done, len(discovered.todo))
-        if read:  # one validator call per source (and batch), not per file
-            outcome.staged = executor.call(check_files, ctx, read)
+        # One validator call per source (and batch), not per file; the sources are fanned
+        # out like the files (on a Dask cluster, Great Expectations runs on the workers).
+        groups = by_source(read)
+        checked: dict[int, StagedFile] = {}
+        files = [[read[i] for i in group] for group in groups]
+        for group, results in zip(groups, executor.map(check_files, files, ctx), strict=True):
+            checked.update(zip(group, results, strict=True))
+        outcome.staged = [checked[i] for i in range(len(read))]
         with lake.lock(ctx.run_id, plan.wait_seconds):
             outcome.locked = True
             lake.recover()

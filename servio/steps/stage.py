@@ -254,6 +254,15 @@ def check_files(ctx: RunContext, files: Sequence[StagedFile]) -> list[StagedFile
     return [done[p] for p in range(len(files))]
 
 
+def by_source(files: Sequence[StagedFile]) -> list[list[int]]:
+    """The positions of the files, grouped by source (first seen first): what one
+    `check_files` call should get."""
+    groups: dict[str, list[int]] = {}
+    for position, staged in enumerate(files):
+        groups.setdefault(staged.landed.source, []).append(position)
+    return list(groups.values())
+
+
 @dataclass(eq=False)  # compared and hashed by identity
 class _Checking:
     """One read file while its source is checked."""
