@@ -254,8 +254,8 @@ def run(rows: int, workdir: Path, repeat: int) -> None:
         PARAM_LATEST_ALLOWED_AT: datetime(2026, 11, 28, 12, tzinfo=UTC),
     }
     with reference.step("GX cheap pass alone (BOOLEAN_ONLY, no row ids)"):
-        _, cheap = validation._run_suite(
-            frame, INTERACTIONS_RAW, suite, parameters, {"result_format": "BOOLEAN_ONLY"}
+        _, _, cheap = validation._run_suite(
+            frame.lazy(), INTERACTIONS_RAW, suite, parameters, {"result_format": "BOOLEAN_ONLY"}
         )
 
     print()

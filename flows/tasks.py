@@ -15,7 +15,7 @@ from servio.steps.discover import discover
 from servio.steps.maintenance import maintain_lake
 from servio.steps.publish import publish_ingest
 from servio.steps.snapshot import build_snapshot
-from servio.steps.stage import stage_file
+from servio.steps.stage import check_files, read_file
 
 T = TypeVar("T")
 
@@ -31,17 +31,24 @@ def transient_error(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def _logged_stage(ctx: Any, landed: Any) -> Any:
-    staged = stage_file(ctx, landed)
-    get_run_logger().info(
-        "%s: %s, %d read, %d valid, %d quarantined",
-        landed.relative_path,
-        staged.status,
-        staged.rows_read,
-        staged.rows_valid,
-        staged.rows_quarantined,
-    )
+def _logged_read(ctx: Any, landed: Any) -> Any:
+    staged = read_file(ctx, landed)
+    get_run_logger().info("%s: %s, %d read", landed.relative_path, staged.status, staged.rows_read)
     return staged
+
+
+def _logged_check(ctx: Any, files: Any) -> Any:
+    checked = check_files(ctx, files)
+    for staged in checked:
+        get_run_logger().info(
+            "%s: %s, %d read, %d valid, %d quarantined",
+            staged.landed.relative_path,
+            staged.status,
+            staged.rows_read,
+            staged.rows_valid,
+            staged.rows_quarantined,
+        )
+    return checked
 
 
 def _retried(name: str, fn: Callable[..., Any], **options: Any) -> Task[Any, Any]:
@@ -61,7 +68,10 @@ def _once(name: str, fn: Callable[..., Any], **options: Any) -> Task[Any, Any]:
 
 TASKS: dict[Callable[..., Any], Task[Any, Any]] = {
     discover: _retried("discover", discover),
-    stage_file: _retried("stage-file", _logged_stage, task_run_name="stage {landed.relative_path}"),
+    read_file: _retried("read-file", _logged_read, task_run_name="read {landed.relative_path}"),
+    # One task per source checks its files (one Great Expectations run per batch). Not
+    # retried: it consumes the files' checked parts as it writes their staged rows.
+    check_files: _once("check-files", _logged_check),
     # Not retried: a publish that failed after its commit point is finished by `recover()`
     # of the next run, never by publishing again.
     publish_ingest: _once("publish-ingest", publish_ingest),

@@ -238,3 +238,54 @@ def test_a_file_malformed_in_a_late_chunk_is_rejected_whole(tmp_path: Path) -> N
     assert chunked.quarantine_path is not None
     [row] = pl.read_parquet(chunked.quarantine_path).to_dicts()
     assert row["reason_codes"] == "file:malformed_csv"
+
+
+def _staged_rows(staged: StagedFile) -> dict[str, object]:
+    """What a staged file hands to the publish: counts, rows and the GX result."""
+    valid = pl.read_parquet(staged.valid_path) if staged.valid_path else None
+    quarantine = pl.read_parquet(staged.quarantine_path).drop("run_id", "quarantined_at")
+    document = json.loads(Path(str(staged.validation_path)).read_text())
+    return {
+        "counts": (staged.status, staged.rows_read, staged.rows_valid, staged.rows_quarantined),
+        "valid": valid.sort(pl.all()).rows() if valid is not None else None,
+        "quarantine": quarantine.sort(pl.all()).rows(),
+        "statistics": document["statistics"],
+        "results": [
+            (r["expectation_config"]["type"], r["success"], r["result"])
+            for r in document["results"]
+        ],
+    }
+
+
+@pytest.mark.parametrize("batch_rows", [1, 12, 1_000_000])
+def test_files_checked_in_one_batch_get_what_each_gets_alone(
+    batch_rows: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Great Expectations checks the files of a source together, in batches of up to
+    `VALIDATION_BATCH_ROWS` rows (several files in one batch, a file over several batches):
+    each file's staged rows and GX result (counts, percentages, row ids) are those of the
+    file staged alone — including a conflicting duplicate split over chunks."""
+    from servio.steps import stage
+
+    base = tmp_path
+    _write(base / "raw" / "interactions" / "a.csv", INTERACTIONS_HEADER + _lines(FIRST_EXPORT))
+    _write(base / "raw" / "interactions" / "b.csv", INTERACTIONS_HEADER + _lines(REEXPORT))
+    third = [row.replace("i", "k", 1) for row in FIRST_EXPORT[::-1]]  # other ids, other order
+    _write(base / "raw" / "interactions" / "c.csv", INTERACTIONS_HEADER + _lines(third))
+    _write(base / "raw" / "surveys" / "s.csv", SURVEYS)
+    settings = load_settings(str(h.new_lake(base, [], base, None)))
+    lake = Lake(settings.curated_root)
+    files = sorted(landing.discover(Path(settings.raw_root)), key=lambda f: f.relative_path)
+    ingested_at = datetime(2026, 2, 2, tzinfo=UTC)
+
+    def context(run_id: str) -> RunContext:
+        ctx = RunContext(settings, lake, run_id, GxValidator(), started_at=ingested_at)
+        return replace(ctx, chunk_rows=TINY_CHUNK)
+
+    alone = [_staged_rows(stage_file(context(f"alone-{i}"), f)) for i, f in enumerate(files)]
+    monkeypatch.setattr(stage, "VALIDATION_BATCH_ROWS", batch_rows)
+    ctx = context("together")
+    together = stage.check_files(ctx, [stage.read_file(ctx, f) for f in files])
+    assert [_staged_rows(s) for s in together] == alone
+    assert [s.landed.relative_path for s in together] == [f.relative_path for f in files]
+    assert alone[0]["statistics"]["unsuccessful_expectations"] == 9

@@ -260,7 +260,7 @@ def test_run_results_and_the_opt_in_exit_7(
     assert doc["totals"]["files_ingested"] == 1 and doc["totals"]["files_rejected"] == 1
     assert doc["tables"]["interactions"] == 5
     assert doc["snapshot"]["published"] is True and doc["snapshot"]["customers"] > 0
-    assert {"discover", "stage_file", "publish_ingest", "build_snapshot"} <= set(doc["timings"])
+    assert {"discover", "read_file", "check_files", "publish_ingest", "build_snapshot"} <= set(doc["timings"])
     [written] = _runs(curated)
     assert written.name == f"{doc['run_id']}.json"
     on_disk = _valid(json.loads(written.read_text()))

@@ -19,7 +19,7 @@ from servio.steps.datadocs import build_data_docs
 from servio.steps.discover import discover
 from servio.steps.publish import publish_ingest
 from servio.steps.snapshot import build_snapshot
-from servio.steps.stage import stage_file
+from servio.steps.stage import check_files, read_file
 from tests.runs import REQUIRED_ONLY, context, run, settings_of
 from tests.test_hostile_corpus import land
 
@@ -55,7 +55,8 @@ def test_the_steps_run_once_in_order_and_only_writing_holds_the_lock(tmp_path: P
     outcome = sequence.run(ctx, sequence.EVERYTHING, recording)
     assert recording.calls == [
         ("discover", False),
-        ("stage_file", False),
+        ("read_file", False),
+        ("check_files", False),
         ("publish_ingest", True),
         ("build_snapshot", True),
         ("build_data_docs", True),
@@ -221,7 +222,8 @@ def test_the_prefect_tasks_are_the_steps() -> None:
 
     assert set(TASKS) == {
         discover,
-        stage_file,
+        read_file,
+        check_files,
         publish_ingest,
         build_snapshot,
         build_data_docs,

@@ -304,8 +304,11 @@ class Lake:
         return sorted(objectstore.to_url(fs, found) for found in fs.glob(key))
 
     def drop_staged(self, location: str) -> None:
-        """Delete a staged folder of a run (local) or every object under a staged prefix."""
+        """Delete a staged folder or file of a run (local) or every object under a staged
+        prefix."""
         if not objectstore.is_object_url(location):
+            if Path(location).is_file():
+                Path(location).unlink(missing_ok=True)
             shutil.rmtree(location, ignore_errors=True)
             return
         fs, key = objectstore.open_root(location)

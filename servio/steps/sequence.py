@@ -1,5 +1,5 @@
-"""The run sequence, written once: discover → stage → lock → recover → publish → snapshot →
-Data Docs → discard. `servio run`, every served flow, backfills, `servio maintain`, the
+"""The run sequence, written once: discover → stage (read each file, check each source) → lock →
+recover → publish → snapshot → Data Docs → discard. `servio run`, every served flow, backfills, `servio maintain`, the
 benchmarks and the fault harness call `run`; what differs between them is the `Plan` (what to
 ingest and what to snapshot) and the `Executor` (plain calls here, or Prefect tasks).
 
@@ -35,7 +35,7 @@ from servio.steps.snapshot import (
     latest_activity_date,
     published_summary,
 )
-from servio.steps.stage import StagedFile, stage_file
+from servio.steps.stage import StagedFile, by_source, check_files, read_file, stage_file
 from servio.validation import RequiredOnlyValidator
 
 log = logging.getLogger("servio.steps.sequence")
@@ -154,9 +154,18 @@ def run(ctx: RunContext, plan: Plan = EVERYTHING, executor: Executor = IN_PROCES
     try:
         if discovered.todo:
             lake.claim_staging(ctx.run_id)  # a concurrent run's recover() keeps it
-        for done, staged in enumerate(executor.map(stage_file, discovered.todo, ctx), start=1):
-            outcome.staged.append(staged)
+        read: list[StagedFile] = []
+        for done, staged in enumerate(executor.map(read_file, discovered.todo, ctx), start=1):
+            read.append(staged)
             progress.report("ingest", done, len(discovered.todo))
+        # One validator call per source (and batch), not per file; the sources are fanned
+        # out like the files (on a Dask cluster, Great Expectations runs on the workers).
+        groups = by_source(read)
+        checked: dict[int, StagedFile] = {}
+        files = [[read[i] for i in group] for group in groups]
+        for group, results in zip(groups, executor.map(check_files, files, ctx), strict=True):
+            checked.update(zip(group, results, strict=True))
+        outcome.staged = [checked[i] for i in range(len(read))]
         with lake.lock(ctx.run_id, plan.wait_seconds):
             outcome.locked = True
             lake.recover()

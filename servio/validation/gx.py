@@ -70,11 +70,20 @@ from servio.validation.results import (
     DOCS_ROW_IDS,
     ValidationResult,
     combine_results,
+    file_expectation,
     suite_result,
     summary_of,
     write_gx_result,
 )
-from servio.validation.rules import DetailContext, RuleCheck, conflicting_rows, failures
+from servio.validation.rules import (
+    FILE_BITS,
+    DetailContext,
+    RuleCheck,
+    conflicting_rows,
+    failures,
+    file_of,
+    record_of,
+)
 
 _PREFETCH_COLUMNS = 2  # columns converted ahead of GX; bounds the memory held in pandas
 _RESULT_FORMAT = {
@@ -177,7 +186,35 @@ def validate_rows(
     (rows sharing key and version time with a differing row may sit in other chunks); None
     finds them in `frame`. Raises ValueError when a column is missing or `ingested_at` is naive.
     """
-    _check_input(frame, contract, ingested_at)
+    _, [result] = validate_files(
+        frame.lazy(),
+        contract,
+        currency=currency,
+        ingested_at=ingested_at,
+        files=[file_label],
+        conflicts=conflicts,
+    )
+    return result
+
+
+def validate_files(
+    frame: pl.LazyFrame,
+    contract: RawContract,
+    *,
+    currency: str,
+    ingested_at: datetime,
+    files: Sequence[str],
+    conflicts: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, list[ValidationResult]]:
+    """Check the rows of several files (one batch, one GX run per column) against the
+    contract's suite: the failures in batch row ids (`validation.rules.FILE_BITS`), and one
+    result per file (its failures in record numbers), the GX results split by file.
+
+    GX's cost is mostly fixed per expectation and call: one batch for many files pays it
+    once. Each column is read from `frame` when GX needs it, so a batch of staged Parquet
+    parts is never held whole."""
+    names = frame.collect_schema().names()
+    _check_input(names, contract, ingested_at)
     suite = load_suite(contract)
     expectations: list[dict[str, Any]] = suite["expectations"]
     latest_allowed_at = ingested_at.astimezone(UTC) + timedelta(days=1)
@@ -186,28 +223,85 @@ def validate_rows(
         PARAM_LATEST_ALLOWED_AT: latest_allowed_at,
     }
 
-    gx_results, timings = _run_suite(frame, contract, suite, parameters, conflicts=conflicts)
+    gx_results, counts, timings = _run_suite(
+        frame, contract, suite, parameters, conflicts=conflicts, single_file=len(files) == 1
+    )
 
     started = time.perf_counter()
     row_ids = [_unexpected_rows(result) for result in gx_results]
     context = DetailContext(currency, latest_allowed_at)
-    found = failures(frame, expectations, row_ids, context, conflicts)
-    summary = summary_of(expectations, gx_results)
-    file_result = suite_result(suite, gx_results, parameters, file_label, ingested_at)
-    timings["failures"] = time.perf_counter() - started
-    return ValidationResult(
-        file_label=file_label,
-        source=contract.source,
-        ingested_at=ingested_at,
-        failures=found,
-        summary=summary,
-        gx_result=file_result,
-        timings_s=timings,
+    all_ids = sorted({row for ids in row_ids for row in ids})
+    failing = (
+        frame.select(_detail_columns(expectations, row_ids, names))
+        .filter(pl.col(SOURCE_ROW).is_in(pl.Series(all_ids, dtype=pl.Int64).implode()))
+        .collect()
     )
+    found = failures(failing, expectations, row_ids, context, conflicts)
+    by_file = _split_by_file(expectations, gx_results, row_ids, counts, len(files))
+    results = []
+    for index, label in enumerate(files):
+        file_results = by_file[index]
+        mine = found.filter(file_of(pl.col(SOURCE_ROW)) == index).with_columns(
+            record_of(pl.col(SOURCE_ROW)).alias(SOURCE_ROW)
+        )
+        results.append(
+            ValidationResult(
+                file_label=label,
+                source=contract.source,
+                ingested_at=ingested_at,
+                failures=mine,
+                summary=summary_of(expectations, file_results),
+                gx_result=suite_result(suite, file_results, parameters, label, ingested_at),
+                timings_s=timings,
+            )
+        )
+    timings["failures"] = time.perf_counter() - started
+    return found, results
 
 
-def _check_input(frame: pl.DataFrame, contract: RawContract, ingested_at: datetime) -> None:
-    missing = [c for c in (SOURCE_ROW, *contract.names) if c not in frame.columns]
+def _detail_columns(
+    expectations: list[dict[str, Any]], row_ids: list[list[int]], names: list[str]
+) -> list[str]:
+    """The columns the failure details quote (only those of rules that failed are read)."""
+    needed = {SOURCE_ROW}
+    for expectation, ids in zip(expectations, row_ids, strict=True):
+        if not ids:
+            continue
+        column = expectation["kwargs"]["column"]
+        if column == IS_CONFLICTING_DUPLICATE:
+            recipe = expectation["meta"]["derived"]
+            needed.update([recipe["key"], *recipe["version"], *recipe["content"]])
+        elif column in names:
+            needed.add(column)
+    return [name for name in names if name in needed]
+
+
+def _split_by_file(
+    expectations: list[dict[str, Any]],
+    gx_results: list[Any],
+    row_ids: list[list[int]],
+    counts: dict[str, dict[int, tuple[int, int]]],
+    files: int,
+) -> list[list[Any]]:
+    """Each file's GX results: a batch of one file is GX's own; otherwise each expectation's
+    result is recounted for the file (`results.file_expectation`)."""
+    if files == 1:
+        return [gx_results]
+    split: list[list[Any]] = [[] for _ in range(files)]
+    for expectation, result, ids in zip(expectations, gx_results, row_ids, strict=True):
+        column = expectation["kwargs"]["column"]
+        rows_by_file: dict[int, list[int]] = {}
+        for row in ids:
+            rows_by_file.setdefault(row >> FILE_BITS, []).append(row & ((1 << FILE_BITS) - 1))
+        for index in range(files):
+            rows, present = counts[column].get(index, (0, 0))
+            elements = rows if expectation["type"] == NOT_NULL else present
+            split[index].append(file_expectation(result, elements, rows_by_file.get(index, [])))
+    return split
+
+
+def _check_input(names: list[str], contract: RawContract, ingested_at: datetime) -> None:
+    missing = [c for c in (SOURCE_ROW, *contract.names) if c not in names]
     if missing:
         raise ValueError(f"{contract.source} frame lacks column(s): {', '.join(missing)}")
     if ingested_at.tzinfo is None:
@@ -215,40 +309,51 @@ def _check_input(frame: pl.DataFrame, contract: RawContract, ingested_at: dateti
 
 
 def _derived_column(
-    frame: pl.DataFrame, expectation: dict[str, Any], conflicts: pl.DataFrame | None = None
-) -> pl.Series:
-    """A helper column one of the suite's multi-column rules expects (see `schemas.suites`)."""
+    frame: pl.LazyFrame, expectation: dict[str, Any], conflicts: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """`source_row` and a helper column one of the suite's multi-column rules expects (see
+    `schemas.suites`)."""
     column = expectation["kwargs"]["column"]
     recipe = expectation["meta"]["derived"]
     if column == HAS_ANSWER:
         present = [pl.col(c).is_not_null() for c in recipe["any_present"]]
-        return frame.select(pl.any_horizontal(present).alias(HAS_ANSWER)).to_series()
+        return frame.select(SOURCE_ROW, pl.any_horizontal(present).alias(HAS_ANSWER)).collect()
     if column == IS_CONFLICTING_DUPLICATE:
         rows = (
-            conflicting_rows(frame, recipe["key"], recipe["version"], recipe["content"])
+            conflicting_rows(frame.collect(), recipe["key"], recipe["version"], recipe["content"])
             if conflicts is None
             else conflicts
         )
         flag = pl.col(SOURCE_ROW).is_in(rows.get_column(SOURCE_ROW).implode())
-        return frame.select(flag.alias(IS_CONFLICTING_DUPLICATE)).to_series()
+        return frame.select(SOURCE_ROW, flag.alias(IS_CONFLICTING_DUPLICATE)).collect()
     raise ValueError(f"unknown derived column {column!r} in the suite")
 
 
+# Per column: file index → (rows, non-null values) of the batch, to split GX's counts by file.
+ColumnCounts = dict[int, tuple[int, int]]
+_Prepared = tuple[list[tuple[Any, list[int]]], str, ColumnCounts, float]
+
+
 def _run_suite(
-    frame: pl.DataFrame,
+    frame: pl.LazyFrame,
     contract: RawContract,
     suite: dict[str, Any],
     parameters: dict[str, Any],
     result_format: dict[str, Any] | None = None,
     conflicts: pl.DataFrame | None = None,
-) -> tuple[list[Any], dict[str, float]]:
-    """Validate every expectation, one column (and null handling) per batch; results in suite order."""
+    single_file: bool = False,
+) -> tuple[list[Any], dict[str, ColumnCounts], dict[str, float]]:
+    """Validate every expectation, one column (and null handling) per batch; results in
+    suite order, and each column's counts by file."""
     g = load()
     expectations: list[dict[str, Any]] = suite["expectations"]
     timings = {"prepare_to_pandas": 0.0, "wait_for_prepare": 0.0, "gx_validate": 0.0}
     results: list[Any] = [None] * len(expectations)
+    counts: dict[str, ColumnCounts] = {}
     with GX_LOCK:
-        batches = _prepared_batches(frame, contract, expectations, timings, conflicts)
+        batches = _prepared_batches(
+            frame, contract, expectations, timings, counts, conflicts, single_file
+        )
         for pandas_frame, chosen in batches:
             started = time.perf_counter()
             batch = g.batch_definition.get_batch(batch_parameters={"dataframe": pandas_frame})
@@ -265,37 +370,48 @@ def _run_suite(
             for p, result in zip(chosen, outcome.results, strict=True):
                 _raise_if_errored(result, expectations[p])
                 results[p] = result
-    return results, timings
+    return results, counts, timings
 
 
 def _prepared_batches(
-    frame: pl.DataFrame,
+    frame: pl.LazyFrame,
     contract: RawContract,
     expectations: list[dict[str, Any]],
     timings: dict[str, float],
+    counts: dict[str, ColumnCounts],
     conflicts: pl.DataFrame | None = None,
+    single_file: bool = False,
 ) -> Iterator[tuple[Any, list[int]]]:
     """Each column's pandas batches with the positions of their expectations, in suite order.
 
-    A helper thread prepares the next columns (Polars and Arrow work, mostly outside the GIL)
-    while the caller runs GX, which is mostly pure Python, on the current one.
+    A helper thread reads and prepares the next columns (Polars and Arrow work, mostly
+    outside the GIL) while the caller runs GX, which is mostly pure Python, on the current one.
     """
     fields = {f.name: f for f in contract.fields}
     by_column: dict[str, list[int]] = {}
     for position, expectation in enumerate(expectations):
         by_column.setdefault(expectation["kwargs"]["column"], []).append(position)
 
-    def collect(future: Future[tuple[list[tuple[Any, list[int]]], float]]) -> list[Any]:
+    def collect(future: Future[_Prepared]) -> list[Any]:
         started = time.perf_counter()
-        batches, prepare_seconds = future.result()
+        batches, column, column_counts, prepare_seconds = future.result()
         timings["wait_for_prepare"] += time.perf_counter() - started
         timings["prepare_to_pandas"] += prepare_seconds
+        counts[column] = column_counts
         return batches
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="servio-prepare") as pool:
-        pending: deque[Future[tuple[list[tuple[Any, list[int]]], float]]] = deque()
+        pending: deque[Future[_Prepared]] = deque()
         for column, positions in by_column.items():
-            args = (frame, fields.get(column), column, positions, expectations, conflicts)
+            args = (
+                frame,
+                fields.get(column),
+                column,
+                positions,
+                expectations,
+                conflicts,
+                single_file,
+            )
             pending.append(pool.submit(_pandas_batches, *args))
             if len(pending) > _PREFETCH_COLUMNS:
                 yield from collect(pending.popleft())
@@ -304,25 +420,36 @@ def _prepared_batches(
 
 
 def _pandas_batches(
-    frame: pl.DataFrame,
+    frame: pl.LazyFrame,
     raw_field: RawField | None,
     column: str,
     positions: list[int],
     expectations: list[dict[str, Any]],
     conflicts: pl.DataFrame | None = None,
-) -> tuple[list[tuple[Any, list[int]]], float]:
-    """The one-column pandas batches of one column and the expectations each gets, timed."""
+    single_file: bool = False,
+) -> _Prepared:
+    """The one-column pandas batches of one column and the expectations each gets, the
+    column's counts by file, timed."""
     started = time.perf_counter()
     if raw_field is None:
-        values = _derived_column(frame, expectations[positions[0]], conflicts)
+        whole = _derived_column(frame, expectations[positions[0]], conflicts)
     else:
-        values = _as_validated(frame.get_column(column))
-    whole = pl.DataFrame([frame.get_column(SOURCE_ROW), values])
+        read = frame.select(SOURCE_ROW, column).collect()
+        whole = read.with_columns(_as_validated(read.get_column(column)))
+    if single_file:  # GX's own counts are the file's: nothing to split
+        column_counts = {0: (whole.height, whole.height - whole.get_column(column).null_count())}
+    else:
+        by_file = (
+            whole.group_by(file_of(pl.col(SOURCE_ROW)).alias("_file"))
+            .agg(pl.len(), pl.col(column).count())
+            .rows()
+        )
+        column_counts = {int(f): (int(rows), int(present)) for f, rows, present in by_file}
     batches = [
         (_to_pandas(data, column), chosen)
         for data, chosen in _column_batches(whole, positions, expectations)
     ]
-    return batches, time.perf_counter() - started
+    return batches, column, column_counts, time.perf_counter() - started
 
 
 def _column_batches(
@@ -394,25 +521,25 @@ class GxValidator:
 
     def check(
         self,
-        typed: pl.DataFrame,
+        typed: pl.LazyFrame,
         contract: RawContract,
         *,
         currency: str,
         ingested_at: datetime,
-        file_label: str,
+        files: Sequence[str],
         conflicts: pl.DataFrame | None = None,
     ) -> RuleCheck:
-        result = validate_rows(
+        found, results = validate_files(
             typed,
             contract,
             currency=currency,
             ingested_at=ingested_at,
-            file_label=file_label,
+            files=files,
             conflicts=conflicts,
         )
-        # The failures become quarantine rows; the result keeps only counts and row ids.
-        kept = replace(result, failures=result.failures.clear())
-        return RuleCheck(result.failures.select(SOURCE_ROW, "reason_code", "detail"), kept)
+        # The failures become quarantine rows; the results keep only counts and row ids.
+        kept = [replace(result, failures=result.failures.clear()) for result in results]
+        return RuleCheck(found.select(SOURCE_ROW, "reason_code", "detail"), kept)
 
     def keep(self, kept: Sequence[Any], path: str) -> str | None:
         write_gx_result(combine_results(list(kept)), path)

@@ -178,6 +178,43 @@ def _combined_expectation(chunk_results: list[Any]) -> Any:
     for name in ("element_count", "unexpected_count", "missing_count"):
         if name in merged:
             merged[name] = sum(int(outcome.get(name) or 0) for outcome in outcomes)
+    _recount(merged)
+    for name in ("unexpected_index_list", "partial_unexpected_index_list"):
+        if name in merged:
+            rows = [row for outcome in outcomes for row in _listed_rows(outcome.get(name))]
+            merged[name] = [{SOURCE_ROW: rows[:DOCS_ROW_IDS]}] if rows else []
+    combined.result = merged
+    combined.success = all(bool(result.success) for result in chunk_results)
+    return combined
+
+
+def file_expectation(batch_result: Any, elements: int, rows: list[int]) -> Any:
+    """One file's share of an expectation's result over a batch of several files: its
+    `elements` (rows, or non-null values for a value rule) and its failing record numbers
+    `rows` (every one). Value rules see only non-null values, so nothing is missing; the
+    values themselves are not kept (`exclude_unexpected_values`)."""
+    result = copy.copy(batch_result)
+    outcome: dict[str, Any] = dict(batch_result.result or {})
+    outcome["element_count"] = elements
+    outcome["unexpected_count"] = len(rows)
+    if "missing_count" in outcome:
+        if outcome["missing_count"]:
+            raise ValueError("a value rule's batch held nulls: its result cannot be split")
+        outcome["missing_count"] = 0
+    _recount(outcome)
+    for name in ("unexpected_index_list", "partial_unexpected_index_list"):
+        if name in outcome:
+            outcome[name] = [{SOURCE_ROW: rows}] if rows else []
+    for name in ("partial_unexpected_list", "partial_unexpected_counts", "unexpected_list"):
+        if name in outcome:
+            outcome[name] = []
+    result.result = outcome
+    result.success = not rows
+    return result
+
+
+def _recount(merged: dict[str, Any]) -> None:
+    """Percentages from the counts, in GX's own order of operations."""
     elements, unexpected = merged.get("element_count") or 0, merged.get("unexpected_count") or 0
     present = elements - (merged.get("missing_count") or 0)
     if "unexpected_percent" in merged:
@@ -189,13 +226,6 @@ def _combined_expectation(chunk_results: list[Any]) -> Any:
         merged["unexpected_percent_total"] = unexpected / elements * 100 if elements else None
     if "unexpected_percent_nonmissing" in merged:
         merged["unexpected_percent_nonmissing"] = unexpected / present * 100 if present else None
-    for name in ("unexpected_index_list", "partial_unexpected_index_list"):
-        if name in merged:
-            rows = [row for outcome in outcomes for row in _listed_rows(outcome.get(name))]
-            merged[name] = [{SOURCE_ROW: rows[:DOCS_ROW_IDS]}] if rows else []
-    combined.result = merged
-    combined.success = all(bool(result.success) for result in chunk_results)
-    return combined
 
 
 def _listed_rows(entries: list[Any] | None) -> list[int]:

@@ -27,13 +27,34 @@ VALUE_PREVIEW = 40  # characters of a string value quoted in a detail
 TIMESTAMP_TEXT = "%Y-%m-%dT%H:%M:%S%.fZ"
 
 
+# The rows of several files are checked as one batch (the validator's fixed cost is paid once
+# per batch, not per file): their `source_row` is then the file's index in the batch in the
+# high bits and the record number in the low ones. File 0's ids are its record numbers.
+FILE_BITS = 40
+
+
+def batch_row_id(file_index: int) -> pl.Expr:
+    """`source_row` of a file's rows in a batch (see `FILE_BITS`)."""
+    return (pl.lit(file_index << FILE_BITS, pl.Int64) + pl.col(SOURCE_ROW)).alias(SOURCE_ROW)
+
+
+def file_of(row_id: pl.Expr) -> pl.Expr:
+    """The file index of a batch row id."""
+    return row_id // (1 << FILE_BITS)
+
+
+def record_of(row_id: pl.Expr) -> pl.Expr:
+    """The record number (`source_row` in its file) of a batch row id."""
+    return row_id % (1 << FILE_BITS)
+
+
 @dataclass(frozen=True)
 class RuleCheck:
-    """A validator's answer for one chunk: its failure rows, and what it keeps of the chunk
-    for the Data Docs (None: nothing)."""
+    """A validator's answer for one batch: its failure rows (batch row ids), and what it
+    keeps of each file of the batch for the Data Docs (None: nothing), by file index."""
 
     failures: pl.DataFrame  # FAILURE_SCHEMA: one row per (source_row, broken rule)
-    kept: Any = None
+    kept: Sequence[Any] = ()
 
 
 class Validator(Protocol):
@@ -41,38 +62,41 @@ class Validator(Protocol):
 
     def check(
         self,
-        typed: pl.DataFrame,
+        typed: pl.LazyFrame,
         contract: RawContract,
         *,
         currency: str,
         ingested_at: datetime,
-        file_label: str,
+        files: Sequence[str],
         conflicts: pl.DataFrame | None = None,
     ) -> RuleCheck:
-        """`typed`: `source_row` and every contract column, typed by standardisation; one
-        chunk of a file. `conflicts`: `conflicting_rows` of the whole file when it has more
-        than one chunk (None: find them in `typed`)."""
+        """`typed`: `source_row` (a batch row id, see `FILE_BITS`) and every contract
+        column, typed by standardisation; the rows of the files labelled `files` (a file
+        may be split over several batches). `conflicts`: `conflicting_rows` of every file
+        of the batch over the whole file, in batch row ids (None: find them in `typed`,
+        which then holds one whole file)."""
         ...
 
     def keep(self, kept: Sequence[Any], path: str) -> str | None:
-        """Combine a file's kept chunk results into one and store it at `path` (for the Data
-        Docs); the path, or None when this validator keeps nothing."""
+        """Combine what was kept of one file (one entry per batch holding its rows) into
+        one and store it at `path` (for the Data Docs); the path, or None when this
+        validator keeps nothing."""
         ...
 
 
 class RequiredOnlyValidator:
     """Only the contract's `required` rule (a null key or partition date cannot be published),
     and nothing kept. For tests and the fault harness, where publishing is under test and not
-    the rules: the Great Expectations suite costs about 1.5 s a file."""
+    the rules: the Great Expectations suite costs about 1.5 s a run and source."""
 
     def check(
         self,
-        typed: pl.DataFrame,
+        typed: pl.LazyFrame,
         contract: RawContract,
         *,
         currency: str,
         ingested_at: datetime,
-        file_label: str,
+        files: Sequence[str],
         conflicts: pl.DataFrame | None = None,
     ) -> RuleCheck:
         frames = [
@@ -83,7 +107,8 @@ class RequiredOnlyValidator:
             )
             for name in contract.required
         ]
-        return RuleCheck(pl.concat([pl.DataFrame(schema=FAILURE_SCHEMA), *frames]))
+        failures = pl.concat([pl.LazyFrame(schema=FAILURE_SCHEMA), *frames]).collect()
+        return RuleCheck(failures, [None] * len(files))
 
     def keep(self, kept: Sequence[Any], path: str) -> str | None:
         return None
@@ -133,6 +158,24 @@ def conflicting_rows(
     return groups.select(
         pl.col("conflict_rows").alias(SOURCE_ROW), pl.col("conflict_rows")
     ).explode(SOURCE_ROW)
+
+
+def conflicts_in(
+    rows: pl.LazyFrame, key: str, version: list[str], content: list[str]
+) -> pl.DataFrame:
+    """`conflicting_rows` of one whole file that need not fit in memory (its staged parts):
+    a 64-bit hash of every key first, then only the rows whose key hash repeats (in a
+    normal export, none)."""
+    hashes = rows.select(pl.col(key).drop_nulls().hash()).collect().to_series().to_numpy()
+    ordered = np.sort(hashes)
+    del hashes
+    repeated = pl.Series(np.unique(ordered[1:][ordered[1:] == ordered[:-1]]), dtype=pl.UInt64)
+    del ordered
+    is_candidate = pl.col(key).is_not_null() & pl.col(key).hash().is_in(repeated.implode())
+    candidates = (
+        rows.filter(is_candidate).select(SOURCE_ROW, *dict.fromkeys([key, *version, *content]))
+    ).collect()
+    return conflicting_rows(candidates, key, version, content)
 
 
 def _repeated_key(keys: pl.Series) -> pl.Series:
