@@ -229,6 +229,8 @@ def _print_summary(summary: RunSummary, settings: Settings) -> None:
         console.print(
             f"Snapshot as of {snap.as_of_date}: {snap.customers:,} customers — {escape(actions)}"
         )
+    for warning in snap.warnings:  # a value model that did not converge: not used, said here
+        console.print(f"[yellow]warning: {escape(warning)}[/yellow]")
     if summary.report_path:
         console.print(f"Report: [bold]{escape(summary.report_path)}[/bold]")
     if summary.data_docs_path:
