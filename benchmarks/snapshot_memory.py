@@ -94,12 +94,13 @@ def build(work: Path, customers: int, buckets: int, responses: int, seed_custome
             if name == "service":  # per (channel, queue): one copy per customer copy
                 rows = pl.concat([frame] * len(mine)) if mine else frame.clear()
             else:
+                copies_of = pl.DataFrame(
+                    {"_copy": [f"~{k:06d}" for k in mine]}, schema={"_copy": pl.String}
+                )
                 rows = (
-                    pl.concat(
-                        [frame.with_columns(pl.col("customer_id") + f"~{k:06d}") for k in mine]
-                    )
-                    if mine
-                    else frame.clear()
+                    frame.join(copies_of, how="cross")
+                    .with_columns(pl.col("customer_id") + pl.col("_copy"))
+                    .drop("_copy")
                 )
                 if name == "quality":
                     rows = rows.sort("customer_id")
@@ -121,17 +122,15 @@ def build(work: Path, customers: int, buckets: int, responses: int, seed_custome
     table = survey_responses_table(settings.catalog)  # type: ignore[attr-defined]
     published = lake.scan(table).collect()
     response_copies = max(1, -(-responses // max(published.height, 1)))
+    suffixes = pl.DataFrame({"_copy": [f"~{k:06d}" for k in range(response_copies)]})
     days = sorted(published.partition_by("submitted_date", as_dict=True).items())
     for first in range(0, len(days), 20):  # 20 days per publication: bounded memory here
         changes = {
-            day: pl.concat(
-                [
-                    rows.with_columns(
-                        pl.col("response_id") + f"~{k:06d}", pl.col("customer_id") + f"~{k:06d}"
-                    )
-                    for k in range(response_copies)
-                ]
+            day: rows.join(suffixes, how="cross")
+            .with_columns(
+                pl.col("response_id") + pl.col("_copy"), pl.col("customer_id") + pl.col("_copy")
             )
+            .drop("_copy")
             for (day,), rows in days[first : first + 20]
         }
         lake.publish("scale-responses", [TableChange(table, changes)])
