@@ -94,7 +94,8 @@ def backfill(
                 outcomes.append(DateOutcome(as_of, FAILED, detail=str(exc)))
                 continue
             outcome = PUBLISHED if summary.published else UNCHANGED
-            outcomes.append(DateOutcome(as_of, outcome, summary.customers))
+            detail = "; ".join(summary.warnings)  # value models that did not converge
+            outcomes.append(DateOutcome(as_of, outcome, summary.customers, detail=detail))
     outcomes.sort(key=lambda o: o.as_of)
     rows = [{**asdict(o), "as_of": o.as_of.isoformat()} for o in outcomes]
     create_table_artifact(

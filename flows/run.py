@@ -146,6 +146,7 @@ def _publish_artifacts(outcome: sequence.Outcome, quarantined: pl.DataFrame) -> 
         f"- rows read: {ingest.rows_read}, valid: {ingest.rows_valid}, quarantined: {ingest.rows_quarantined}",
         f"- snapshot as of {snap.as_of_date}: {snap.customers} customers",
         *(f"  - {action}: {n}" for action, n in snap.actions.items()),
+        *(f"- warning: {warning}" for warning in snap.warnings),
         "",
         "## Top quarantine reasons",
         *(f"- `{code}`: {n}" for code, n in top_reasons(quarantined)),

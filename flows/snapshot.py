@@ -42,7 +42,7 @@ def build_snapshot(
         f"- {'published' if summary.published else 'unchanged (inputs identical)'}",
         f"- customers: {summary.customers}",
         *(f"  - {action}: {n}" for action, n in summary.actions.items()),
-        *(f"- warning: {warning}" for warning in outcome.warnings),
+        *(f"- warning: {warning}" for warning in (*summary.warnings, *outcome.warnings)),
     ]
     create_markdown_artifact(key="servio-snapshot", markdown="\n".join(lines))
     return {

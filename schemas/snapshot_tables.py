@@ -157,6 +157,9 @@ CUSTOMER_SEGMENTS = CuratedTable(
 )
 
 
+DEFAULT_HORIZON_DAYS = 365  # the setting value_horizon_days' default (servio.config)
+
+
 def expected_purchases_column(horizon_days: int) -> str:
     """`expected_purchases_<h>d`: the column's name carries the horizon it was scored for."""
     return f"expected_purchases_{horizon_days}d"
@@ -306,6 +309,6 @@ SERVICE_LEVELS = CuratedTable(
 
 
 def value_tables(horizon_days: int) -> dict[str, CuratedTable]:
-    """The SPEC §6 snapshot tables, by name (not yet in `curated_tables`: not published yet)."""
+    """The SPEC §6 snapshot tables, by name (published with the customer_* snapshot)."""
     tables = (customer_value_table(horizon_days), VALUE_MODEL, QUALITY_DRIVERS, SERVICE_LEVELS)
     return {t.name: t for t in tables}

@@ -11,7 +11,9 @@ from servio.schemas.raw import SOURCE_ROW
 from servio.schemas.snapshot_tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
+    DEFAULT_HORIZON_DAYS,
     customer_quality_table,
+    value_tables,
 )
 from servio.schemas.table import MONEY, TIMESTAMP, Column, CuratedTable
 
@@ -178,14 +180,18 @@ INGEST_LEDGER = CuratedTable(
 )
 
 
-def curated_tables(catalog: ItemCatalog) -> dict[str, CuratedTable]:
-    """Every published table, by name."""
+def curated_tables(
+    catalog: ItemCatalog, horizon_days: int = DEFAULT_HORIZON_DAYS
+) -> dict[str, CuratedTable]:
+    """Every published table, by name. `horizon_days` (the setting `value_horizon_days`)
+    names customer_value's `expected_purchases_<h>d` column."""
     tables = (
         INTERACTIONS,
         survey_responses_table(catalog),
         customer_quality_table(catalog),
         CUSTOMER_PROFITABILITY,
         CUSTOMER_SEGMENTS,
+        *value_tables(horizon_days).values(),
         QUARANTINE,
         INGEST_LEDGER,
     )

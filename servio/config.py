@@ -26,6 +26,7 @@ from servio.objectstore import check_root, is_object_url
 from servio.schemas import channels
 from servio.schemas.catalog import DEFAULT_CATALOG_PATH, CatalogError, ItemCatalog, load_catalog
 from servio.schemas.channels import CHANNELS
+from servio.schemas.snapshot_tables import DEFAULT_HORIZON_DAYS
 from servio.schemas.sources import Curation
 
 DEFAULT_CONFIG_FILE = "servio.toml"
@@ -83,7 +84,7 @@ class Settings(BaseModel):
     service_level_band: float = Field(default=0.5, ge=0)
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     cost_to_serve: dict[str, ChannelRate] = Field(default_factory=lambda: dict(DEFAULT_RATES))
-    value_horizon_days: int = Field(default=365, ge=1, le=36_500)
+    value_horizon_days: int = Field(default=DEFAULT_HORIZON_DAYS, ge=1, le=36_500)
     annual_discount_rate: float = Field(default=0.10, ge=0, allow_inf_nan=False)
     sla: dict[str, float | None] = Field(default_factory=lambda: dict(DEFAULT_SLA))
     # How the work runs, not what it computes (left out of snapshot fingerprints):

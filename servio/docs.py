@@ -6,15 +6,12 @@ import html
 from collections.abc import Iterable
 from pathlib import Path
 
-from servio.config import Settings
 from servio.schemas.catalog import ItemCatalog
 from servio.schemas.raw import RawContract
-from servio.schemas.snapshot_tables import expected_purchases_column, value_tables
+from servio.schemas.snapshot_tables import DEFAULT_HORIZON_DAYS, expected_purchases_column
 from servio.schemas.sources import SOURCES
 from servio.schemas.table import CuratedTable
 from servio.schemas.tables import LAKE_STATE, PUBLICATIONS, curated_tables
-
-DEFAULT_HORIZON_DAYS: int = Settings.model_fields["value_horizon_days"].default
 
 
 def _type_name(dtype: object) -> str:
@@ -49,13 +46,12 @@ def data_dictionary(catalog: ItemCatalog) -> str:
         "inside the files. Money is decimal(18,2), timestamps are microsecond UTC.",
         "",
     ]
-    lines += _tables(
-        [*curated_tables(catalog).values(), *value_tables(DEFAULT_HORIZON_DAYS).values()]
-    )
+    lines += _tables(curated_tables(catalog, DEFAULT_HORIZON_DAYS).values())
     lines += [
         f"`customer_value.{expected_purchases_column(DEFAULT_HORIZON_DAYS)}` is named after the "
         f"setting `value_horizon_days` (default {DEFAULT_HORIZON_DAYS}): "
-        "`expected_purchases_<h>d`.",
+        "`expected_purchases_<h>d`; changing the setting adds the new column and leaves "
+        'partitions already published as they are (docs/BI.md, "Schema evolution").',
         "",
         "## servio's own tables",
         "",

@@ -193,7 +193,7 @@ ALLOWED_ARROWS = {
     "raw": {"contracts", "shared"},
     "lake": {"contracts", "shared"},
     "value": {"contracts", "transforms", "shared"},
-    "steps": {"contracts", "transforms", "validation", "raw", "lake", "shared"},
+    "steps": {"contracts", "transforms", "validation", "raw", "lake", "value", "shared"},
     "flows": {"steps", "report", "contracts", "raw", "lake", "shared"},
     "report": {"contracts", "transforms", "value", "lake", "shared"},
     "tools": {"steps", "contracts", "validation", "lake", "shared"},

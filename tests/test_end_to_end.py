@@ -155,3 +155,29 @@ def test_same_content_under_another_name_is_not_ingested_twice(lake) -> None:
     copy = ledger.filter(pl.col("source_file").str.contains("copy of"))
     assert copy["status"].to_list() == ["duplicate"]
     assert copy["duplicate_of"].to_list() == [f"interactions/{source.name}"]
+
+
+def test_the_run_publishes_the_value_tables_and_the_report_shows_them(lake) -> None:
+    """SPEC §6: `servio run` publishes customer_value, value_model, quality_drivers and
+    service_levels for the snapshot's date, and the report draws their sections."""
+    root, _, summary = lake
+    as_of = summary.snapshot.as_of_date
+    [(customers,)] = _sql(root, "select count(*) from customer_segments")
+    expected = {
+        "customer_value": customers,
+        "value_model": 2,
+        "quality_drivers": 5,
+        "service_levels": 5,  # phone, chat, email, visit (web has no target), all
+    }
+    for table, rows in expected.items():
+        assert _sql(root, f"select count(*), min(as_of_date), max(as_of_date) from {table}") == [
+            (rows, as_of, as_of)
+        ], table
+    converged = _sql(root, "select model, converged from value_model order by model")
+    assert converged == [("bg_nbd", True), ("gamma_gamma", True)]
+    assert summary.snapshot.warnings == ()
+    text = Path(summary.report_path).read_text(encoding="utf-8")
+    assert "not computed for this snapshot" not in text
+    for chart in ("clv", "p-alive", "drivers", "service-levels"):
+        assert f'id="vis-{chart}"' in text, chart
+    assert 'id="value-at-risk-table"' in text and 'id="drivers-table"' in text

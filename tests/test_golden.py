@@ -26,6 +26,7 @@ import pytest
 
 from servio.config import load_settings
 from servio.lake import Lake
+from servio.schemas.snapshot_tables import value_tables
 from servio.schemas.tables import curated_tables
 from servio.tools.generate import GenerateOptions, generate
 from tests.runs import run
@@ -89,6 +90,9 @@ def test_the_tables_equal_those_of_the_code_before_the_redesign(case: str, tmp_p
             "sha256": hashlib.sha256(rows.write_csv().encode()).hexdigest(),
         }
     expected = GOLDEN["cases"][case]
-    assert got.keys() == expected.keys()
+    # The SPEC §6 tables came after that code: they have no golden rows (their own tests,
+    # test_value_publish.py and the peers of test_customer_value.py, pin them down).
+    assert set(got) - set(expected) == set(value_tables(settings.value_horizon_days))
+    assert set(expected) <= set(got)
     different = [name for name in expected if got[name] != expected[name]]
     assert different == [], {name: (got[name], expected[name]) for name in different}

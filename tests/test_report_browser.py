@@ -52,11 +52,13 @@ pytestmark = [
 
 
 def build_sample_lake(root: Path) -> tuple[Any, Any]:
-    """Generated exports ingested and snapshotted for two as-of dates, without Prefect, and
-    the SPEC §6 tables of both published beside them (`publish_value_tables`)."""
+    """Generated exports ingested and snapshotted for two as-of dates, without Prefect, with
+    the sequence `servio run` uses: each snapshot publishes its SPEC §6 tables beside the
+    customer_* tables."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from servio.config import load_settings
     from servio.lake import Lake
+    from servio.schemas.snapshot_tables import value_tables
     from servio.steps import sequence
     from servio.tools.generate import GenerateOptions, generate
     from tests.runs import run
@@ -72,34 +74,10 @@ def build_sample_lake(root: Path) -> tuple[Any, Any]:
     for as_of in others:
         run(settings, plan=sequence.Plan(ingest=None, snapshot=as_of, data_docs=False))
     lake = Lake(settings.curated_root)
-    run_id = "report-test"
-    with lake.lock(run_id):
-        for as_of in AS_OF_DATES:
-            publish_value_tables(lake, settings, run_id, as_of)
+    for table in value_tables(settings.value_horizon_days).values():
+        published = sorted(lake.partitions(table))
+        assert published == [d.isoformat() for d in AS_OF_DATES], (table.name, published)
     return lake, settings
-
-
-def publish_value_tables(lake: Any, settings: Any, run_id: str, as_of: date) -> Any:
-    """The SPEC §6 tables of `as_of`, computed by `value_snapshot` from the curated tables and
-    published as the pipeline will once it computes them (one publication, partition as_of);
-    returns the ValueSnapshot."""
-    from servio.lake import TableChange
-    from servio.schemas.snapshot_tables import value_tables
-    from servio.schemas.tables import INTERACTIONS, survey_responses_table
-    from servio.value_snapshot import value_snapshot
-
-    snapshot = value_snapshot(
-        lake.scan(INTERACTIONS),
-        lake.scan(survey_responses_table(settings.catalog)),
-        as_of,
-        settings,
-    )
-    tables = value_tables(settings.value_horizon_days)
-    lake.publish(
-        run_id,
-        [TableChange(tables[name], {as_of: frame}) for name, frame in snapshot.tables().items()],
-    )
-    return snapshot
 
 
 @dataclass

@@ -196,6 +196,8 @@ ALLOWED = {
     ROOT / "servio" / "steps" / "snapshot.py",  # lake.publish of the snapshot
     ROOT / "servio" / "steps" / "maintenance.py",  # lake.maintain
     ROOT / "benchmarks" / "big_file.py",  # stage only: discards its own staging
+    # Builds a synthetic lake of its own (responses at scale) to measure the combine step.
+    ROOT / "benchmarks" / "snapshot_memory.py",
 }
 
 

@@ -14,6 +14,7 @@ from servio.schemas.snapshot_tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
     customer_quality_table,
+    value_tables,
 )
 from servio.schemas.tables import INTERACTIONS, survey_responses_table
 from servio.steps import buckets as snapshots
@@ -33,9 +34,14 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Lake]:
 
 
 def _tables(settings: Settings, lake: Lake, as_of: date) -> dict[str, pl.DataFrame]:
-    tables = (customer_quality_table(settings.catalog), CUSTOMER_PROFITABILITY, CUSTOMER_SEGMENTS)
+    tables = (
+        customer_quality_table(settings.catalog),
+        CUSTOMER_PROFITABILITY,
+        CUSTOMER_SEGMENTS,
+        *value_tables(settings.value_horizon_days).values(),
+    )
     return {
-        t.name: lake.scan(t).filter(pl.col("as_of_date") == as_of).sort("customer_id").collect()
+        t.name: lake.scan(t).filter(pl.col("as_of_date") == as_of).sort(t.key[1:]).collect()
         for t in tables
     }
 
@@ -61,7 +67,11 @@ def test_bucketed_snapshot_equals_the_single_process_one(
     assert summary.shuffle_bytes > 0
     bucketed = _tables(settings, lake, as_of)
     for name, frame in single.items():
+        assert frame.height > 0, name
         assert_frame_equal(bucketed[name], frame, check_exact=True)
+    # The value models were fitted, and every purchaser scored, in both.
+    assert single["value_model"]["converged"].to_list() == [True, True]
+    assert single["customer_value"]["p_alive"].drop_nulls().len() > 100
 
 
 def test_every_customer_lands_in_exactly_one_bucket(ingested: tuple[Settings, Lake]) -> None:
@@ -95,11 +105,19 @@ def test_how_the_work_runs_does_not_change_the_snapshot_fingerprint(
     settings, lake = ingested
     as_of = date(2026, 1, 1)
     same = settings.model_copy(update={"snapshot_buckets": 16, "dask_address": "tcp://h:8786"})
-    different = settings.model_copy(update={"window_days": 30})
     assert snapshot_fingerprint(lake, same, as_of) == snapshot_fingerprint(lake, settings, as_of)
-    assert snapshot_fingerprint(lake, different, as_of) != snapshot_fingerprint(
-        lake, settings, as_of
-    )
+    computing = [
+        {"window_days": 30},
+        # the SPEC §6 settings compute the value tables
+        {"value_horizon_days": 90},
+        {"annual_discount_rate": 0.2},
+        {"sla": {**settings.sla, "phone": 61.0}},
+    ]
+    for update in computing:
+        different = settings.model_copy(update=update)
+        assert snapshot_fingerprint(lake, different, as_of) != snapshot_fingerprint(
+            lake, settings, as_of
+        ), update
 
 
 @pytest.mark.parametrize("seed", range(4))

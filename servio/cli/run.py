@@ -400,6 +400,9 @@ def _print_summary(out: Output, record: RunRecord, settings: Settings, how: str)
             f"Snapshot as of {snap.as_of_date}{unchanged}: {snap.customers:,} customers — "
             f"{escape(actions)}"
         )
+    if snap is not None:
+        for warning in snap.warnings:  # a value model that did not converge: not used, said here
+            out.problem(f"[yellow]warning: {escape(warning)}[/yellow]")
     if record.report_path:
         out.say(f"Report: [bold]{escape(record.report_path)}[/bold]")
     if record.data_docs_path:

@@ -70,7 +70,9 @@ def snapshot_here(settings: Settings, as_of: date, force: bool, wait: float) -> 
     except Exception as exc:  # one bad date must not stop the others; the table shows it
         return DateOutcome(as_of, FAILED, 0, time.monotonic() - started, str(exc))
     outcome = PUBLISHED if summary.published else UNCHANGED
-    return DateOutcome(as_of, outcome, summary.customers, time.monotonic() - started)
+    # A value model that did not converge is said for the date (its columns are null).
+    detail = "; ".join(summary.warnings)
+    return DateOutcome(as_of, outcome, summary.customers, time.monotonic() - started, detail)
 
 
 def run_backfill(

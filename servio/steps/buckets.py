@@ -6,13 +6,20 @@
   `survey_responses` and writes its rows split by `bucket = hash(customer_id) mod B` to
   staging. All of a customer's rows land in one bucket, whichever task wrote them.
 - **bucket**: a task reads its bucket's files and computes every per-customer figure:
-  `customer_quality` in full (it has no whole-population figure) and `customer_money`
-  (money, profit, recency, frequency, monetary).
-- **combine** (the flow's process): concatenates the buckets' customer rows — one row per
-  customer, so a tenth of the interactions at the default data shape — and computes the
-  whole-population figures on them with `rank_customers`: whale-curve ranks and cumulative
-  shares (one sort of all customers by profit), Kaplan medians, RFM quintile ranks. Then the
-  segments, which join the two snapshots customer by customer.
+  `customer_quality` in full (it has no whole-population figure), `customer_money`
+  (money, profit, recency, frequency, monetary), and for SPEC §6 the `purchase_summary`
+  (x, t_x, T, repeat spend) and `service_counts` (contacts per channel and queue time).
+- **combine** (the flow's process): computes the whole-population figures over the buckets'
+  customer rows — one row per customer, so a tenth of the interactions at the default data
+  shape — with `rank_customers`: whale-curve ranks and cumulative shares (one sort of all
+  customers by profit), Kaplan medians, RFM quintile ranks. Then the segments, which join
+  the two snapshots customer by customer; and the SPEC §6 tables
+  (`value_snapshot_from_parts`): the BG/NBD and Gamma-Gamma fits over every purchaser, the
+  key drivers over the window's responses, the service levels from the summed counts.
+  Memory: one table at a time, each written to its partition file as soon as it is
+  computed and dropped (`Lake.publish` then moves the files); `customer_quality`, which has
+  no whole-population figure, never comes into memory whole: the buckets' parts, each
+  sorted by customer_id, are merged batch by batch into the file.
 
 The combine step runs the same code as a single-process snapshot on the same customer rows,
 so any bucket count gives the same tables. With one bucket nothing is shuffled: the bucket
@@ -27,22 +34,34 @@ constraints.txt): every worker of a cluster must run the same version.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from servio import objectstore
 from servio.config import Settings
-from servio.lake import Lake
+from servio.lake import Lake, write_partition_file
+from servio.schemas.snapshot_tables import (
+    CUSTOMER_PROFITABILITY,
+    CUSTOMER_SEGMENTS,
+    customer_quality_table,
+    value_tables,
+)
 from servio.schemas.sources import source_tables
 from servio.schemas.table import CuratedTable
+from servio.schemas.tables import survey_responses_table
 from servio.steps.context import Mapper, in_order
 from servio.transforms.profitability import customer_money, rank_customers
 from servio.transforms.quality import customer_quality
 from servio.transforms.segments import customer_segments
+from servio.transforms.service import service_counts
+from servio.transforms.value import purchase_summary
+from servio.value_snapshot import value_snapshot_from_parts
 
 HASH_SEED = 0
 
@@ -83,14 +102,17 @@ class BucketOutput:
     bucket: int
     quality_path: str
     money_path: str
+    summary_path: str  # purchase_summary (SPEC §6)
+    service_path: str  # service_counts (SPEC §6)
     customers: int
 
 
 @dataclass(frozen=True)
 class Combined:
-    quality: pl.DataFrame
-    profitability: pl.DataFrame
-    segments: pl.DataFrame
+    files: dict[str, Path]  # table name → the as-of partition's file, in the table's format
+    customers: int
+    actions: dict[str, int]  # customers per action
+    warnings: tuple[str, ...]  # value models that did not converge (ValueSnapshot.warnings)
     shuffle_bytes: int
 
 
@@ -98,8 +120,20 @@ def bucket_of(customer_id: pl.Expr, buckets: int) -> pl.Expr:
     return (customer_id.hash(seed=HASH_SEED) % buckets).cast(pl.Int32)
 
 
+def snapshot_tables(settings: Settings) -> dict[str, CuratedTable]:
+    """The tables a snapshot publishes a partition of, by name."""
+    tables = (
+        customer_quality_table(settings.catalog),
+        CUSTOMER_PROFITABILITY,
+        CUSTOMER_SEGMENTS,
+        *value_tables(settings.value_horizon_days).values(),
+    )
+    return {t.name: t for t in tables}
+
+
 def compute(job: SnapshotJob, mapper: Mapper[Any] = in_order) -> Combined:
-    """The three snapshot tables for `job.as_of`, computed bucket by bucket through `mapper`."""
+    """The snapshot tables for `job.as_of`, computed bucket by bucket through `mapper` and
+    written to their partition files by the combine step."""
     shuffled: list[ShuffleOutput] = []
     if job.buckets > 1:
         ranges = date_ranges(job)
@@ -172,11 +206,32 @@ def reduce_bucket(
         job.as_of,
         window_days=settings.window_days,
     ).collect()
-    quality_path = job.staging_file("buckets", f"quality-{bucket:05d}.parquet")
-    money_path = job.staging_file("buckets", f"money-{bucket:05d}.parquet")
-    quality.write_parquet(quality_path)
-    money.write_parquet(money_path)
-    return BucketOutput(bucket, quality_path, money_path, quality.height)
+    summary = purchase_summary(
+        frames["interactions"],
+        frames["survey_responses"],
+        job.as_of,
+        window_days=settings.window_days,
+    ).collect()
+    service = service_counts(
+        frames["interactions"], job.as_of, window_days=settings.window_days
+    ).collect()
+    paths = {
+        name: job.staging_file("buckets", f"{name}-{bucket:05d}.parquet")
+        for name in ("quality", "money", "summary", "service")
+    }
+    # Sorted by customer_id: the combine step merges the buckets' quality parts in order.
+    quality.sort("customer_id").write_parquet(paths["quality"])
+    money.write_parquet(paths["money"])
+    summary.write_parquet(paths["summary"])
+    service.write_parquet(paths["service"])
+    return BucketOutput(
+        bucket,
+        paths["quality"],
+        paths["money"],
+        paths["summary"],
+        paths["service"],
+        quality.height,
+    )
 
 
 def _bucket_rows(
@@ -201,10 +256,49 @@ def _size(path: str) -> int:
 
 
 def combine(job: SnapshotJob, outputs: Sequence[BucketOutput], shuffle_bytes: int) -> Combined:
-    """Concatenate the buckets' customer rows and compute the whole-population figures."""
+    """The whole-population figures over the buckets' customer rows, one table at a time,
+    each written to its partition file (in a local scratch folder) as soon as it is done."""
     ordered = sorted(outputs, key=lambda o: o.bucket)
-    quality = pl.concat([pl.read_parquet(o.quality_path) for o in ordered]).sort("customer_id")
+    settings = job.settings
+    tables = snapshot_tables(settings)
+    folder = job.lake.scratch_dir(job.run_id) / "snapshot" / job.as_of.isoformat()
+    files: dict[str, Path] = {}
+
+    def write(name: str, rows: pl.LazyFrame) -> None:
+        files[name] = write_partition_file(rows, tables[name], folder / f"{name}.parquet")
+
+    # Each bucket's part is sorted by customer_id and holds other customers than the others:
+    # merged in order, the rows come out as one sort of all of them would give them.
+    quality = [pl.scan_parquet(o.quality_path) for o in ordered]
+    write("customer_quality", _merged(quality, "customer_id"))
     money = pl.concat([pl.scan_parquet(o.money_path) for o in ordered])
     profitability = rank_customers(money, job.as_of).collect()
-    segments = customer_segments(profitability.lazy(), quality.lazy()).collect()
-    return Combined(quality, profitability, segments, shuffle_bytes)
+    write("customer_profitability", profitability.lazy())
+    levels = pl.concat([q.select("as_of_date", "customer_id", "service_level") for q in quality])
+    segments = customer_segments(
+        profitability.select("as_of_date", "customer_id", "profit_segment", "rfm_segment").lazy(),
+        levels,
+    ).collect()
+    del profitability
+    write("customer_segments", segments.lazy())
+    actions = dict(segments.group_by("action").agg(pl.len()).sort("action").iter_rows())
+    customers = segments.height
+    del segments
+    value = value_snapshot_from_parts(
+        pl.concat([pl.read_parquet(o.summary_path) for o in ordered]),
+        pl.concat([pl.read_parquet(o.service_path) for o in ordered]),
+        # The window's responses, read from the lake whatever the bucket count (the key
+        # drivers are one whole-population computation over them).
+        job.lake.scan(survey_responses_table(settings.catalog)),
+        job.as_of,
+        settings,
+    )
+    for name, frame in value.tables().items():
+        write(name, frame.lazy())
+    return Combined(files, customers, actions, tuple(value.warnings()), shuffle_bytes)
+
+
+def _merged(parts: list[pl.LazyFrame], key: str) -> pl.LazyFrame:
+    """Frames each sorted by `key`, merged into one sorted frame (a streaming merge)."""
+    assert parts, "a snapshot has at least one bucket"
+    return functools.reduce(lambda left, right: left.merge_sorted(right, key), parts)

@@ -1,6 +1,8 @@
-"""Step 4, the snapshot of one as-of date: the customer_* partitions computed from the curated
-tables (in customer-hash buckets, `buckets`) and published — unless a snapshot with the same
-input fingerprint (the ledger and every setting that computes) is already published."""
+"""Step 4, the snapshot of one as-of date: the customer_* partitions and the SPEC §6 tables
+(customer_value, value_model, quality_drivers, service_levels) computed from the curated
+tables (in customer-hash buckets, `buckets`) and published in one publication — unless a
+snapshot with the same input fingerprint (the ledger and every setting that computes) is
+already published."""
 
 from __future__ import annotations
 
@@ -13,11 +15,7 @@ import polars as pl
 from servio import faults
 from servio.config import Settings
 from servio.lake import Lake, TableChange
-from servio.schemas.snapshot_tables import (
-    CUSTOMER_PROFITABILITY,
-    CUSTOMER_SEGMENTS,
-    customer_quality_table,
-)
+from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS, VALUE_MODEL
 from servio.schemas.sources import source_tables
 from servio.schemas.tables import INGEST_LEDGER
 from servio.steps import buckets
@@ -34,6 +32,8 @@ class SnapshotSummary:
     actions: dict[str, int]
     published: bool = True
     shuffle_bytes: int = 0  # written between the shuffle and bucket tasks
+    # The value models that did not converge (their columns are null): for the run summary.
+    warnings: tuple[str, ...] = ()
 
 
 def latest_activity_date(lake: Lake, settings: Settings) -> date | None:
@@ -79,29 +79,51 @@ def build_snapshot(ctx: RunContext, as_of: date | None, force: bool = False) -> 
     if not force and fingerprints.get(as_of.isoformat()) == fingerprint:
         return published_summary(lake, as_of)
     combined = buckets.compute(buckets.SnapshotJob(settings, lake, run_id, as_of), ctx.mapper)
-    quality, profitability, segments = combined.quality, combined.profitability, combined.segments
+    tables = buckets.snapshot_tables(settings)
     fingerprints[as_of.isoformat()] = fingerprint
     lake.publish(
         run_id,
-        [
-            TableChange(customer_quality_table(settings.catalog), {as_of: quality}),
-            TableChange(CUSTOMER_PROFITABILITY, {as_of: profitability}),
-            TableChange(CUSTOMER_SEGMENTS, {as_of: segments}),
-        ],
+        [TableChange(tables[name], {as_of: path}) for name, path in combined.files.items()],
         state={FINGERPRINTS: fingerprints},
     )
     faults.checkpoint("after_snapshot_publish")
     maintain_if_due(ctx)
-    actions = dict(segments.group_by("action").agg(pl.len()).sort("action").iter_rows())
-    return SnapshotSummary(as_of, segments.height, actions, shuffle_bytes=combined.shuffle_bytes)
+    return SnapshotSummary(
+        as_of,
+        combined.customers,
+        combined.actions,
+        shuffle_bytes=combined.shuffle_bytes,
+        warnings=combined.warnings,
+    )
+
+
+def published_model_warnings(lake: Lake, as_of: date) -> tuple[str, ...]:
+    """The published snapshot's value models that did not converge, read from value_model
+    (a run that leaves an unchanged snapshot as it is still says so)."""
+    unconverged = (
+        lake.scan(VALUE_MODEL)
+        .filter(pl.col("as_of_date") == as_of, ~pl.col("converged"))
+        .select("model", "n_customers")
+        .sort("model")
+        .collect()
+    )
+    return tuple(
+        f"value model {model} of the snapshot as of {as_of} did not converge ({n} customers); "
+        "the customer_value columns it computes are null"
+        for model, n in unconverged.iter_rows()
+    )
 
 
 def published_summary(lake: Lake, as_of: date) -> SnapshotSummary:
-    """The snapshot of `as_of` as published (customers per action), left as it is."""
+    """The snapshot of `as_of` as published (customers per action, value models that did not
+    converge), left as it is."""
     segments = lake.scan(CUSTOMER_SEGMENTS).filter(pl.col("as_of_date") == as_of)
     counts = segments.group_by("action").agg(pl.len()).sort("action").collect()
     actions = dict(counts.iter_rows())
-    return SnapshotSummary(as_of, sum(actions.values()), actions, published=False)
+    warnings = published_model_warnings(lake, as_of)
+    return SnapshotSummary(
+        as_of, sum(actions.values()), actions, published=False, warnings=warnings
+    )
 
 
 def is_done(settings: Settings, lake: Lake, as_of: date) -> bool:

@@ -35,7 +35,7 @@ def table_row_counts(lake: Lake, settings: Settings) -> dict[str, int]:
     """Rows per curated table."""
     return {
         name: lake.scan(table).select(pl.len()).collect().item()
-        for name, table in curated_tables(settings.catalog).items()
+        for name, table in curated_tables(settings.catalog, settings.value_horizon_days).items()
     }
 
 
