@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,35 @@ def test_backfill_fails_fast_when_no_server_answers(monkeypatch: pytest.MonkeyPa
     ):
         check_served("build-snapshot/servio-snapshot")
     assert time.monotonic() - began < 30
+
+
+@pytest.mark.e2e
+def test_status_shows_pending_files_freshness_and_exits_on_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from servio.cli import app
+    from servio.tools.generate import GenerateOptions, generate
+    from tests.runs import REQUIRED_ONLY, run
+
+    generate(tmp_path / "raw", GenerateOptions(customers=30, days=10, seed=2))
+    config = tmp_path / "servio.toml"
+    config.write_text(
+        f'raw_root = "{tmp_path / "raw"}"\ncurated_root = "{tmp_path / "curated"}"\n'
+        "freshness_warn_hours = 1\nfreshness_error_hours = 2\n"
+    )
+    run(config, REQUIRED_ONLY)
+    late = tmp_path / "raw" / "surveys" / "late.csv"
+    first = sorted((tmp_path / "raw" / "surveys").glob("*.csv"))[0]
+    late.write_bytes(first.read_bytes() + b"\n")  # new content: pending
+    runner = CliRunner()
+    fresh = runner.invoke(app, ["status", "--config", str(config)])
+    assert fresh.exit_code == 0, fresh.output
+    assert "surveys" in fresh.output and "fresh" in fresh.output
+    rows = {line.split("│")[1].strip(): line for line in fresh.output.splitlines() if "│" in line}
+    assert rows["surveys"].split("│")[2].strip() == "1"  # the late file waits
+    assert rows["interactions"].split("│")[2].strip() == "0"
+    stale = runner.invoke(
+        app, ["status", "--config", str(config)], env={"SERVIO_FRESHNESS_ERROR_HOURS": "0.0001"}
+    )
+    assert stale.exit_code == 1, stale.output
+    assert "error" in stale.output
