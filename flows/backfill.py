@@ -5,6 +5,7 @@ date and input fingerprint so a repeated request returns the existing run."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict
 from datetime import date
@@ -17,19 +18,23 @@ from servio.config import Settings, load_settings
 from servio.flows.tasks import transient_error
 from servio.lake import Lake
 from servio.steps.backfill import (
+    CANCELLED,
     DEFAULT_WAIT_SECONDS,
     DONE,
     FAILED,
+    NO_DATA,
     PUBLISHED,
-    UNCHANGED,
     DateOutcome,
+    computing_settings,
     dates_between,
+    outcome_of,
     snapshot_date,
 )
 from servio.steps.snapshot import is_done, snapshot_fingerprint
 from servio.steps.summary import customers_in_snapshot
 
 SNAPSHOT_DEPLOYMENT = "build-snapshot/servio-snapshot"
+CANCEL = threading.Event()  # set by `servio backfill` on Ctrl-C: served dates are cancelled
 
 snapshot_task = task(
     name="snapshot-date",
@@ -42,32 +47,54 @@ snapshot_task = task(
 
 
 def snapshot_on_server(settings: Settings, as_of: date, force: bool, wait: float) -> DateOutcome:
-    """One date as a run of the `build-snapshot` deployment, waited for."""
+    """One date as a run of the `build-snapshot` deployment with the analyst's computing
+    settings (`computing_settings`), waited for; Ctrl-C (`CANCEL`) cancels the run."""
+    from prefect import get_client
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
+    from prefect.states import Cancelled
 
     started = time.monotonic()
     lake = Lake(settings.curated_root)
     fingerprint = snapshot_fingerprint(lake, settings, as_of)
     key = f"snapshot-{as_of}-{fingerprint}" + (f"-force-{time.time_ns()}" if force else "")
+    if CANCEL.is_set():
+        return DateOutcome(as_of, CANCELLED)
     try:
         run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync call returns the run
             SNAPSHOT_DEPLOYMENT,
-            parameters={"as_of": as_of.isoformat(), "force": force, "wait_seconds": wait},
+            parameters={
+                "as_of": as_of.isoformat(),
+                "force": force,
+                "wait_seconds": wait,
+                "computing": computing_settings(settings),
+                "report": False,
+            },
+            flow_run_name=f"snapshot {as_of}",
             idempotency_key=key,
-            timeout=None,
+            timeout=0,
+            as_subflow=False,
         )
+        with get_client(sync_client=True) as client:
+            while True:
+                run = client.read_flow_run(run.id)
+                if run.state is not None and run.state.is_final():
+                    break
+                if CANCEL.is_set():
+                    client.set_flow_run_state(run.id, Cancelled(message="backfill: Ctrl-C"))
+                    return DateOutcome(as_of, CANCELLED, 0, time.monotonic() - started, run.name)
+                time.sleep(0.5)
     except Exception as exc:
         return DateOutcome(as_of, FAILED, 0, time.monotonic() - started, str(exc))
     state = run.state
     ok = state is not None and state.is_completed()
     detail = f"flow run {run.name} ({state.name if state else 'unknown'})"
     customers = customers_in_snapshot(lake, as_of) if ok else 0
-    outcome = PUBLISHED if ok else FAILED
+    outcome = (PUBLISHED if customers else NO_DATA) if ok else FAILED
     return DateOutcome(as_of, outcome, customers, time.monotonic() - started, detail)
 
 
-@flow(name="backfill", log_prints=True)
+@flow(name="backfill", log_prints=True, flow_run_name="backfill {start}…{end}")
 def backfill(
     start: date,
     end: date,
@@ -76,9 +103,18 @@ def backfill(
     config_path: str | None = None,
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> list[dict[str, object]]:
-    """Recompute the snapshots from `start` to `end` (inclusive); done dates are skipped."""
+    """Recompute the snapshots from `start` to `end` (inclusive); done dates are skipped.
+
+    Args:
+        start: First as-of date, YYYY-MM-DD.
+        end: Last as-of date, YYYY-MM-DD (inclusive).
+        parallel: Snapshots at most in flight at once.
+        force: Recompute dates already done.
+        config_path: servio.toml of the lake (default: ./servio.toml).
+        wait_seconds: Seconds each snapshot may wait for the lake lock.
+    """
     logger = get_run_logger()
-    settings = load_settings(config_path)
+    settings = load_settings(config_path or None)
     lake = Lake(settings.curated_root)
     dates = dates_between(start, end)
     todo = [d for d in dates if force or not is_done(settings, lake, d)]
@@ -93,9 +129,10 @@ def backfill(
             except Exception as exc:
                 outcomes.append(DateOutcome(as_of, FAILED, detail=str(exc)))
                 continue
-            outcome = PUBLISHED if summary.published else UNCHANGED
             detail = "; ".join(summary.warnings)  # value models that did not converge
-            outcomes.append(DateOutcome(as_of, outcome, summary.customers, detail=detail))
+            outcomes.append(
+                DateOutcome(as_of, outcome_of(summary), summary.customers, detail=detail)
+            )
     outcomes.sort(key=lambda o: o.as_of)
     rows = [{**asdict(o), "as_of": o.as_of.isoformat()} for o in outcomes]
     create_table_artifact(

@@ -62,55 +62,82 @@ def flush_events() -> None:
     EventsWorker.drain_all()
 
 
-def scan(settings: Settings) -> list[LandedFile]:
-    """Emit one event per pending file (new content, or known content under a new name)."""
-    from servio.lake import Lake
-    from servio.steps.discover import pending_files
+def request_ingest(landed: LandedFile) -> object:
+    """Ask for an ingest run for a landed file; none is created while one is already queued
+    (it will ingest this file too: a run takes every file pending when it starts)."""
+    from servio.flows.dispatch import INGEST, request_run
 
-    found = pending_files(settings, Lake(settings.curated_root))
-    # A file that could not be read has no hash to name its event: `servio run` records why.
-    files = sorted(
-        (f for f in found.todo + found.duplicates if f.sha256), key=lambda f: f.relative_path
-    )
+    return request_run(INGEST, f"ingest {landed.relative_path}", {"path": landed.relative_path})
+
+
+def land(landed: LandedFile) -> None:
+    """What the watcher does for a complete file: the event (lineage in the UI) and a run."""
+    emit_landed(landed)
+    request_ingest(landed)
+
+
+def scan(settings: Settings) -> list[LandedFile]:
+    """Emit one event per pending file, and ask for one ingest run for all of them."""
+    from servio.lake import Lake
+    from servio.steps.discover import unsettled
+
+    files = unsettled(settings, Lake(settings.curated_root))
     for landed in files:
         emit_landed(landed)
     flush_events()
+    if files:
+        request_ingest(files[0])
     return files
 
 
-def catch_up(settings: Settings, deployment: str, wait_seconds: float = 120.0) -> list[LandedFile]:
-    """Start an ingest run for every file the ledger does not hold yet (e.g. after a crash).
-
-    An event cannot do this: the trigger service drops an event id it saw in the last 30
-    minutes, and a file's event id never changes. A second run for a file is harmless.
+def catch_up(settings: Settings, wait_seconds: float = 120.0) -> list[LandedFile]:
+    """Files no run has handled (landed while nothing watched, or whose run crashed or was
+    killed): one ingest run for all of them, unless an ingest run is queued or running
+    (it, or the run the watcher asks for after it, takes them). Also a snapshot run when
+    the latest snapshot is older than the ledger. An event could not do this: the trigger
+    service drops an event id it saw in the last 30 minutes, and a file's id never changes.
     """
-    from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
+    from servio.flows.dispatch import INGEST, SNAPSHOT, request_run
     from servio.lake import Lake
-    from servio.steps.discover import pending_files
+    from servio.steps.discover import unsettled
 
+    lake = Lake(settings.curated_root)
+    files = unsettled(settings, lake)
     deadline = time.monotonic() + wait_seconds
-    found = pending_files(settings, Lake(settings.curated_root))
-    files = sorted(
-        (f for f in found.todo + found.duplicates if f.sha256), key=lambda f: f.relative_path
-    )
-    for landed in files:
-        parameters = {
-            "path": landed.relative_path,
-            "source": landed.source,
-            "sha256": landed.sha256,
-        }
-        while True:
-            try:
-                run_deployment(deployment, parameters=parameters, timeout=0)
-                break
-            except ObjectNotFound:  # `serve` has not registered the deployment yet
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
-        log.info("catch-up ingest started for %s", landed.relative_path)
-    return files
+    while True:
+        try:
+            if files:
+                more = f" (+{len(files) - 1})" if len(files) > 1 else ""
+                run = request_run(
+                    INGEST,
+                    f"ingest {files[0].relative_path}{more}",
+                    {"path": files[0].relative_path},
+                    only_when_idle=True,
+                )
+                if run is not None:
+                    log.info("catch-up: an ingest run for %d pending file(s)", len(files))
+            elif snapshot_behind(settings, lake):
+                request_run(
+                    SNAPSHOT, "snapshot latest", {}, only_when_idle=True, match=("as_of", "force")
+                )
+            return files
+        except ObjectNotFound:  # `serve` has not registered the deployments yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def snapshot_behind(settings: Settings, lake: object) -> bool:
+    """Whether the latest date's snapshot misses data the ledger holds (its input
+    fingerprint changed since it was published), e.g. its run was killed."""
+    from servio.lake import Lake
+    from servio.steps.snapshot import is_done, latest_activity_date
+
+    assert isinstance(lake, Lake)
+    latest = latest_activity_date(lake, settings)
+    return latest is not None and not is_done(settings, lake, latest)
 
 
 @dataclass(frozen=True)
@@ -127,7 +154,7 @@ class Watcher:
         self,
         settings: Settings,
         poll_seconds: float = 1.0,
-        emit: Callable[[LandedFile], object] = emit_landed,
+        emit: Callable[[LandedFile], object] = land,
     ) -> None:
         self.root = local_root(settings.raw_root)
         self.emit = emit  # Prefect's event client; a test collects the files instead

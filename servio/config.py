@@ -69,7 +69,15 @@ class Settings(BaseModel):
     can hold them."""
 
     EXECUTION_KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"snapshot_buckets", "dask_address", "vacuum_retention_hours"}
+        {
+            "snapshot_buckets",
+            "dask_address",
+            "vacuum_retention_hours",
+            "serve_ingest_runs",
+            "serve_catch_up_seconds",
+            "freshness_warn_hours",
+            "freshness_error_hours",
+        }
     )
 
     # hide_input: a root URL wrongly carrying credentials must not be echoed in the error.
@@ -105,6 +113,30 @@ class Settings(BaseModel):
         le=87_600,
         description="Superseded data files are deleted (vacuum) once older than this; longer "
         "than the longest BI query and the time travel readers need (Delta's default: 7 days).",
+    )
+    serve_ingest_runs: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Served ingest runs executing at once (the deployment's concurrency limit; "
+        "more requests wait in Prefect's queue, and each run ingests every pending file).",
+    )
+    serve_catch_up_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=86_400,
+        description="How often `servio serve` looks for files no run took (a crashed run's) "
+        "and for a snapshot older than the ledger, and asks for a run.",
+    )
+    freshness_warn_hours: float = Field(
+        default=26.0,
+        gt=0,
+        description="`servio status`: a source whose last ingest is older warns (exit 1).",
+    )
+    freshness_error_hours: float = Field(
+        default=50.0,
+        gt=0,
+        description="`servio status`: a source whose last ingest is older is an error (exit 2).",
     )
     item_catalog: str = str(DEFAULT_CATALOG_PATH)
 

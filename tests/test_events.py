@@ -21,6 +21,7 @@ from servio.config import load_settings
 from servio.flows.watch import Watcher, wait_until
 from servio.raw.paths import UnsafePath, landed_file, resolve_raw_path
 from servio.tools.generate import GenerateOptions, generate
+from tests.served import Served
 
 pytestmark = pytest.mark.e2e
 FIRST = "interactions/interactions_001_20261022-20261026.csv"
@@ -100,46 +101,6 @@ def test_recover_keeps_the_staging_of_live_ingests_only(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------
 # against a Prefect server
-
-
-class Served:
-    """`servio serve` (deployments + watcher) in a child process against the test server."""
-
-    def __init__(self, root: Path, api_url: str) -> None:
-        self.root = root
-        self.config = root / "servio.toml"
-        self.env = {**os.environ, "PREFECT_API_URL": api_url}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self.command = str(Path(sys.executable).parent / "servio")
-
-    @property
-    def log(self) -> Path:
-        return self.root / f"serve-{self.starts}.log"
-
-    def start(self) -> None:
-        self.starts += 1
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(
-                [self.command, "serve", "--config", str(self.config), "--poll", "0.5"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: the flow runs die with it
-            )
-        assert wait_until(lambda: "being served" in self.log.read_text(), 90), self.logs()
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.root.glob("serve-*.log")))
 
 
 @pytest.fixture(scope="module")

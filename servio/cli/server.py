@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +22,32 @@ def _api_url() -> str | None:
     return PREFECT_API_URL.value() or None
 
 
+def _served_runs_log_at_info() -> None:
+    """Served runs are child processes that inherit this environment: they log at INFO to
+    the Prefect UI (per-file counts, quarantine reasons, timings) while this process, the
+    one a person watches, stays terse. Heartbeats let Prefect's zombie automation see a
+    run whose runner died."""
+    from servio.flows.heal import HEARTBEAT_SECONDS
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")  # what reaches the UI
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # the terminal
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
+    _quiet_defaults()
+
+
+def _registered(*deployments: str) -> bool:
+    """Whether the server knows these deployments (with this serve's settings) yet."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        try:
+            for name in deployments:
+                client.read_deployment_by_name(name)
+        except Exception:
+            return False
+    return True
+
+
 @app.command()
 def serve(
     watch: Annotated[
@@ -33,8 +60,11 @@ def serve(
     config: ConfigOption = None,
 ) -> None:
     """Register and serve the ingest-file, build-snapshot and backfill deployments on the
-    Prefect server at PREFECT_API_URL (and watch the raw zone unless --no-watch)."""
-    _quiet_defaults()
+    Prefect server at PREFECT_API_URL (and watch the raw zone unless --no-watch).
+
+    Ingest runs execute at most `serve_ingest_runs` at once and each ingests every pending
+    file; every `serve_catch_up_seconds` files no run took (a crashed run's) get a run."""
+    _served_runs_log_at_info()
     settings = _settings(config)
     if not _api_url():
         console.print(
@@ -46,27 +76,51 @@ def serve(
 
     from prefect import serve as prefect_serve
 
-    from servio.flows.deployments import INGEST_DEPLOYMENT, build_deployments
-    from servio.flows.watch import Watcher, catch_up
+    from servio.flows.deployments import build_deployments
+    from servio.flows.dispatch import INGEST, SNAPSHOT
+    from servio.flows.heal import catch_up_loop, install_zombie_automation, reap_left_running
+    from servio.flows.watch import Watcher, catch_up, wait_until
 
     deployments = build_deployments(settings, str(config) if config else None, cron)
     watcher = Watcher(settings, poll)
+    stop = threading.Event()
+
+    from datetime import UTC, datetime
+
+    serve_started = datetime.now(UTC)
 
     def start() -> None:
+        try:
+            install_zombie_automation()
+            wait_until(lambda: _registered(INGEST, SNAPSHOT), 120)
+            reap_left_running([INGEST, SNAPSHOT], serve_started)
+        except Exception as exc:
+            console.print(f"[yellow]could not check earlier runs: {escape(str(exc))}[/yellow]")
         # Files that landed while nothing was serving (or whose run died with a killed
         # serve) get a run now; the watcher then only emits what lands from here on.
         try:
-            watcher.seed(catch_up(settings, f"ingest-file/{INGEST_DEPLOYMENT}"))
+            watcher.seed(catch_up(settings))
         except Exception as exc:  # the watcher (and the served deployments) must still run
             console.print(f"[yellow]catch-up of pending files failed: {escape(str(exc))}[/yellow]")
+        threading.Thread(
+            target=catch_up_loop, args=(settings, stop), name="servio-catch-up", daemon=True
+        ).start()
         if watch:
             watcher.run()
 
     threading.Thread(target=start, name="servio-start", daemon=True).start()
     if watch:
         console.print(f"watching [bold]{escape(settings.raw_root)}[/bold] every {poll:g}s")
-    # Poll the server every second for triggered runs (default 10 s): landing → rows fast.
-    prefect_serve(*deployments, query_seconds=1)
+    console.print(
+        f"ingest runs at most {settings.serve_ingest_runs} at once; catch-up every "
+        f"{settings.serve_catch_up_seconds:g}s"
+    )
+    # Poll the server every second for runs to start (default 10 s): landing → rows fast.
+    try:
+        prefect_serve(*deployments, query_seconds=1)
+    finally:
+        stop.set()
+        watcher.stop()
 
 
 @app.command("watch")
@@ -74,27 +128,38 @@ def watch_raw_zone(
     poll: Annotated[float, typer.Option(help="Seconds between two looks at the raw zone.")] = 1.0,
     config: ConfigOption = None,
 ) -> None:
-    """Watch the raw zone; emit one `servio.raw.file.landed` event per complete file."""
+    """Watch the raw zone: per complete file an event and an ingest run (coalesced), and the
+    periodic catch-up — for deployments served elsewhere (a work pool, another `serve`)."""
     _quiet_defaults()
     settings = _settings(config)
     if not _api_url():
         console.print("[red]PREFECT_API_URL is not set[/red]: events need a Prefect server")
         raise typer.Exit(2)
+    import threading
+
+    from servio.flows.heal import catch_up_loop
     from servio.flows.watch import Watcher
 
     console.print(
         f"watching [bold]{escape(settings.raw_root)}[/bold] every {poll:g}s (Ctrl-C stops)"
     )
     watcher = Watcher(settings, poll)
+    stop = threading.Event()
+    threading.Thread(
+        target=catch_up_loop, args=(settings, stop), name="servio-catch-up", daemon=True
+    ).start()
     try:
         watcher.run()
     except KeyboardInterrupt:
         watcher.stop()
+    finally:
+        stop.set()
 
 
 @app.command()
 def scan(config: ConfigOption = None) -> None:
-    """Emit one `servio.raw.file.landed` event for every pending file, once."""
+    """Emit one `servio.raw.file.landed` event for every pending file and ask for one
+    ingest run for them."""
     _quiet_defaults()
     settings = _settings(config)
     if not _api_url():
@@ -131,7 +196,10 @@ def backfill(
     _quiet_defaults()
     settings = _settings(config)
     from servio.steps.backfill import (
+        CANCELLED,
         FAILED,
+        NO_DATA,
+        BackfillInterrupted,
         DateOutcome,
         OneDate,
         dates_between,
@@ -148,22 +216,38 @@ def backfill(
     on_server = not in_process and _api_url() is not None
     one: OneDate = snapshot_here
     if on_server:
-        from servio.flows.backfill import snapshot_on_server
+        from servio.flows.backfill import CANCEL, snapshot_on_server
+        from servio.flows.dispatch import SNAPSHOT, NotServed, check_served
 
+        try:
+            check_served(SNAPSHOT)
+        except NotServed as exc:
+            console.print(f"[red]{escape(str(exc))}[/red]")
+            raise typer.Exit(3) from None
+        CANCEL.clear()
         one = snapshot_on_server
     where = "on the Prefect server" if on_server else "in this process"
+    interrupted = False
     with _progress_bar() as bar:
         task = bar.add_task(f"backfill {where}", total=total)
 
         def on_done(outcome: DateOutcome) -> None:
             bar.advance(task)
 
-        outcomes = run_backfill(settings, first, last, parallel, force, one, wait, on_done=on_done)
+        try:
+            outcomes = run_backfill(
+                settings, first, last, parallel, force, one, wait, on_done=on_done
+            )
+        except BackfillInterrupted as stopped:
+            if on_server:
+                CANCEL.set()  # the dates waiting on the server are cancelled there
+            outcomes, interrupted = stopped.outcomes, True
     table = Table(title=f"backfill {first} → {last} ({where}, parallel {parallel})")
     for column in ("as_of", "outcome", "customers", "seconds", "detail"):
         table.add_column(column, justify="right" if column in ("customers", "seconds") else "left")
+    colours = {FAILED: "red", CANCELLED: "yellow", NO_DATA: "yellow"}
     for o in outcomes:
-        colour = "red" if o.outcome == FAILED else "green"
+        colour = colours.get(o.outcome, "green")
         table.add_row(
             o.as_of.isoformat(),
             f"[{colour}]{o.outcome}[/{colour}]",
@@ -172,5 +256,60 @@ def backfill(
             escape(o.detail),
         )
     console.print(table)
+    if interrupted:
+        console.print("[yellow]interrupted: dates not started were cancelled[/yellow]")
+        raise typer.Exit(130)
     if any(o.outcome == FAILED for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    warn_error: Annotated[
+        bool, typer.Option("--warn-error", help="Exit 1 on a warning too, not only on an error.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Pending files per source, the last ingest per source and its age (fresh / warn /
+    error against freshness_warn_hours and freshness_error_hours), and stale snapshot dates.
+    Exit 0 when fresh (or only warnings), 1 on an error (or a warning with --warn-error)."""
+    _quiet_defaults()
+    settings = _settings(config)
+    from datetime import UTC, datetime
+
+    from servio.steps.status import ERROR, WARN
+    from servio.steps.status import status as read_status
+
+    try:
+        found = read_status(settings, datetime.now(UTC))
+    except Exception as exc:
+        console.print(f"[red]cannot read the lake: {escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    table = Table(title=f"servio status — {escape(settings.curated_root)}")
+    for column in ("source", "pending files", "last ingest (UTC)", "age", "freshness"):
+        table.add_column(column, justify="right" if column in ("pending files", "age") else "left")
+    colours = {ERROR: "red", WARN: "yellow"}
+    for s in found.sources:
+        colour = colours.get(s.freshness, "green")
+        table.add_row(
+            s.source,
+            str(s.pending),
+            f"{s.last_ingest:%Y-%m-%d %H:%M}" if s.last_ingest else "never",
+            f"{s.age_hours:.1f} h" if s.age_hours is not None else "",
+            f"[{colour}]{s.freshness}[/{colour}]",
+        )
+    console.print(table)
+    console.print(
+        f"freshness: warn after {settings.freshness_warn_hours:g} h, "
+        f"error after {settings.freshness_error_hours:g} h"
+    )
+    if found.missing_snapshot is not None:
+        console.print(
+            f"[yellow]no snapshot yet for the latest date {found.missing_snapshot}[/yellow]"
+        )
+    if found.stale_snapshots:
+        dates = ", ".join(d.isoformat() for d in found.stale_snapshots)
+        console.print(f"[yellow]stale snapshots (inputs changed since): {dates}[/yellow]")
+    worst = found.worst
+    if worst == ERROR or (warn_error and worst == WARN):
         raise typer.Exit(1)

@@ -18,6 +18,10 @@ from servio.steps.context import Mapper, RunContext, in_order
 from servio.steps.snapshot import SnapshotSummary, is_done
 
 DONE, PUBLISHED, UNCHANGED, FAILED = "already done", "published", "unchanged", "failed"
+NO_DATA, CANCELLED = "no data", "cancelled"  # no activity on or before the date; Ctrl-C
+# Settings that stay where the work runs: the roots (each machine mounts its own paths), the
+# item catalog (a file on that machine), and how the work runs.
+LOCAL_KEYS = frozenset({"raw_root", "curated_root", "item_catalog"}) | Settings.EXECUTION_KEYS
 # How long a served or backfilled snapshot waits for another writer to release the lake.
 DEFAULT_WAIT_SECONDS = 600.0
 
@@ -62,6 +66,29 @@ def snapshot_date(
     return summary
 
 
+def computing_settings(settings: Settings) -> dict[str, object]:
+    """The settings a snapshot's numbers depend on, as JSON values: what a served backfill
+    sends with each date, so the server computes with the analyst's settings."""
+    return settings.model_dump(mode="json", exclude=set(LOCAL_KEYS))
+
+
+def with_computing_settings(local: Settings, sent: dict[str, object] | None) -> Settings:
+    """`local` (roots, catalog, execution) with the computing settings that were `sent`."""
+    if not sent:
+        return local
+    unknown = set(sent) - set(Settings.model_fields) | set(sent) & LOCAL_KEYS
+    if unknown:
+        raise ValueError(f"settings that cannot travel: {', '.join(sorted(unknown))}")
+    return Settings.model_validate({**local.model_dump(), **sent})
+
+
+def outcome_of(summary: SnapshotSummary) -> str:
+    """published / unchanged, or "no data" when the date has no customer (nothing before it)."""
+    if not summary.customers:
+        return NO_DATA
+    return PUBLISHED if summary.published else UNCHANGED
+
+
 def snapshot_here(settings: Settings, as_of: date, force: bool, wait: float) -> DateOutcome:
     """One date in this process; a failure is that date's outcome, not the backfill's end."""
     started = time.monotonic()
@@ -69,10 +96,10 @@ def snapshot_here(settings: Settings, as_of: date, force: bool, wait: float) -> 
         summary = snapshot_date(settings, as_of, force, wait)
     except Exception as exc:  # one bad date must not stop the others; the table shows it
         return DateOutcome(as_of, FAILED, 0, time.monotonic() - started, str(exc))
-    outcome = PUBLISHED if summary.published else UNCHANGED
     # A value model that did not converge is said for the date (its columns are null).
     detail = "; ".join(summary.warnings)
-    return DateOutcome(as_of, outcome, summary.customers, time.monotonic() - started, detail)
+    elapsed = time.monotonic() - started
+    return DateOutcome(as_of, outcome_of(summary), summary.customers, elapsed, detail)
 
 
 def run_backfill(
@@ -98,11 +125,37 @@ def run_backfill(
                 on_done(outcomes[-1])
         else:
             todo.append(as_of)
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="servio-backfill") as pool:
-        futures = [pool.submit(one, settings, d, force, wait_seconds) for d in todo]
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="servio-backfill")
+    futures = {pool.submit(one, settings, d, force, wait_seconds): d for d in todo}
+    try:
         for future in as_completed(futures):
             outcome = future.result()
             outcomes.append(outcome)
             if on_done:
                 on_done(outcome)
+    except KeyboardInterrupt:
+        # Ctrl-C: dates not started are cancelled; the ones under way finish (each is one
+        # run of the sequence: stopping it half-way would only leave work for recover()).
+        pool.shutdown(wait=False, cancel_futures=True)
+        done = {o.as_of for o in outcomes}
+        for future, as_of in futures.items():
+            if as_of in done:
+                continue
+            if future.done() and not future.cancelled():
+                outcomes.append(future.result())
+            else:
+                running = not future.cancelled()
+                outcomes.append(
+                    DateOutcome(as_of, CANCELLED, detail="under way: finishing" if running else "")
+                )
+        raise BackfillInterrupted(sorted(outcomes, key=lambda o: o.as_of)) from None
+    pool.shutdown()
     return sorted(outcomes, key=lambda o: o.as_of)
+
+
+class BackfillInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a backfill: the outcomes so far (cancelled dates included)."""
+
+    def __init__(self, outcomes: list[DateOutcome]) -> None:
+        super().__init__("backfill interrupted")
+        self.outcomes = outcomes

@@ -96,3 +96,21 @@ def problem_of(landed: LandedFile) -> FileProblem | None:
     if landed.problem is None and landed.source not in SOURCES:
         return UNKNOWN_SOURCE
     return landed.problem
+
+
+def unsettled(settings: Settings, lake: Lake) -> list[LandedFile]:
+    """Readable landed files no run has handled in any way yet (not in the ledger with this
+    path and content, whatever its verdict), by path: what the watcher, the catch-up of
+    `servio serve` and `servio status` call pending. A refused or deferred file the ledger
+    recorded waits for the next run without asking for one."""
+    found = pending_files(settings, lake)
+    ledger = lake.scan(INGEST_LEDGER).select("source_file", "sha256").collect()
+    seen = set(zip(ledger["source_file"].to_list(), ledger["sha256"].to_list(), strict=True))
+    return sorted(
+        (
+            f
+            for f in (*found.todo, *found.duplicates)
+            if f.sha256 and (f.relative_path, f.sha256) not in seen
+        ),
+        key=lambda f: f.relative_path,
+    )

@@ -1,0 +1,106 @@
+"""`servio serve` in a child process against a test Prefect server, and what tests read
+back from its lake and from the server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from servio.flows.watch import wait_until
+
+
+class Served:
+    """`servio serve` (deployments + watcher) in a child process against the test server."""
+
+    def __init__(self, root: Path, api_url: str, poll: float = 0.5) -> None:
+        self.root = root
+        self.config = root / "servio.toml"
+        self.env = {**os.environ, "PREFECT_API_URL": api_url}
+        self.env.pop("PREFECT_LOGGING_LEVEL", None)  # as a user starts it: runs log at INFO
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.poll = poll
+        self.command = str(Path(sys.executable).parent / "servio")
+
+    @property
+    def log(self) -> Path:
+        return self.root / f"serve-{self.starts}.log"
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [self.command, "serve", "--config", str(self.config), "--poll", str(self.poll)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: the flow runs die with it
+            )
+        assert wait_until(lambda: "being served" in self.log.read_text(), 90), self.logs()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def run_processes(self) -> list[Any]:
+        """The flow-run processes `serve` started (its children), alive now."""
+        import psutil
+
+        assert self.process is not None
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=False)
+        except psutil.NoSuchProcess:
+            return []
+        return [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.root.glob("serve-*.log")))
+
+
+def table(curated: Path, name: str) -> pl.DataFrame:
+    """The Delta table's current version (empty before its first publication)."""
+    folder = curated / name
+    if not (folder / "_delta_log").exists():
+        return pl.DataFrame()
+    return pl.read_delta(str(folder))
+
+
+def drop(source: Path, raw: Path, relative: str, name: str | None = None) -> str:
+    """Land a file the way a sync tool does: write under an in-flight name, then rename."""
+    target = raw / Path(relative).parent / (name or Path(relative).name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    shutil.copyfile(source / relative, partial)
+    partial.rename(target)
+    return target.relative_to(raw).as_posix()
+
+
+def flow_runs(names: tuple[str, ...] = ("ingest-file", "build-snapshot")) -> list[Any]:
+    """Every flow run of these flows on the test server."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        return list(
+            client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=list(names))))
+        )
+
+
+def run_logs(run_id: Any) -> list[Any]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        return list(client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))))
