@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -139,12 +140,24 @@ def test_a_burst_becomes_a_few_bounded_runs_that_log_at_info(served: Served) -> 
     ]
     ledger = table(root / "curated", "ingest_ledger")
     assert sorted(ledger["source_file"].to_list()) == files
+
     # served runs log at INFO: per-file counts and timings, in the Prefect UI
-    messages = [log.message for r in ingests for log in run_logs(r.id)]
-    assert any("rows read" in m and "quarantined" in m for m in messages), messages
+    # Prefect ships a run's logs in batches after the run: wait for them, then look.
+    def messages_of(runs: list[Any]) -> list[str]:
+        return [log.message for r in runs for log in run_logs(r.id)]
+
+    def counted(messages: list[str]) -> bool:
+        return any("rows read" in m and "quarantined" in m for m in messages)
+
+    def dated(messages: list[str]) -> bool:
+        return any(m.startswith("snapshot 2026-") for m in messages)
+
+    wait_until(lambda: counted(messages_of(ingests)) and dated(messages_of(snapshots)), 60)
+    messages = messages_of(ingests)
+    assert counted(messages), messages
     assert any("file(s) in" in m for m in messages), messages
-    snapshot_messages = [log.message for r in snapshots for log in run_logs(r.id)]
-    assert any(m.startswith("snapshot 2026-") for m in snapshot_messages), snapshot_messages
+    snapshot_messages = messages_of(snapshots)
+    assert dated(snapshot_messages), snapshot_messages
     assert all(r.name == "snapshot 2026-11-20" for r in snapshots), [r.name for r in snapshots]
 
 

@@ -401,8 +401,11 @@ def _print_summary(out: Output, record: RunRecord, settings: Settings, how: str)
             f"{escape(actions)}"
         )
     if snap is not None:
-        for warning in snap.warnings:  # a value model that did not converge: not used, said here
-            out.problem(f"[yellow]warning: {escape(warning)}[/yellow]")
+        # A value model of the snapshot that did not converge (its columns are null): part of
+        # the summary, and of the JSON document's snapshot; not a problem of this run, so
+        # --quiet does not repeat it on every run that leaves the snapshot as it is.
+        for warning in snap.warnings:
+            out.say(f"[yellow]warning: {escape(warning)}[/yellow]")
     if record.report_path:
         out.say(f"Report: [bold]{escape(record.report_path)}[/bold]")
     if record.data_docs_path:

@@ -208,4 +208,5 @@ def _snapshot(snap: SnapshotSummary | None) -> dict[str, Any] | None:
         "published": snap.published,
         "customers": snap.customers,
         "actions": {str(k): int(v) for k, v in snap.actions.items()},
+        "warnings": list(snap.warnings),
     }
