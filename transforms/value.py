@@ -27,6 +27,7 @@ def purchase_summary(
     as_of: dt.date,
     *,
     window_days: int,
+    money: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """One row per customer of the snapshot (an interaction or a response in the window),
     sorted by customer_id, with what the value models need:
@@ -40,6 +41,8 @@ def purchase_summary(
       (SPEC §6 rounds only clv and value_at_risk to cents; null when x = 0). All null for a customer without a purchase.
 
     Each row depends on that customer's rows only: a snapshot can compute it bucket by bucket.
+    `money`: `customer_money` of the same inputs, when the caller has computed it already
+    (a snapshot's bucket does, for customer_profitability); computed here otherwise.
     """
     window_start = as_of - dt.timedelta(days=window_days)
     day = pl.col("interaction_date")
@@ -55,9 +58,9 @@ def purchase_summary(
         T=(pl.lit(as_of, pl.Date) - first_day).dt.total_days().cast(pl.Int64),
         repeat_revenue=pl.col("revenue").sum() - pl.col("revenue").sort_by(day).first(),
     )
-    customers = customer_money(
-        interactions, survey_responses, as_of, window_days=window_days
-    ).select("customer_id", "margin")
+    if money is None:
+        money = customer_money(interactions, survey_responses, as_of, window_days=window_days)
+    customers = money.select("customer_id", "margin")
     average = pl.col("repeat_revenue").cast(pl.Float64) / pl.col("x")
     return (
         customers.join(purchases, on="customer_id", how="left")

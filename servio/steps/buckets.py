@@ -211,6 +211,7 @@ def reduce_bucket(
         frames["survey_responses"],
         job.as_of,
         window_days=settings.window_days,
+        money=money.lazy(),  # computed once per bucket, for both tables
     ).collect()
     service = service_counts(
         frames["interactions"], job.as_of, window_days=settings.window_days
