@@ -109,6 +109,26 @@ def test_a_value_model_that_does_not_converge_is_recorded_and_said(tmp_path: Pat
 
 
 @pytest.mark.e2e
+def test_the_default_sample_fits_both_models_and_sees_customers_who_left(tmp_path: Path) -> None:
+    """The README's first command (`servio generate` with its defaults, then `servio run`)
+    shows CLV: both fits converge on the default sample, and customers who left have a low
+    p_alive (the generator's customers leave at a rate of their own, SPEC §6)."""
+    generate(tmp_path / "raw", GenerateOptions())
+    settings = _config(tmp_path)
+    summary = run(settings).snapshot  # GX: the sample's defects (future dates) are quarantined
+    assert summary is not None and summary.published
+    assert summary.warnings == ()
+    lake = Lake(settings.curated_root)
+    model = lake.scan(value_tables(365)["value_model"]).collect()
+    assert model["converged"].to_list() == [True, True]
+    value = lake.scan(customer_value_table(365)).collect()
+    buyers = value.filter(pl.col("x").is_not_null())
+    assert buyers["p_alive"].null_count() == 0 and buyers["clv"].null_count() == 0
+    assert buyers.filter(pl.col("p_alive") < 0.2).height > 0.05 * buyers.height
+    assert buyers.filter(pl.col("p_alive") > 0.8).height > 0.2 * buyers.height
+
+
+@pytest.mark.e2e
 def test_servio_run_prints_the_unconverged_model(tmp_path: Path, prefect_harness: None) -> None:
     from typer.testing import CliRunner
 

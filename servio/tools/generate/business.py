@@ -81,10 +81,15 @@ NPS_DRIVER_WEIGHTS = {
     "tangibles": 0.05,
 }
 DIMENSION_NOISE = 0.6
-# Customers who leave: this share stops all activity (purchases included) at a random point
-# of the period, after ACTIVE_SHARE_RANGE of it (SPEC §6 customer_value: p_alive must see them).
-CHURN_SHARE = 0.35
-ACTIVE_SHARE_RANGE = (0.1, 0.8)
+# Customers who leave (SPEC §6 customer_value: p_alive must see them, and the BG/NBD fit must find
+# a spread of dropout to estimate): each customer stays an exponential time whose rate is drawn
+# per customer from a Gamma (shape LEAVE_RATE_SHAPE, mean LEAVE_RATE_MEAN per period), so some
+# leave early and most stay. Their issues arrive over the days they stay, at a rate raised so
+# each customer's expected count is what it would be without leaving: the volume per customer
+# (`interactions_per_customer`) does not depend on the churn. Measured: with these values the
+# default sample's fit converges for seeds 0–40 and 42 (a few other pairs failed for one seed).
+LEAVE_RATE_SHAPE = 2.0
+LEAVE_RATE_MEAN = 1.5
 ITEM_ANSWER_RATE = 0.93
 PERCEPTION_ONLY_SHARE = 0.10
 RELATIONSHIP_SURVEY_SHARE = 0.03  # responses not tied to one contact
@@ -284,7 +289,14 @@ def _contacts(rng: np.random.Generator, people: Customers, options: GenerateOpti
     """Issues arrive per customer; each contact resolves the issue or the customer comes back."""
     period_start, period_end = _period(options)
     issues_per_customer = options.interactions_per_customer / _contacts_per_issue()
-    issues = rng.poisson(issues_per_customer * people.intensity)
+    leave_rate = rng.gamma(  # per day
+        LEAVE_RATE_SHAPE, LEAVE_RATE_MEAN / LEAVE_RATE_SHAPE / options.days, len(people.intensity)
+    )
+    active_days = np.minimum(rng.exponential(1 / leave_rate), options.days)
+    expected_active_days = -np.expm1(-leave_rate * options.days) / leave_rate
+    issues = rng.poisson(
+        issues_per_customer * people.intensity * active_days / expected_active_days
+    )
     customer = np.repeat(np.arange(len(issues), dtype=np.int32), issues)
     n = len(customer)
     business_hours = rng.normal(13.5 * 3600, 3.2 * 3600, n)
@@ -292,8 +304,6 @@ def _contacts(rng: np.random.Generator, people: Customers, options: GenerateOpti
         (rng.random(n, dtype=np.float32) >= 0.85) | (business_hours < 0) | (business_hours >= DAY)
     )
     time_of_day = np.where(at_night, rng.uniform(0, DAY, n), business_hours)
-    churns = rng.random(len(issues)) < CHURN_SHARE
-    active_days = options.days * np.where(churns, rng.uniform(*ACTIVE_SHARE_RANGE, len(issues)), 1)
     day = np.minimum(np.floor(rng.random(n) * active_days[customer]), options.days - 1)
     started = period_start + day.astype(np.int64) * DAY + time_of_day.astype(np.int64)
     reason = _draw(rng, [*REASON_SHARES, NULL_REASON_SHARE], n)
