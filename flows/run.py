@@ -21,7 +21,7 @@ from servio.steps import sequence
 from servio.steps.context import RunContext
 from servio.steps.publish import IngestSummary
 from servio.steps.snapshot import SnapshotSummary
-from servio.steps.stage import StagedFile
+from servio.steps.staging import StagedFile
 from servio.steps.summary import quarantined_in_run, top_reasons
 
 

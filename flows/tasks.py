@@ -10,12 +10,13 @@ from typing import Any, TypeVar, cast
 from prefect import Task, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
+from servio.steps.check import check_files
 from servio.steps.datadocs import build_data_docs
 from servio.steps.discover import discover
 from servio.steps.maintenance import maintain_lake
 from servio.steps.publish import publish_ingest
+from servio.steps.read import read_file
 from servio.steps.snapshot import build_snapshot
-from servio.steps.stage import check_files, read_file
 
 T = TypeVar("T")
 

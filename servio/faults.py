@@ -31,7 +31,7 @@ _reached: set[str] = set()
 
 # The kill points, in the order a run meets them (tests iterate this).
 CHECKPOINTS = (
-    "file_staged",  # steps.stage: one staged Parquet file written (outside the lock)
+    "file_staged",  # steps.staging: one staged Parquet file written (outside the lock)
     "lock_taken",  # lake.Lake.lock: the lock is ours
     "partition_staged",  # lake.publication: one new data file staged, outside every table
     "before_publication_commit",  # lake.publication: all staged, plan not yet written
@@ -45,9 +45,9 @@ CHECKPOINTS = (
 # Further points where in-process tests inject a failure (details passed to the action).
 INJECTION_POINTS = (
     "discovered",  # steps.discover: the files to stage are known (files=)
-    "file_read",  # steps.stage: the first chunk of a file is read (landed=)
-    "standardising",  # steps.stage: a chunk is about to be standardised (landed=)
-    "writing_staged_file",  # steps.stage: a staged part is about to be written (landed=)
+    "file_read",  # steps.read: the first chunk of a file is read (landed=)
+    "standardising",  # steps.read: a chunk is about to be standardised (landed=)
+    "writing_staged_file",  # steps.staging: a staged part is about to be written (landed=)
     "writing_partition_file",  # lake: a new partition file is about to be written (path=)
     "rendering_data_docs",  # steps.datadocs: the Data Docs are about to be rendered
 )

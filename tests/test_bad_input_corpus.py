@@ -33,7 +33,8 @@ from servio.lake.lake import Lake
 from servio.raw import landing
 from servio.schemas.tables import INGESTED, REFUSED, REJECTED
 from servio.steps.context import RunContext
-from servio.steps.stage import StagedFile, stage_file
+from servio.steps.stage import stage_file
+from servio.steps.staging import StagedFile
 from servio.validation.gx import GxValidator
 
 # A whole ingest, a server or real processes: the slow set (README, "Two commands").

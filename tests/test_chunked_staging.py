@@ -22,7 +22,8 @@ from servio.lake.lake import Lake
 from servio.raw import landing
 from servio.schemas.tables import REJECTED
 from servio.steps.context import STAGE_CHUNK_ROWS, RunContext
-from servio.steps.stage import StagedFile, stage_file
+from servio.steps.stage import stage_file
+from servio.steps.staging import StagedFile
 from servio.tools.generate import GenerateOptions, generate
 from servio.validation.gx import GxValidator
 from tests import faults_harness as h
@@ -265,7 +266,7 @@ def test_files_checked_in_one_batch_get_what_each_gets_alone(
     `VALIDATION_BATCH_ROWS` rows (several files in one batch, a file over several batches):
     each file's staged rows and GX result (counts, percentages, row ids) are those of the
     file staged alone — including a conflicting duplicate split over chunks."""
-    from servio.steps import stage
+    from servio.steps import check, read
 
     base = tmp_path
     _write(base / "raw" / "interactions" / "a.csv", INTERACTIONS_HEADER + _lines(FIRST_EXPORT))
@@ -283,9 +284,9 @@ def test_files_checked_in_one_batch_get_what_each_gets_alone(
         return replace(ctx, chunk_rows=TINY_CHUNK)
 
     alone = [_staged_rows(stage_file(context(f"alone-{i}"), f)) for i, f in enumerate(files)]
-    monkeypatch.setattr(stage, "VALIDATION_BATCH_ROWS", batch_rows)
+    monkeypatch.setattr(check, "VALIDATION_BATCH_ROWS", batch_rows)
     ctx = context("together")
-    together = stage.check_files(ctx, [stage.read_file(ctx, f) for f in files])
+    together = check.check_files(ctx, [read.read_file(ctx, f) for f in files])
     assert [_staged_rows(s) for s in together] == alone
     assert [s.landed.relative_path for s in together] == [f.relative_path for f in files]
     assert alone[0]["statistics"]["unsuccessful_expectations"] == 9

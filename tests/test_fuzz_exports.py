@@ -25,7 +25,8 @@ from servio.raw import landing
 from servio.schemas.sources import SOURCE_NAMES, SOURCES
 from servio.schemas.tables import INGEST_LEDGER, INGESTED, INTERACTIONS, REJECTED
 from servio.steps.context import RunContext
-from servio.steps.stage import StagedFile, stage_file
+from servio.steps.stage import stage_file
+from servio.steps.staging import StagedFile
 from servio.validation import Validator
 from servio.validation.gx import GxValidator
 from tests.runs import REQUIRED_ONLY, run

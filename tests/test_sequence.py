@@ -15,11 +15,12 @@ import pytest
 from servio import faults
 from servio.schemas.tables import INGEST_LEDGER, INGESTED
 from servio.steps import sequence
+from servio.steps.check import check_files
 from servio.steps.datadocs import build_data_docs
 from servio.steps.discover import discover
 from servio.steps.publish import publish_ingest
+from servio.steps.read import read_file
 from servio.steps.snapshot import build_snapshot
-from servio.steps.stage import check_files, read_file
 from tests.runs import REQUIRED_ONLY, context, run, settings_of
 from tests.test_hostile_corpus import land
 

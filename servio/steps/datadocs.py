@@ -13,7 +13,7 @@ from servio import faults
 from servio.lake import Lake
 from servio.schemas.tables import INGEST_LEDGER
 from servio.steps.context import RunContext
-from servio.steps.stage import StagedFile
+from servio.steps.staging import StagedFile
 from servio.validation import datadocs
 from servio.validation.results import read_result_text
 

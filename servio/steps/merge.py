@@ -19,7 +19,7 @@ from servio.lake import Lake, PartitionRows, PartitionValue, TableChange, write_
 from servio.lake.files import partition_text
 from servio.schemas.table import CuratedTable
 from servio.schemas.tables import QUARANTINE
-from servio.steps.stage import StagedFile
+from servio.steps.staging import StagedFile
 from servio.transforms import versions
 
 # Rows (existing + new) of the partitions merged together in one step of `merge_source`.

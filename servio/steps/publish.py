@@ -34,7 +34,7 @@ from servio.steps.context import RunContext
 from servio.steps.errors import ReconciliationError
 from servio.steps.maintenance import maintain_if_due
 from servio.steps.merge import merge_source, quarantine_change
-from servio.steps.stage import StagedFile
+from servio.steps.staging import StagedFile
 from servio.transforms import ledger
 from servio.transforms.ledger import is_remembered, remembers
 

@@ -21,7 +21,7 @@ from servio.raw.landing import LandedFile
 from servio.schemas.tables import DUPLICATE
 from servio.steps.publish import IngestSummary
 from servio.steps.snapshot import SnapshotSummary
-from servio.steps.stage import StagedFile
+from servio.steps.staging import StagedFile
 
 SCHEMA_VERSION: Final = 1
 

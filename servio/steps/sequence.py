@@ -23,11 +23,13 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 
 from servio import progress
 from servio.config import Settings, check_raw_root
+from servio.steps.check import by_source, check_files
 from servio.steps.context import RunContext
 from servio.steps.datadocs import build_data_docs, has_pending_results, keep_validation_results
 from servio.steps.discover import Discovered, discover, problem_of
 from servio.steps.maintenance import maintain_lake
 from servio.steps.publish import IngestSummary, publish_ingest, records_anything
+from servio.steps.read import read_file
 from servio.steps.snapshot import (
     SnapshotSummary,
     build_snapshot,
@@ -35,7 +37,8 @@ from servio.steps.snapshot import (
     latest_activity_date,
     published_summary,
 )
-from servio.steps.stage import StagedFile, by_source, check_files, read_file, stage_file
+from servio.steps.stage import stage_file
+from servio.steps.staging import StagedFile
 from servio.validation import RequiredOnlyValidator
 
 log = logging.getLogger("servio.steps.sequence")
