@@ -161,6 +161,23 @@ def test_importing_the_transforms_loads_no_settings_storage_or_orchestration() -
     assert done.stdout.strip() == "[]"
 
 
+def test_only_the_validators_gx_results_and_data_docs_import_great_expectations() -> None:
+    """Importing GX costs seconds: it stays behind the validator (`validation.gx`), the result
+    types (`validation.results`) and the Data Docs; preparing and splitting a batch
+    (`validation.batch`) and everything else never import it."""
+    importing = {
+        module_name(path)
+        for path in python_files("servio")
+        for name in imported_modules(path)
+        if name.split(".")[0] == "great_expectations"
+    }
+    assert importing == {
+        "servio.validation.gx",
+        "servio.validation.results",
+        "servio.validation.datadocs",
+    }
+
+
 # ---------------------------------------------------------------------------------------
 # the import graph: parts, allowed arrows, no cycles (ARCHITECTURE.md draws the same)
 

@@ -3,37 +3,22 @@ only module that imports great_expectations (lazily: it costs seconds); `GxValid
 `Validator` staging uses by default.
 
 `validate_rows` runs the suite of `schemas/suites/` on one file's frame and returns one failure
-row per (row, broken rule); `build_data_docs` renders the GX results as a static Data Docs site.
-A big file is validated chunk by chunk: `conflicting_rows` over the whole file is computed first
-and handed to each chunk's `validate_rows`, and `combine_results` makes one result per file.
+row per (row, broken rule); `validate_files` does the same for the rows of many files in one
+batch (`validation.batch` prepares the batch and splits the results back per file). A big file
+is validated chunk by chunk: `conflicting_rows` over the whole file is computed first and handed
+to each chunk's `validate_rows`, and `combine_results` makes one result per file.
 
-How the frame reaches GX, and why (GX 1.24, pandas execution engine, no Polars support):
+How GX is run (GX 1.24, pandas execution engine; `validation.batch` says how the columns reach
+it), and why:
 
-- Each column is its own one-column pandas batch indexed by `source_row`, so GX's
-  `unexpected_index_list` names failing rows by record number. GX filters the whole batch frame
-  once per metric; with the whole file in one batch that cost grows with the column count.
-- Value rules (range, set, length, time bounds) ignore nulls, so they see only the column's
-  non-null values; their `element_count` in the results is that non-null count. Not-null rules
-  see the whole column. pandas' boolean indexing has a fast path for all-true masks, and this
-  keeps GX's null filter on it.
-- Strings become pandas' own Arrow-backed `str` dtype (GX's length check casts to `str`, a
-  no-op then); booleans stay Arrow-backed (nullable without object arrays); numbers, decimals
-  and timestamps go to numpy dtypes, because GX's between-check is vectorised only for those
-  (it calls Python once per value otherwise). Decimals are compared as float64: exact enough
-  for the ±10^9 bounds of a Decimal(18,2).
-- numpy-backed pandas treats NaN as missing, which would let a "NaN" text pass the range rule of
-  an optional number. NaN is therefore handed to GX as +inf: NaN and ±inf all fail
-  `range:<column>` (not `required:`), and the detail shows the original value.
 - GX fingerprints every in-memory batch under 1 GB with `pandas.util.hash_pandas_object`, which
   costs ~25 s per million Arrow-backed rows and is only batch metadata: it is switched off
   (`pandas_execution_engine.HASH_THRESHOLD = 0`) for this process.
 - One COMPLETE pass (`exclude_unexpected_values`, no index query) gives counts and failing ids
-  together: with the layout above a first BOOLEAN_ONLY pass costs nearly as much as this one
-  (see `benchmarks/validation_overhead.py`), so a second pass for the ids would only add. The
-  kept GX results are trimmed to 20 row ids per expectation for the Data Docs; every id is in
-  `failures`.
-- A helper thread converts the next columns (Polars, Arrow) while GX, mostly pure Python,
-  validates the current one.
+  together: with the one-column batches a first BOOLEAN_ONLY pass costs nearly as much as this
+  one (see `benchmarks/validation_overhead.py`), so a second pass for the ids would only add.
+  The kept GX results are trimmed to 20 row ids per expectation for the Data Docs; every id is
+  in `failures`.
 
 Great Expectations is imported lazily (it costs seconds); one ephemeral context serves the
 process, and validations take turns on it (a lock), since its batch bookkeeping is shared.
@@ -48,44 +33,33 @@ import sys
 import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 
-from servio.schemas.raw import SOURCE_ROW, RawContract, RawField
-from servio.schemas.suites import (
-    HAS_ANSWER,
-    IS_CONFLICTING_DUPLICATE,
-    NOT_NULL,
-    PARAM_LATEST_ALLOWED_AT,
-    PARAM_REPORTING_CURRENCIES,
-    load_suite,
+from servio.schemas.raw import SOURCE_ROW, RawContract
+from servio.schemas.suites import PARAM_LATEST_ALLOWED_AT, PARAM_REPORTING_CURRENCIES, load_suite
+from servio.validation.batch import (
+    ColumnCounts,
+    detail_columns,
+    failures_by_file,
+    prepared_batches,
+    split_by_file,
+    unexpected_rows,
 )
 from servio.validation.results import (
     DOCS_ROW_IDS,
     ValidationResult,
     combine_results,
-    file_expectation,
     suite_result,
     summary_of,
     write_gx_result,
 )
-from servio.validation.rules import (
-    FILE_BITS,
-    DetailContext,
-    RuleCheck,
-    conflicting_rows,
-    failures,
-    file_of,
-    record_of,
-)
+from servio.validation.rules import DetailContext, RuleCheck, failures
 
-_PREFETCH_COLUMNS = 2  # columns converted ahead of GX; bounds the memory held in pandas
 _RESULT_FORMAT = {
     "result_format": "COMPLETE",
     "unexpected_index_column_names": [SOURCE_ROW],
@@ -228,22 +202,20 @@ def validate_files(
     )
 
     started = time.perf_counter()
-    row_ids = [_unexpected_rows(result) for result in gx_results]
+    row_ids = [unexpected_rows(result) for result in gx_results]
     context = DetailContext(currency, latest_allowed_at)
     all_ids = sorted({row for ids in row_ids for row in ids})
     failing = (
-        frame.select(_detail_columns(expectations, row_ids, names))
+        frame.select(detail_columns(expectations, row_ids, names))
         .filter(pl.col(SOURCE_ROW).is_in(pl.Series(all_ids, dtype=pl.Int64).implode()))
         .collect()
     )
     found = failures(failing, expectations, row_ids, context, conflicts)
-    by_file = _split_by_file(expectations, gx_results, row_ids, counts, len(files))
+    by_file = split_by_file(expectations, gx_results, row_ids, counts, len(files))
     results = []
-    for index, label in enumerate(files):
-        file_results = by_file[index]
-        mine = found.filter(file_of(pl.col(SOURCE_ROW)) == index).with_columns(
-            record_of(pl.col(SOURCE_ROW)).alias(SOURCE_ROW)
-        )
+    for label, mine, file_results in zip(
+        files, failures_by_file(found, len(files)), by_file, strict=True
+    ):
         results.append(
             ValidationResult(
                 file_label=label,
@@ -259,79 +231,12 @@ def validate_files(
     return found, results
 
 
-def _detail_columns(
-    expectations: list[dict[str, Any]], row_ids: list[list[int]], names: list[str]
-) -> list[str]:
-    """The columns the failure details quote (only those of rules that failed are read)."""
-    needed = {SOURCE_ROW}
-    for expectation, ids in zip(expectations, row_ids, strict=True):
-        if not ids:
-            continue
-        column = expectation["kwargs"]["column"]
-        if column == IS_CONFLICTING_DUPLICATE:
-            recipe = expectation["meta"]["derived"]
-            needed.update([recipe["key"], *recipe["version"], *recipe["content"]])
-        elif column in names:
-            needed.add(column)
-    return [name for name in names if name in needed]
-
-
-def _split_by_file(
-    expectations: list[dict[str, Any]],
-    gx_results: list[Any],
-    row_ids: list[list[int]],
-    counts: dict[str, dict[int, tuple[int, int]]],
-    files: int,
-) -> list[list[Any]]:
-    """Each file's GX results: a batch of one file is GX's own; otherwise each expectation's
-    result is recounted for the file (`results.file_expectation`)."""
-    if files == 1:
-        return [gx_results]
-    split: list[list[Any]] = [[] for _ in range(files)]
-    for expectation, result, ids in zip(expectations, gx_results, row_ids, strict=True):
-        column = expectation["kwargs"]["column"]
-        rows_by_file: dict[int, list[int]] = {}
-        for row in ids:
-            rows_by_file.setdefault(row >> FILE_BITS, []).append(row & ((1 << FILE_BITS) - 1))
-        for index in range(files):
-            rows, present = counts[column].get(index, (0, 0))
-            elements = rows if expectation["type"] == NOT_NULL else present
-            split[index].append(file_expectation(result, elements, rows_by_file.get(index, [])))
-    return split
-
-
 def _check_input(names: list[str], contract: RawContract, ingested_at: datetime) -> None:
     missing = [c for c in (SOURCE_ROW, *contract.names) if c not in names]
     if missing:
         raise ValueError(f"{contract.source} frame lacks column(s): {', '.join(missing)}")
     if ingested_at.tzinfo is None:
         raise ValueError("ingested_at must be timezone-aware")
-
-
-def _derived_column(
-    frame: pl.LazyFrame, expectation: dict[str, Any], conflicts: pl.DataFrame | None = None
-) -> pl.DataFrame:
-    """`source_row` and a helper column one of the suite's multi-column rules expects (see
-    `schemas.suites`)."""
-    column = expectation["kwargs"]["column"]
-    recipe = expectation["meta"]["derived"]
-    if column == HAS_ANSWER:
-        present = [pl.col(c).is_not_null() for c in recipe["any_present"]]
-        return frame.select(SOURCE_ROW, pl.any_horizontal(present).alias(HAS_ANSWER)).collect()
-    if column == IS_CONFLICTING_DUPLICATE:
-        rows = (
-            conflicting_rows(frame.collect(), recipe["key"], recipe["version"], recipe["content"])
-            if conflicts is None
-            else conflicts
-        )
-        flag = pl.col(SOURCE_ROW).is_in(rows.get_column(SOURCE_ROW).implode())
-        return frame.select(SOURCE_ROW, flag.alias(IS_CONFLICTING_DUPLICATE)).collect()
-    raise ValueError(f"unknown derived column {column!r} in the suite")
-
-
-# Per column: file index → (rows, non-null values) of the batch, to split GX's counts by file.
-ColumnCounts = dict[int, tuple[int, int]]
-_Prepared = tuple[list[tuple[Any, list[int]]], str, ColumnCounts, float]
 
 
 def _run_suite(
@@ -351,7 +256,7 @@ def _run_suite(
     results: list[Any] = [None] * len(expectations)
     counts: dict[str, ColumnCounts] = {}
     with GX_LOCK:
-        batches = _prepared_batches(
+        batches = prepared_batches(
             frame, contract, expectations, timings, counts, conflicts, single_file
         )
         for pandas_frame, chosen in batches:
@@ -373,118 +278,6 @@ def _run_suite(
     return results, counts, timings
 
 
-def _prepared_batches(
-    frame: pl.LazyFrame,
-    contract: RawContract,
-    expectations: list[dict[str, Any]],
-    timings: dict[str, float],
-    counts: dict[str, ColumnCounts],
-    conflicts: pl.DataFrame | None = None,
-    single_file: bool = False,
-) -> Iterator[tuple[Any, list[int]]]:
-    """Each column's pandas batches with the positions of their expectations, in suite order.
-
-    A helper thread reads and prepares the next columns (Polars and Arrow work, mostly
-    outside the GIL) while the caller runs GX, which is mostly pure Python, on the current one.
-    """
-    fields = {f.name: f for f in contract.fields}
-    by_column: dict[str, list[int]] = {}
-    for position, expectation in enumerate(expectations):
-        by_column.setdefault(expectation["kwargs"]["column"], []).append(position)
-
-    def collect(future: Future[_Prepared]) -> list[Any]:
-        started = time.perf_counter()
-        batches, column, column_counts, prepare_seconds = future.result()
-        timings["wait_for_prepare"] += time.perf_counter() - started
-        timings["prepare_to_pandas"] += prepare_seconds
-        counts[column] = column_counts
-        return batches
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="servio-prepare") as pool:
-        pending: deque[Future[_Prepared]] = deque()
-        for column, positions in by_column.items():
-            args = (
-                frame,
-                fields.get(column),
-                column,
-                positions,
-                expectations,
-                conflicts,
-                single_file,
-            )
-            pending.append(pool.submit(_pandas_batches, *args))
-            if len(pending) > _PREFETCH_COLUMNS:
-                yield from collect(pending.popleft())
-        while pending:
-            yield from collect(pending.popleft())
-
-
-def _pandas_batches(
-    frame: pl.LazyFrame,
-    raw_field: RawField | None,
-    column: str,
-    positions: list[int],
-    expectations: list[dict[str, Any]],
-    conflicts: pl.DataFrame | None = None,
-    single_file: bool = False,
-) -> _Prepared:
-    """The one-column pandas batches of one column and the expectations each gets, the
-    column's counts by file, timed."""
-    started = time.perf_counter()
-    if raw_field is None:
-        whole = _derived_column(frame, expectations[positions[0]], conflicts)
-    else:
-        read = frame.select(SOURCE_ROW, column).collect()
-        whole = read.with_columns(_as_validated(read.get_column(column)))
-    if single_file:  # GX's own counts are the file's: nothing to split
-        column_counts = {0: (whole.height, whole.height - whole.get_column(column).null_count())}
-    else:
-        by_file = (
-            whole.group_by(file_of(pl.col(SOURCE_ROW)).alias("_file"))
-            .agg(pl.len(), pl.col(column).count())
-            .rows()
-        )
-        column_counts = {int(f): (int(rows), int(present)) for f, rows, present in by_file}
-    batches = [
-        (_to_pandas(data, column), chosen)
-        for data, chosen in _column_batches(whole, positions, expectations)
-    ]
-    return batches, column, column_counts, time.perf_counter() - started
-
-
-def _column_batches(
-    whole: pl.DataFrame, positions: list[int], expectations: list[dict[str, Any]]
-) -> list[tuple[pl.DataFrame, list[int]]]:
-    """Not-null rules see the whole column, value rules only its non-null rows."""
-    column = whole.columns[1]
-    if not whole.get_column(column).has_nulls():
-        return [(whole, positions)]
-    presence = [p for p in positions if expectations[p]["type"] == NOT_NULL]
-    values = [p for p in positions if expectations[p]["type"] != NOT_NULL]
-    batches = [(whole, presence)] if presence else []
-    if values:
-        batches.append((whole.drop_nulls(column), values))
-    return batches
-
-
-def _as_validated(values: pl.Series) -> pl.Series:
-    """A column as GX sees it: decimals as float64, NaN as +inf (see the module docstring)."""
-    if isinstance(values.dtype, pl.Decimal):
-        return values.cast(pl.Float64)
-    if values.dtype.is_float() and values.is_nan().any():
-        return values.fill_nan(float("inf"))
-    return values
-
-
-def _to_pandas(data: pl.DataFrame, column: str) -> Any:
-    import pandas as pd
-
-    series = data.get_column(column)
-    values = series.to_pandas(use_pyarrow_extension_array=series.dtype == pl.Boolean)
-    index = pd.Index(data.get_column(SOURCE_ROW).to_numpy(), name=SOURCE_ROW, copy=False)
-    return pd.DataFrame({column: values.array}, index=index, copy=False)
-
-
 def _raise_if_errored(result: Any, expectation: dict[str, Any]) -> None:
     info = result.exception_info or {}
     if info.get("raised_exception"):
@@ -492,22 +285,6 @@ def _raise_if_errored(result: Any, expectation: dict[str, Any]) -> None:
             f"GX could not evaluate {expectation['type']} on {expectation['kwargs']['column']}: "
             f"{info.get('exception_message')}"
         )
-
-
-def _unexpected_rows(result: Any) -> list[int]:
-    """Record numbers from `unexpected_index_list`.
-
-    With a named index and `exclude_unexpected_values`, GX returns `[{"source_row": [ids]}]`;
-    otherwise one `{"source_row": id, ...}` per row. Both shapes are read.
-    """
-    rows: list[int] = []
-    for entry in (result.result or {}).get("unexpected_index_list") or []:
-        value = entry[SOURCE_ROW] if isinstance(entry, dict) else entry
-        if isinstance(value, list):
-            rows.extend(int(v) for v in value)
-        else:
-            rows.append(int(value))
-    return rows
 
 
 def is_loaded() -> bool:
