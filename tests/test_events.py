@@ -24,8 +24,17 @@ from servio.tools.generate import GenerateOptions, generate
 from tests.served import Served
 
 pytestmark = pytest.mark.e2e
-FIRST = "interactions/interactions_001_20261022-20261026.csv"
-SECOND = "surveys/surveys_004_20261108-20261119.csv"
+# Two generated exports by number (their names end with the dates they cover, which depend on
+# the generated data): the first interactions file, and a survey file.
+FIRST = "interactions/interactions_001_"
+SECOND = "surveys/surveys_004_"
+
+
+def _export(root: Path, numbered: str) -> str:
+    """The path, relative to the exports, of the one generated export named `numbered…`."""
+    folder, prefix = numbered.split("/")
+    [path] = (root / "exports" / folder).glob(f"{prefix}*")
+    return f"{folder}/{path.name}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -159,12 +168,13 @@ def _snapshot_dates(root: Path) -> list[str]:
 
 def test_a_dropped_file_reaches_the_curated_tables_and_the_snapshot(served: Served) -> None:
     root = served.root
+    first = _export(root, FIRST)
     started = time.monotonic()
-    _drop(root, FIRST)
-    assert wait_until(lambda: _ingested(root, FIRST), 120), served.logs()
+    _drop(root, first)
+    assert wait_until(lambda: _ingested(root, first), 120), served.logs()
     interactions = _table(root, "interactions")
     assert interactions.height > 0
-    assert set(interactions["source_file"].unique()) == {FIRST}
+    assert set(interactions["source_file"].unique()) == {first}
     # ingest-file announced new data → build-snapshot ran on its own
     assert wait_until(lambda: _snapshot_dates(root) != [], 120), served.logs()
     print(f"landing → curated + snapshot: {time.monotonic() - started:.1f}s")
@@ -174,28 +184,29 @@ def test_same_file_twice_and_same_event_twice_ingest_once(served: Served) -> Non
     from servio.flows.watch import emit_landed, flush_events
 
     root = served.root
-    assert wait_until(lambda: _ingested(root, FIRST), 120)
+    first, second = _export(root, FIRST), _export(root, SECOND)
+    assert wait_until(lambda: _ingested(root, first), 120)
     raw = root / "raw"
-    landed = landed_file(raw, FIRST)
+    landed = landed_file(raw, first)
     emit_landed(landed)  # the very event the watcher already sent (same id)
     emit_landed(landed)
     flush_events()
-    (raw / FIRST).touch()  # landed again: new mtime, same bytes
-    copy = _drop(root, FIRST, name="interactions_001_copy.csv")  # same content, new name
-    _drop(root, SECOND)  # a different file, so we know the server went on working
-    assert wait_until(lambda: _ingested(root, SECOND) and _ingested(root, copy), 120), served.logs()
+    (raw / first).touch()  # landed again: new mtime, same bytes
+    copy = _drop(root, first, name="interactions_001_copy.csv")  # same content, new name
+    _drop(root, second)  # a different file, so we know the server went on working
+    assert wait_until(lambda: _ingested(root, second) and _ingested(root, copy), 120), served.logs()
     time.sleep(3)  # give a wrongly re-triggered ingest time to show up
     ledger = _ledger(root)
-    assert ledger.filter(pl.col("source_file") == FIRST).height == 1
+    assert ledger.filter(pl.col("source_file") == first).height == 1
     assert ledger.filter(pl.col("source_file") == copy)["status"].to_list() == ["duplicate"]
     interactions = _table(root, "interactions")
     assert interactions["interaction_id"].is_unique().all()
-    assert set(interactions["source_file"].unique()) == {FIRST}
+    assert set(interactions["source_file"].unique()) == {first}
 
 
 def test_a_killed_serve_picks_the_file_up_after_restart(served: Served) -> None:
     root = served.root
-    third = "interactions/interactions_002_20261026-20261031.csv.gz"
+    third = _export(root, "interactions/interactions_002_")
     staging = root / "curated" / "_servio" / "staging"
     _drop(root, third)
     # kill everything (serve, watcher, flow run) as soon as the ingest is under way

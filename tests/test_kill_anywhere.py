@@ -155,12 +155,23 @@ def test_kill_at_a_random_moment_then_rerun(
     h.assert_same_tables(config, reference.incremental)
 
 
+@pytest.fixture(scope="module")
+def with_rules(
+    reference: Reference, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, pl.DataFrame]:
+    """The tables of an uninterrupted second run with the real GX suite (both kills below
+    must end in them)."""
+    config, _ = _second_batch_lake(reference, tmp_path_factory.mktemp("expected-with-rules"))
+    assert h.finish(h.fast_run(config))[0] == 0
+    return h.tables(config)
+
+
 @pytest.mark.parametrize("kill_at", ["after_publication_commit:1", "between_table_commits:2"])
-def test_servio_run_killed_then_rerun(kill_at: str, reference: Reference, tmp_path: Path) -> None:
+def test_servio_run_killed_then_rerun(
+    kill_at: str, reference: Reference, with_rules: dict[str, pl.DataFrame], tmp_path: Path
+) -> None:
     """The real command, real GX suite: killed mid-publication, rerun, same as uninterrupted."""
-    expected_config, _ = _second_batch_lake(reference, tmp_path / "expected")
-    assert h.finish(h.fast_run(expected_config))[0] == 0
-    expected = h.tables(expected_config)
+    expected = with_rules
     config, raw = _second_batch_lake(reference, tmp_path / "killed")
     code, out, err = h.finish(h.servio_run(config, SERVIO_KILL_AT=kill_at))
     assert code == KILLED, f"exit {code}: {out[-2000:]} {err[-2000:]}"
