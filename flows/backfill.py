@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict
-from datetime import date
+from datetime import UTC, date, datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from servio.config import Settings, load_settings
 from servio.flows.tasks import transient_error
 from servio.lake import Lake
+from servio.steps import results
 from servio.steps.backfill import (
     CANCELLED,
     DEFAULT_WAIT_SECONDS,
@@ -30,6 +31,7 @@ from servio.steps.backfill import (
     outcome_of,
     snapshot_date,
 )
+from servio.steps.context import new_run_id
 from servio.steps.snapshot import is_done, snapshot_fingerprint
 from servio.steps.summary import customers_in_snapshot
 
@@ -114,6 +116,7 @@ def backfill(
         wait_seconds: Seconds each snapshot may wait for the lake lock.
     """
     logger = get_run_logger()
+    started_at, started = datetime.now(UTC), time.monotonic()
     settings = load_settings(config_path or None)
     lake = Lake(settings.curated_root)
     dates = dates_between(start, end)
@@ -140,6 +143,18 @@ def backfill(
     )
     failed = [o for o in outcomes if o.outcome == FAILED]
     logger.info("backfill %s → %s: %d dates, %d failed", start, end, len(outcomes), len(failed))
+    # One run-results document for the whole backfill, as `servio backfill` writes.
+    record = results.backfill_record(
+        settings,
+        new_run_id(results.BACKFILL, started_at),
+        started_at,
+        (start, end, max(parallel, 1), force, "flow"),
+        outcomes,
+        time.monotonic() - started,
+    )
+    problem = results.write(record, results.backfill_exit_code(outcomes))
+    if problem:
+        logger.warning(problem)
     if failed:
         raise RuntimeError(
             f"{len(failed)} date(s) failed: {', '.join(str(o.as_of) for o in failed)}"

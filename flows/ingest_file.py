@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from servio.config import load_settings
 from servio.flows.runners import threads
-from servio.flows.tasks import PREFECT_TASKS
+from servio.flows.tasks import PREFECT_TASKS, warn_unwritten
 from servio.flows.watch import CURATED_UPDATED
 from servio.schemas.tables import DEFERRED, DUPLICATE, INGESTED, REFUSED, REJECTED
+from servio.steps import results as run_results
 from servio.steps import sequence
 from servio.steps.backfill import DEFAULT_WAIT_SECONDS
 from servio.steps.context import RunContext
@@ -91,14 +93,23 @@ def ingest_file(
         snapshot: Ask for a (debounced) snapshot run when data was added.
     """
     logger = get_run_logger()
-    started = time.monotonic()
+    started, started_at = time.monotonic(), datetime.now(UTC)
     settings = load_settings(config_path or None)
     ctx = RunContext.start(settings, "ingest")
     plan = sequence.Plan(
         ingest=sequence.ALL, snapshot=None, data_docs=False, wait_seconds=wait_seconds
     )
     timed = sequence.Timed(PREFECT_TASKS)
-    outcome = sequence.run(ctx, plan, timed)
+    # One run-results document per run that changed the lake, by the builder `servio run` uses.
+    record = run_results.RunRecord(run_results.SERVE_INGEST, ctx.run_id, settings, started_at)
+    try:
+        outcome = sequence.run(ctx, plan, timed)
+    except Exception as exc:
+        record.seconds.update(timed.seconds)
+        warn_unwritten(run_results.flow_run_failed(record, exc))
+        raise
+    record.add(outcome, timed.seconds)
+    warn_unwritten(run_results.flow_run_done(record))
     files = [*outcome.discovered.todo, *outcome.discovered.duplicates]
     if not files:
         logger.info("nothing pending (asked for %s): the ledger holds every landed file", path)

@@ -6,7 +6,7 @@ cron, and by backfills."""
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from servio.config import load_settings
 from servio.flows.runners import task_mapper, threads
-from servio.flows.tasks import PREFECT_TASKS
+from servio.flows.tasks import PREFECT_TASKS, warn_unwritten
+from servio.steps import results as run_results
 from servio.steps import sequence
 from servio.steps.backfill import DEFAULT_WAIT_SECONDS, with_computing_settings
 from servio.steps.context import RunContext
@@ -63,10 +64,12 @@ def build_snapshot(
             the server's; the roots, the item catalog and how the work runs stay the server's.
     """
     logger = get_run_logger()
-    started = time.monotonic()
+    started, started_at = time.monotonic(), datetime.now(UTC)
     settings = with_computing_settings(load_settings(config_path or None), computing)
     # The bucket tasks go to the flow's task runner (threads, or a Dask cluster).
     ctx = RunContext.start(settings, "snapshot", mapper=task_mapper)
+    # One run-results document per run, by the builder `servio run` uses.
+    record = run_results.RunRecord(run_results.SERVE_SNAPSHOT, ctx.run_id, settings, started_at)
     if as_of is None:
         latest = latest_activity_date(ctx.lake, settings)
         if latest is not None:
@@ -78,13 +81,21 @@ def build_snapshot(
         wait_seconds=wait_seconds,
     )
     timed = sequence.Timed(PREFECT_TASKS)
-    outcome = sequence.run(ctx, plan, timed)
+    try:
+        outcome = sequence.run(ctx, plan, timed)
+    except Exception as exc:
+        record.seconds.update(timed.seconds)
+        warn_unwritten(run_results.flow_run_failed(record, exc))
+        raise
     summary = outcome.snapshot
     assert summary is not None
     report_path: str | None = None
     warnings = list(outcome.warnings)
     if report and summary.as_of_date is not None and summary.customers:
         report_path = _report(ctx, summary.as_of_date, summary.published, warnings)
+    record.add(outcome, timed.seconds)
+    record.warnings, record.report_path = list(warnings), report_path
+    warn_unwritten(run_results.flow_run_done(record))
     if outcome.data_docs_path is not None:
         create_link_artifact(
             key="servio-data-docs",

@@ -32,6 +32,13 @@ def transient_error(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+def warn_unwritten(problem: str | None) -> None:
+    """A flow run's results document could not be written: a warning in the run's log, never
+    a failed run (as `servio run` says it and goes on)."""
+    if problem:
+        get_run_logger().warning(problem)
+
+
 def _logged_read(ctx: Any, landed: Any) -> Any:
     staged = read_file(ctx, landed)
     get_run_logger().info("%s: %s, %d read", landed.relative_path, staged.status, staged.rows_read)

@@ -101,3 +101,51 @@ def test_backfill_command_prints_a_row_per_date(ingested: Path) -> None:
     assert "already done" in result.output
     bad = CliRunner().invoke(cli.app, ["backfill", "--from", "2026-11-18", "--to", "2026-11-17"])
     assert bad.exit_code == 2
+
+
+def test_backfill_writes_one_run_results_document_that_matches_the_lake(ingested: Path) -> None:
+    """One document for the whole range: each date's status, customers and rows per snapshot
+    table as the lake holds them; a repeated backfill (every date done) writes none."""
+    import json
+
+    from servio import cli
+    from servio.steps.backfill import run_backfill
+    from tests.run_results import read, valid, written
+
+    curated = _copy(ingested, "results")
+    settings = _settings(ingested, curated)
+    run_backfill(settings, DATES[0], DATES[0], parallel=1)  # done before: skipped below
+    before = written(curated)
+    config = str(curated.parent / "results.toml")
+    args = ["backfill", "--from", str(DATES[0]), "--to", str(DATES[-1]), "--config", config]
+    result = CliRunner().invoke(cli.app, [*args, "--in-process", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = valid(json.loads(result.stdout))
+    assert doc["command"] == "backfill" and doc["status"] == "success"
+    assert doc["changed_lake"] is True and doc["error"] is None
+    assert doc["backfill"]["where"] == "in_process"
+    dates = doc["backfill"]["dates"]
+    assert [(d["as_of_date"], d["status"]) for d in dates] == [
+        (str(DATES[0]), "already done"),
+        (str(DATES[1]), "published"),
+        (str(DATES[2]), "published"),
+    ]
+    for day, entry in zip(DATES, dates, strict=True):
+        assert entry["customers"] == _partition(curated, "customer_segments", day).height
+        for table in SNAPSHOT_TABLES:
+            assert entry["rows"][table] == _partition(curated, table, day).height
+        assert (entry["seconds"] > 0) == (entry["status"] == "published")
+    assert doc["tables"]["customer_segments"] == sum(d["customers"] for d in dates)
+    [new] = [p for p in written(curated) if p not in before]
+    assert new.name == f"{doc['run_id']}.json" and "-backfill-" in new.name
+    on_disk = read(new)
+    assert {k: v for k, v in on_disk.items() if k != "finished_at"} == {
+        k: v for k, v in doc.items() if k != "finished_at"
+    }
+
+    again = CliRunner().invoke(cli.app, [*args, "--in-process", "--json"])
+    assert again.exit_code == 0, again.output
+    repeat = valid(json.loads(again.stdout))
+    assert {d["status"] for d in repeat["backfill"]["dates"]} == {"already done"}
+    assert repeat["changed_lake"] is False
+    assert new in written(curated) and len(written(curated)) == len(before) + 1

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -26,17 +25,10 @@ from typer.testing import CliRunner
 from servio.cli import app
 from servio.lake.lake import LOCK, Lake
 from servio.steps import results
+from tests.run_results import valid, written
 from tests.test_hostile_corpus import COLUMNS, csv_text, good_row, land
 
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = json.loads((ROOT / "schemas" / "run_results.schema.json").read_text(encoding="utf-8"))
-
-
-def _valid(doc: dict[str, Any]) -> dict[str, Any]:
-    jsonschema.Draft202012Validator(
-        SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    ).validate(doc)
-    return doc
+_valid = valid
 
 
 def _json(stdout: str) -> dict[str, Any]:
@@ -50,9 +42,7 @@ def _invoke(*args: str) -> Any:
     return result
 
 
-def _runs(curated: Path) -> list[Path]:
-    folder = curated / "_servio" / "runs"
-    return sorted(folder.glob("*.json")) if folder.exists() else []
+_runs = written
 
 
 def _no_flow(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,7 +250,9 @@ def test_run_results_and_the_opt_in_exit_7(
     assert doc["totals"]["files_ingested"] == 1 and doc["totals"]["files_rejected"] == 1
     assert doc["tables"]["interactions"] == 5
     assert doc["snapshot"]["published"] is True and doc["snapshot"]["customers"] > 0
-    assert {"discover", "read_file", "check_files", "publish_ingest", "build_snapshot"} <= set(doc["timings"])
+    assert {"discover", "read_file", "check_files", "publish_ingest", "build_snapshot"} <= set(
+        doc["timings"]
+    )
     [written] = _runs(curated)
     assert written.name == f"{doc['run_id']}.json"
     on_disk = _valid(json.loads(written.read_text()))
@@ -392,3 +384,61 @@ def test_an_idle_run_imports_neither_prefect_nor_great_expectations(tmp_path: Pa
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
     assert "polars" in imported  # the check sees what was imported
     assert not {m for m in imported if m.split(".")[0] in ("prefect", "great_expectations")}
+
+
+# ---------------------------------------------------------------------------------------
+# backfill: one document for the whole range (the real backfill: test_backfill.py)
+
+
+def test_a_backfill_document_names_each_date_and_the_exit_status(tmp_path: Path) -> None:
+    from datetime import UTC, date, datetime
+
+    from servio.config import Settings
+    from servio.steps.backfill import CANCELLED, DONE, FAILED, DateOutcome
+
+    settings = Settings(raw_root=str(tmp_path / "raw"), curated_root=str(tmp_path / "curated"))
+    days = [date(2026, 3, d) for d in (1, 2, 3, 4)]
+    outcomes = [
+        DateOutcome(days[2], CANCELLED),  # not started: nothing ran
+        DateOutcome(days[0], DONE),
+        DateOutcome(days[1], FAILED, 0, 1.25, "the disk is full"),
+        DateOutcome(days[3], CANCELLED, detail="under way: finishing"),
+    ]
+    asked = (days[0], days[-1], 2, False, "in_process")
+    record = results.backfill_record(settings, "r1", datetime.now(UTC), asked, outcomes, 3.0)
+    code = results.backfill_exit_code(outcomes)
+    assert code == results.UNEXPECTED
+    doc = _valid(results.document(record, code))
+    assert doc["command"] == "backfill" and doc["status"] == "error"
+    assert doc["error"] == "1 date(s) failed: 2026-03-02"
+    dates = doc["backfill"]["dates"]
+    assert [(d["as_of_date"], d["status"]) for d in dates] == [
+        ("2026-03-01", "already done"),
+        ("2026-03-02", "failed"),
+        ("2026-03-03", "cancelled"),
+        ("2026-03-04", "cancelled"),
+    ]
+    assert dates[1]["detail"] == "the disk is full" and dates[1]["seconds"] == 1.25
+    snapshot_tables = {
+        "customer_quality",
+        "customer_profitability",
+        "customer_segments",
+        "customer_value",
+        "value_model",
+        "quality_drivers",
+        "service_levels",
+    }
+    assert all(d["rows"] == dict.fromkeys(snapshot_tables, 0) for d in dates)  # an empty lake
+    assert doc["changed_lake"] is True  # a date ran (failed, or finishing after Ctrl-C)
+    assert results.write(record, code) is None
+    [path] = _runs(tmp_path / "curated")
+    assert path.name == "r1.json" and _valid(json.loads(path.read_text()))["exit_code"] == 1
+
+    stopped = results.backfill_exit_code(outcomes, interrupted=True)
+    assert _valid(results.document(record, stopped))["status"] == "interrupted"
+    nothing_ran = [DateOutcome(days[0], DONE), DateOutcome(days[1], CANCELLED)]
+    idle = results.backfill_record(settings, "r2", datetime.now(UTC), asked, nothing_ran, 0.1)
+    assert idle.changed_lake is False and results.backfill_exit_code(nothing_ran) == results.OK
+    assert _valid(results.document(idle, results.OK))["changed_lake"] is False
+    assert results.write(idle, results.OK) is None
+    assert len(_runs(tmp_path / "curated")) == 1  # the lake did not change: no file

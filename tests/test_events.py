@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -178,6 +179,40 @@ def test_a_dropped_file_reaches_the_curated_tables_and_the_snapshot(served: Serv
     # ingest-file announced new data → build-snapshot ran on its own
     assert wait_until(lambda: _snapshot_dates(root) != [], 120), served.logs()
     print(f"landing → curated + snapshot: {time.monotonic() - started:.1f}s")
+
+
+def test_each_served_flow_run_writes_its_run_results(served: Served) -> None:
+    """The served ingest-file and build-snapshot runs each write `_servio/runs/<run_id>.json`
+    (commands serve-ingest, serve-snapshot), valid against the committed schema."""
+    from tests.run_results import read, written
+
+    root = served.root
+    if not (root / "raw" / FIRST).exists():  # this test alone (another xdist worker)
+        _drop(root, FIRST)
+    curated = root / "curated"
+
+    def documents(command: str) -> list[dict[str, Any]]:
+        return [d for d in map(read, written(curated)) if d["command"] == command]
+
+    def ingested_first() -> bool:
+        return any(
+            f["path"] == FIRST and f["status"] == "ingested"
+            for d in documents("serve-ingest")
+            for f in d["files"]
+        )
+
+    assert wait_until(ingested_first, 120), served.logs()
+    assert wait_until(lambda: documents("serve-snapshot") != [], 120), served.logs()
+    [ingest] = [d for d in documents("serve-ingest") if FIRST in str(d["files"])]
+    assert ingest["exit_code"] == 0 and ingest["changed_lake"] is True
+    assert ingest["tables"]["interactions"] > 0
+    assert {"discover", "read_file", "check_files", "publish_ingest"} <= set(ingest["timings"])
+    assert ingest["run_id"] in {p.stem for p in written(curated)}
+    snapshot = documents("serve-snapshot")[0]
+    assert snapshot["exit_code"] in (0, 6) and snapshot["snapshot"] is not None
+    assert snapshot["snapshot"]["customers"] > 0
+    dates = _snapshot_dates(root)
+    assert snapshot["snapshot"]["as_of_date"] in dates
 
 
 def test_same_file_twice_and_same_event_twice_ingest_once(served: Served) -> None:

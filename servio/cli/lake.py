@@ -133,7 +133,7 @@ def maintain(
     try:
         settings = load_settings(config, overrides=override)
     except ConfigError as exc:
-        record = results.RunRecord("maintain", "", None, started, error=str(exc))
+        record = results.RunRecord(results.MAINTAIN, "", None, started, error=str(exc))
         out.problem(f"[red]configuration error[/red]\n{escape(str(exc))}")
         out.document(results.document(record, results.USAGE))
         raise typer.Exit(results.USAGE) from None
@@ -143,7 +143,7 @@ def maintain(
     from servio.steps.context import RunContext
 
     ctx = RunContext.start(settings, "maintain")
-    record = results.RunRecord("maintain", ctx.run_id, settings, started)
+    record = results.RunRecord(results.MAINTAIN, ctx.run_id, settings, started)
     plan = sequence.Plan(
         ingest=None, snapshot=None, data_docs=False, maintain=True, wait_seconds=wait
     )
@@ -152,20 +152,15 @@ def maintain(
     try:
         with out.status("Maintaining the lake…"):
             outcome = sequence.run(ctx, plan, timed)
-        record.maintained, record.changed_lake = outcome.maintained, outcome.locked
+        record.add(outcome, timed.seconds)
     except LakeBusy as exc:
         record.error, code = str(exc), results.BUSY
     except OSError as exc:
         record.error, record.changed_lake, code = str(exc), True, results.IO_ERROR
     record.seconds = dict(timed.seconds)
-    doc = results.document(record, code)
-    if record.changed_lake:
-        try:
-            ctx.lake.write_run_results(ctx.run_id, doc)
-        except OSError as exc:
-            out.problem(
-                f"[yellow]the run results could not be written: {escape(str(exc))}[/yellow]"
-            )
+    problem = results.write(record, code)
+    if problem:
+        out.problem(f"[yellow]{escape(problem)}[/yellow]")
     if record.error:
         colour = "yellow" if code == results.BUSY else "red"
         out.problem(f"[{colour}]{escape(record.error)}[/{colour}]")
@@ -179,5 +174,5 @@ def maintain(
         for name, counts in record.maintained.items():
             table.add_row(name, f"{counts['files_compacted']:,}", f"{counts['files_deleted']:,}")
         out.say(table)
-    out.document(doc)
+    out.document(results.document(record, code))
     raise typer.Exit(code)

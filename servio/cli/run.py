@@ -142,13 +142,13 @@ def run(
         settings = load_settings(config, overrides=overrides)
         check_raw_root(settings)
     except ConfigError as exc:
-        record = results.RunRecord("run", "", None, started, error=str(exc))
+        record = results.RunRecord(results.RUN, "", None, started, error=str(exc))
         _finish(out, record, results.USAGE, f"[red]configuration error[/red]\n{escape(str(exc))}")
     out.say(f"  {escape(settings.raw_root)} → {escape(settings.curated_root)}")
     from servio.steps.context import new_run_id
 
     run_id = new_run_id("run", started)
-    record = results.RunRecord("run", run_id, settings, started)
+    record = results.RunRecord(results.RUN, run_id, settings, started)
     thresholds = results.Thresholds(fail_on_rejected, max_quarantined_rate)
     summary = _without_prefect(out, record, snapshot_date, wait)
     if summary is None:
@@ -223,12 +223,9 @@ def _with_prefect(
     import time
 
     from servio import progress
-    from servio.config import ConfigError
     from servio.flows.run import run_pipeline
     from servio.flows.runners import with_runner
-    from servio.lake import LakeBusy
     from servio.steps import results
-    from servio.steps.errors import ReconciliationError
 
     assert record.settings is not None
     out.say("Starting Prefect (the embedded server takes a few seconds)…")
@@ -253,28 +250,28 @@ def _with_prefect(
                 snapshot_buckets=buckets,
                 run_id=record.run_id,
             )
-        except LakeBusy as exc:
-            failure = (results.BUSY, f"[yellow]{escape(str(exc))}[/yellow]")
+        except Exception as exc:  # answered in one line, never a traceback
+            code, record.changed_lake = results.failure(exc)
             record.error = str(exc)
-        except ReconciliationError as exc:
-            failure = (results.RECONCILIATION, f"[red]{escape(str(exc))}[/red]")
-            record.error, record.changed_lake = str(exc), True
-        except OSError as exc:  # disk full, permissions: the lake is unchanged (RELIABILITY.md)
-            failure = (results.IO_ERROR, f"[red]servio run failed: {escape(str(exc))}[/red]")
-            record.error, record.changed_lake = str(exc), True
-        except ConfigError as exc:  # the raw folder vanished since the check above
-            failure = (results.USAGE, f"[red]configuration error[/red]\n{escape(str(exc))}")
-            record.error = str(exc)
-        except Exception as exc:  # a servio bug: a message, not a traceback (logged at DEBUG)
-            logging.getLogger("servio.cli").debug("servio run failed", exc_info=True)
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            failure = (
-                results.UNEXPECTED,
-                f"[red]servio run failed unexpectedly ({type(exc).__name__}): "
-                f"{escape(first)}[/red]\n"
-                "A crash never leaves a partial publication: the next run finishes or discards it.",
-            )
-            record.error, record.changed_lake = f"{type(exc).__name__}: {first}", True
+            if code == results.BUSY:
+                message = f"[yellow]{escape(str(exc))}[/yellow]"
+            elif code == results.USAGE:  # the raw folder vanished since the check above
+                message = f"[red]configuration error[/red]\n{escape(str(exc))}"
+            elif code == results.RECONCILIATION:
+                message = f"[red]{escape(str(exc))}[/red]"
+            elif code == results.IO_ERROR:  # disk full, permissions: the lake is unchanged
+                message = f"[red]servio run failed: {escape(str(exc))}[/red]"
+            else:  # a servio bug: a message, not a traceback (logged at DEBUG)
+                logging.getLogger("servio.cli").debug("servio run failed", exc_info=True)
+                record.error = results.first_line(exc)
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                message = (
+                    f"[red]servio run failed unexpectedly ({type(exc).__name__}): "
+                    f"{escape(first)}[/red]\n"
+                    "A crash never leaves a partial publication: the next run finishes or "
+                    "discards it."
+                )
+            failure = (code, message)
         finally:
             progress.plug(None)
     record.seconds["flow"] = time.perf_counter() - started
@@ -306,17 +303,11 @@ def _exit_code(record: RunRecord, thresholds: Thresholds) -> int:
 def _write_results(out: Output, record: RunRecord, code: int) -> None:
     """`_servio/runs/<run_id>.json`; failing to write it (the disk that failed the run) is
     said, and changes nothing else."""
-    from servio.lake import Lake
     from servio.steps import results
 
-    if record.settings is None:
-        return
-    try:
-        Lake(record.settings.curated_root).write_run_results(
-            record.run_id, results.document(record, code)
-        )
-    except OSError as exc:
-        out.problem(f"[yellow]the run results could not be written: {escape(str(exc))}[/yellow]")
+    problem = results.write(record, code)
+    if problem:
+        out.problem(f"[yellow]{escape(problem)}[/yellow]")
 
 
 def _finish(out: Output, record: RunRecord, code: int, message: str | None = None) -> NoReturn:

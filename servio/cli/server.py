@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import date
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.markup import escape
@@ -13,7 +13,17 @@ from rich.table import Table
 if TYPE_CHECKING:
     pass
 
-from servio.cli.app import ConfigOption, _progress_bar, _quiet_defaults, _settings, app, console
+from servio.cli.app import (
+    ConfigOption,
+    JsonOption,
+    Output,
+    QuietOption,
+    _progress_bar,
+    _quiet_defaults,
+    _settings,
+    app,
+    console,
+)
 
 
 def _api_url() -> str | None:
@@ -188,13 +198,33 @@ def backfill(
             "--in-process", help="Snapshot in this process even when a Prefect server is set."
         ),
     ] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Recompute the snapshots from --from to --to; dates already done are skipped. Runs the
     build-snapshot deployment per date when PREFECT_API_URL is set (unless --in-process),
-    else in this process."""
+    else in this process. Writes one run-results document for the whole backfill."""
+    import time
+    from datetime import UTC, datetime
+
+    from servio.config import ConfigError, load_settings
+    from servio.steps import results
+
+    out = Output(as_json, quiet)
+    started_at, started = datetime.now(UTC), time.monotonic()
     _quiet_defaults()
-    settings = _settings(config)
+
+    def stop(record: results.RunRecord, code: int, message: str) -> NoReturn:
+        out.problem(message)
+        out.document(results.document(record, code))
+        raise typer.Exit(code)
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        record = results.RunRecord(results.BACKFILL, "", None, started_at, error=str(exc))
+        stop(record, results.USAGE, f"[red]configuration error[/red]\n{escape(str(exc))}")
     from servio.steps.backfill import (
         CANCELLED,
         FAILED,
@@ -206,13 +236,17 @@ def backfill(
         run_backfill,
         snapshot_here,
     )
+    from servio.steps.context import new_run_id
 
+    run_id = new_run_id(results.BACKFILL, started_at)
     try:
         first, last = date.fromisoformat(start), date.fromisoformat(end)
         total = len(dates_between(first, last))
+        if parallel < 1:
+            raise ValueError("--parallel must be at least 1")
     except ValueError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
+        record = results.RunRecord(results.BACKFILL, run_id, settings, started_at, error=str(exc))
+        stop(record, results.USAGE, f"[red]{escape(str(exc))}[/red]")
     on_server = not in_process and _api_url() is not None
     one: OneDate = snapshot_here
     if on_server:
@@ -222,13 +256,16 @@ def backfill(
         try:
             check_served(SNAPSHOT)
         except NotServed as exc:
-            console.print(f"[red]{escape(str(exc))}[/red]")
-            raise typer.Exit(3) from None
+            record = results.RunRecord(
+                results.BACKFILL, run_id, settings, started_at, error=str(exc)
+            )
+            stop(record, results.BUSY, f"[red]{escape(str(exc))}[/red]")
         CANCEL.clear()
         one = snapshot_on_server
     where = "on the Prefect server" if on_server else "in this process"
+    out.say(f"servio backfill {first} → {last} {where}, parallel {parallel}")
     interrupted = False
-    with _progress_bar() as bar:
+    with _progress_bar(enabled=out.chatty) as bar:
         task = bar.add_task(f"backfill {where}", total=total)
 
         def on_done(outcome: DateOutcome) -> None:
@@ -242,6 +279,12 @@ def backfill(
             if on_server:
                 CANCEL.set()  # the dates waiting on the server are cancelled there
             outcomes, interrupted = stopped.outcomes, True
+    asked = (first, last, parallel, force, "server" if on_server else "in_process")
+    record = results.backfill_record(
+        settings, run_id, started_at, asked, outcomes, time.monotonic() - started
+    )
+    code = results.backfill_exit_code(outcomes, interrupted)
+    problem = results.write(record, code)
     table = Table(title=f"backfill {first} → {last} ({where}, parallel {parallel})")
     for column in ("as_of", "outcome", "customers", "seconds", "detail"):
         table.add_column(column, justify="right" if column in ("customers", "seconds") else "left")
@@ -255,12 +298,16 @@ def backfill(
             f"{o.seconds:.1f}" if o.seconds else "",
             escape(o.detail),
         )
-    console.print(table)
+    out.say(table)
+    for o in outcomes:
+        if o.outcome == FAILED:
+            out.problem(f"[red]{o.as_of} failed: {escape(o.detail)}[/red]")
+    if problem:
+        out.problem(f"[yellow]{escape(problem)}[/yellow]")
     if interrupted:
-        console.print("[yellow]interrupted: dates not started were cancelled[/yellow]")
-        raise typer.Exit(130)
-    if any(o.outcome == FAILED for o in outcomes):
-        raise typer.Exit(1)
+        out.problem("[yellow]interrupted: dates not started were cancelled[/yellow]")
+    out.document(results.document(record, code))
+    raise typer.Exit(code)
 
 
 @app.command()

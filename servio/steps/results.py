@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
-from servio.config import Settings
+from servio.config import ConfigError, Settings
+from servio.lake import Lake, LakeBusy
 from servio.raw.landing import LandedFile
+from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS
 from servio.schemas.tables import DUPLICATE
+from servio.steps.backfill import CANCELLED, DONE, FAILED, DateOutcome
+from servio.steps.errors import ReconciliationError
 from servio.steps.publish import IngestSummary
+from servio.steps.sequence import Outcome
 from servio.steps.snapshot import SnapshotSummary
 from servio.steps.staging import StagedFile
 
@@ -34,6 +39,7 @@ RECONCILIATION: Final = 4  # counts do not add up; nothing was published
 IO_ERROR: Final = 5  # an I/O failure before the publish; nothing was published
 AFTER_PUBLISH: Final = 6  # published, but the Data Docs or the report could not be written
 DATA_ALERT: Final = 7  # opt-in: files rejected (--fail-on-rejected) or too many rows quarantined
+INTERRUPTED: Final = 130  # backfill: Ctrl-C; the dates not started were cancelled
 
 STATUS: Final[Mapping[int, str]] = {
     OK: "success",
@@ -44,7 +50,14 @@ STATUS: Final[Mapping[int, str]] = {
     IO_ERROR: "io_error",
     AFTER_PUBLISH: "published_with_warnings",
     DATA_ALERT: "data_alert",
+    INTERRUPTED: "interrupted",
 }
+
+# What the document's `command` says. The served flows (`servio serve`, a work pool) write
+# one document per flow run under a command of their own: the same flows called by hand do
+# too, and say so under the same name (the flow, not who started it, decides what it did).
+RUN, MAINTAIN, BACKFILL = "run", "maintain", "backfill"
+SERVE_INGEST, SERVE_SNAPSHOT = "serve-ingest", "serve-snapshot"
 
 
 def servio_version() -> str:
@@ -88,6 +101,48 @@ def quarantined_rate(ingest: IngestSummary) -> float:
     return ingest.rows_quarantined / ingest.rows_read if ingest.rows_read else 0.0
 
 
+def failure(exc: BaseException) -> tuple[int, bool]:
+    """The exit code of a run that raised `exc`, and whether it may have written the lake
+    (then its document is written too): one rule for `servio run` and the served flows."""
+    if isinstance(exc, LakeBusy):
+        return BUSY, False  # it never held the lock
+    if isinstance(exc, ConfigError):
+        return USAGE, False  # the raw folder vanished since the check: nothing touched
+    if isinstance(exc, ReconciliationError):
+        return RECONCILIATION, True
+    if isinstance(exc, OSError):  # disk full, permissions: the lake is unchanged (RELIABILITY.md)
+        return IO_ERROR, True
+    return UNEXPECTED, True  # a servio bug; a crash never leaves a partial publication
+
+
+def first_line(exc: BaseException) -> str:
+    """`Type: first line` of an unexpected error (the rest goes to the debug log)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
+
+
+@dataclass(frozen=True)
+class BackfillRecord:
+    """What a backfill asked for and what each date became."""
+
+    start: date
+    end: date
+    parallel: int
+    force: bool
+    where: str  # "in_process", "server" (one build-snapshot run per date), "flow"
+    dates: list[DateOutcome]
+    rows: dict[date, dict[str, int]]  # per date: rows of each snapshot table's partition
+
+
+def backfill_ran(outcomes: Iterable[DateOutcome]) -> bool:
+    """Whether a backfill ran a date (took the lake lock): else it wrote nothing, like an idle
+    run — every date already done, or cancelled before it started."""
+    return any(
+        o.outcome not in (DONE, CANCELLED) or (o.outcome == CANCELLED and o.detail)
+        for o in outcomes
+    )
+
+
 @dataclass
 class RunRecord:
     """Everything the document holds, gathered as the command goes."""
@@ -109,7 +164,58 @@ class RunRecord:
     alerts: list[str] = field(default_factory=list)
     error: str | None = None
     changed_lake: bool = False  # whether the run took the lock and wrote
+    backfill: BackfillRecord | None = None
     finished_at: datetime | None = None  # set by the first `document`: the file = stdout
+
+    def add(self, outcome: Outcome, seconds: Mapping[str, float]) -> None:
+        """What one run of the sequence did (the served flows, `servio maintain`)."""
+        self.staged, self.duplicates = list(outcome.staged), list(outcome.discovered.duplicates)
+        self.ingest, self.snapshot = outcome.ingest, outcome.snapshot
+        self.maintained = dict(outcome.maintained)
+        self.data_docs_path = outcome.data_docs_path
+        self.warnings += outcome.warnings
+        self.seconds.update(seconds)
+        self.changed_lake = outcome.locked
+
+
+def backfill_record(
+    settings: Settings,
+    run_id: str,
+    started_at: datetime,
+    asked: tuple[date, date, int, bool, str],
+    outcomes: list[DateOutcome],
+    seconds: float,
+) -> RunRecord:
+    """The record of a backfill (`asked`: from, to, parallel, force, where), in process, on a
+    server or as its flow: each date's outcome, the rows its snapshot partition holds now."""
+    from servio.steps.summary import snapshot_rows, table_row_counts
+
+    start, end, parallel, force, where = asked
+    lake = Lake(settings.curated_root)
+    rows = {o.as_of: snapshot_rows(lake, settings, o.as_of) for o in outcomes}
+    # A date already done was not computed now: its customers are those of its snapshot.
+    dates = [
+        replace(o, customers=rows[o.as_of].get(CUSTOMER_SEGMENTS.name, 0))
+        if o.outcome == DONE
+        else o
+        for o in outcomes
+    ]
+    backfill = BackfillRecord(start, end, parallel, force, where, dates, rows)
+    record = RunRecord(BACKFILL, run_id, settings, started_at, backfill=backfill)
+    record.tables = table_row_counts(lake, settings)
+    record.seconds["backfill"] = seconds
+    record.changed_lake = backfill_ran(outcomes)
+    failed = [o.as_of.isoformat() for o in outcomes if o.outcome == FAILED]
+    if failed:
+        record.error = f"{len(failed)} date(s) failed: {', '.join(failed)}"
+    return record
+
+
+def backfill_exit_code(outcomes: Iterable[DateOutcome], interrupted: bool = False) -> int:
+    """130 after Ctrl-C, 1 when a date failed, else 0 (README "Exit codes")."""
+    if interrupted:
+        return INTERRUPTED
+    return UNEXPECTED if any(o.outcome == FAILED for o in outcomes) else OK
 
 
 def document(record: RunRecord, exit_code: int) -> dict[str, Any]:
@@ -145,7 +251,47 @@ def document(record: RunRecord, exit_code: int) -> dict[str, Any]:
         "maintained": {name: dict(c) for name, c in record.maintained.items()},
         "report_path": record.report_path,
         "data_docs_path": record.data_docs_path,
+        "backfill": _backfill(record.backfill),
     }
+
+
+def flow_run_failed(record: RunRecord, exc: BaseException) -> str | None:
+    """A served flow run that raised `exc`: its document written (when it may have changed the
+    lake) with the code `servio run` would exit with; the write's own problem, if any."""
+    code, may_have_written = failure(exc)
+    record.error = first_line(exc) if code == UNEXPECTED else str(exc)
+    record.changed_lake = may_have_written
+    return write(record, code)
+
+
+def flow_run_done(record: RunRecord) -> str | None:
+    """A served flow run that ended: its document (exit 6 when something after the publish
+    failed, else 0), written when it changed the lake; the write's own problem, if any."""
+    if not record.changed_lake:
+        return None  # nothing to write: an ingest run that found every file ingested
+    from servio.steps.summary import table_row_counts
+
+    assert record.settings is not None
+    counted = None
+    try:
+        record.tables = table_row_counts(Lake(record.settings.curated_root), record.settings)
+    except Exception as exc:  # the counts are worth no failed run: the document says {}
+        counted = f"the rows per table could not be counted: {exc}"
+    return write(record, AFTER_PUBLISH if record.warnings else OK) or counted
+
+
+def write(record: RunRecord, exit_code: int) -> str | None:
+    """`_servio/runs/<run_id>.json` when the run changed the lake; the problem in words when
+    it could not be written (the disk that failed the run): said, and never failing the run."""
+    if record.settings is None or not record.changed_lake:
+        return None
+    try:
+        Lake(record.settings.curated_root).write_run_results(
+            record.run_id, document(record, exit_code)
+        )
+    except OSError as exc:
+        return f"the run results could not be written: {exc}"
+    return None
 
 
 def _files(
@@ -197,6 +343,29 @@ def _totals(ingest: IngestSummary | None) -> dict[str, Any]:
         "rows_valid": ingest.rows_valid,
         "rows_quarantined": ingest.rows_quarantined,
         "quarantined_rate": round(quarantined_rate(ingest), 6),
+    }
+
+
+def _backfill(backfill: BackfillRecord | None) -> dict[str, Any] | None:
+    if backfill is None:
+        return None
+    return {
+        "from": backfill.start.isoformat(),
+        "to": backfill.end.isoformat(),
+        "parallel": backfill.parallel,
+        "force": backfill.force,
+        "where": backfill.where,
+        "dates": [
+            {
+                "as_of_date": o.as_of.isoformat(),
+                "status": o.outcome,
+                "customers": o.customers,
+                "seconds": round(o.seconds, 3),
+                "detail": o.detail or None,
+                "rows": dict(backfill.rows.get(o.as_of, {})),
+            }
+            for o in sorted(backfill.dates, key=lambda o: o.as_of)
+        ],
     }
 
 

@@ -12,6 +12,8 @@ from servio.lake import Lake
 from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS
 from servio.schemas.tables import QUARANTINE, curated_tables
 
+SNAPSHOT_PARTITION = "as_of_date"
+
 
 def quarantined_in_run(lake: Lake, run_id: str) -> pl.DataFrame:
     """The rows and files this run quarantined, in file and row order."""
@@ -36,6 +38,19 @@ def table_row_counts(lake: Lake, settings: Settings) -> dict[str, int]:
     return {
         name: lake.scan(table).select(pl.len()).collect().item()
         for name, table in curated_tables(settings.catalog, settings.value_horizon_days).items()
+    }
+
+
+def snapshot_rows(lake: Lake, settings: Settings, as_of: date) -> dict[str, int]:
+    """Rows per snapshot table (those partitioned by as-of date) in the partition of `as_of`."""
+    return {
+        name: lake.scan(table)
+        .filter(pl.col(SNAPSHOT_PARTITION) == as_of)
+        .select(pl.len())
+        .collect()
+        .item()
+        for name, table in curated_tables(settings.catalog, settings.value_horizon_days).items()
+        if table.partition_by == SNAPSHOT_PARTITION
     }
 
 
