@@ -350,6 +350,11 @@ def test_a_run_with_nothing_to_write_is_answered_without_prefect(
     human = _invoke("run", "--config", str(config))
     flat = " ".join(human.output.split())
     assert human.exit_code == 0 and "(nothing to do)" in flat and "refused stray.csv" in flat
+    # A refused file needs a person: --fail-on-rejected alerts on every run while it lies
+    # there, an idle one included (which still writes nothing).
+    alerted = _invoke("run", "--config", str(config), "--json", "--fail-on-rejected")
+    assert alerted.exit_code == results.DATA_ALERT, alerted.output
+    assert _json(alerted.stdout)["alerts"] == ["1 file(s) refused: stray.csv (--fail-on-rejected)"]
     after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "curated").rglob("*"))
     assert after == before  # nothing written, not even a run-results file
 
@@ -442,3 +447,28 @@ def test_a_backfill_document_names_each_date_and_the_exit_status(tmp_path: Path)
     assert _valid(results.document(idle, results.OK))["changed_lake"] is False
     assert results.write(idle, results.OK) is None
     assert len(_runs(tmp_path / "curated")) == 1  # the lake did not change: no file
+
+
+def test_fail_on_rejected_counts_rejected_and_refused_files_not_deferred_ones() -> None:
+    from servio.raw.landing import LandedFile
+    from servio.schemas.tables import DEFERRED, INGESTED, REFUSED, REJECTED
+    from servio.steps.publish import IngestSummary
+    from servio.steps.stage import StagedFile
+
+    def staged(name: str, status: str) -> StagedFile:
+        landed = LandedFile(f"/raw/{name}", name, "interactions", "csv", 1, None)
+        return StagedFile(landed, status, None, 0, 0, 0, None, None)
+
+    quiet = IngestSummary(1, 0, 0, 10, 10, 0, {}, files_deferred=1)
+    files = [staged("a.csv", INGESTED), staged("b.csv", DEFERRED)]
+    on = results.Thresholds(fail_on_rejected=True)
+    assert on.alerts(quiet, files) == []  # a deferred file is read again by the next run
+    refused = [*files, staged("fifo.csv", REFUSED), staged("link.csv", REFUSED)]
+    assert on.alerts(quiet, refused) == [
+        "2 file(s) refused: fifo.csv, link.csv (--fail-on-rejected)"
+    ]
+    rejected = IngestSummary(0, 1, 0, 2, 0, 2, {}, recorded={"c.csv": REJECTED})
+    assert on.alerts(rejected, [staged("c.csv", REJECTED)]) == [
+        "1 file(s) rejected (--fail-on-rejected)"
+    ]
+    assert results.Thresholds().alerts(rejected, refused) == []  # opt-in

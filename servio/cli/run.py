@@ -106,7 +106,10 @@ def run(
     ] = None,
     fail_on_rejected: Annotated[
         bool,
-        typer.Option(help="Exit 7 when a file was rejected (the run is published anyway)."),
+        typer.Option(
+            help="Exit 7 when a file was rejected, or a file is refused for where it is (a "
+            "FIFO, a link out of the raw root); the run is published anyway."
+        ),
     ] = False,
     max_quarantined_rate: Annotated[
         float | None,
@@ -294,7 +297,7 @@ def _exit_code(record: RunRecord, thresholds: Thresholds) -> int:
     crossed; else 0 (README "Exit codes")."""
     from servio.steps import results
 
-    record.alerts = thresholds.alerts(record.ingest)
+    record.alerts = thresholds.alerts(record.ingest, record.staged)
     if record.warnings:
         return results.AFTER_PUBLISH
     return results.DATA_ALERT if record.alerts else results.OK

@@ -20,7 +20,7 @@ from servio.config import ConfigError, Settings
 from servio.lake import Lake, LakeBusy
 from servio.raw.landing import LandedFile
 from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS
-from servio.schemas.tables import DUPLICATE
+from servio.schemas.tables import DUPLICATE, REFUSED
 from servio.steps.backfill import CANCELLED, DONE, FAILED, DateOutcome
 from servio.steps.errors import ReconciliationError
 from servio.steps.publish import IngestSummary
@@ -81,13 +81,21 @@ class Thresholds:
     fail_on_rejected: bool = False
     max_quarantined_rate: float | None = None  # share of rows read, 0…1
 
-    def alerts(self, ingest: IngestSummary | None) -> list[str]:
-        """What crossed a threshold, in words (empty: nothing)."""
+    def alerts(self, ingest: IngestSummary | None, staged: Iterable[StagedFile] = ()) -> list[str]:
+        """What crossed a threshold, in words (empty: nothing). `--fail-on-rejected` counts
+        the files rejected by this run and the files refused for where they are (a FIFO, a
+        link out of the raw root, a file outside a source folder): nothing reads a refused
+        file until a person moves it, so every run alerts while it lies there. Not deferred
+        files (an I/O failure): the next run reads them again by itself."""
         if ingest is None:
             return []
         found = []
+        refused = sorted(s.landed.relative_path for s in staged if s.status == REFUSED)
         if self.fail_on_rejected and ingest.files_rejected:
             found.append(f"{ingest.files_rejected} file(s) rejected (--fail-on-rejected)")
+        if self.fail_on_rejected and refused:
+            shown = ", ".join(refused[:3]) + (", …" if len(refused) > 3 else "")
+            found.append(f"{len(refused)} file(s) refused: {shown} (--fail-on-rejected)")
         rate = quarantined_rate(ingest)
         if self.max_quarantined_rate is not None and rate > self.max_quarantined_rate:
             found.append(
