@@ -3,8 +3,9 @@
 exit code is produced, no traceback reaches the terminal, `--version` and `-h` everywhere, a
 busy lake and a run with nothing to do are answered without starting Prefect.
 
-Exit codes 1, 4 and 5 of `run` come from the flow; here the flow is replaced by one raising
-the error it would raise, so what is tested is the command's answer (the errors themselves
+Exit codes 1, 4 and 5 of `run` come from the flow; here a stand-in raising the error it would
+raise is handed to the command (`Seams`, Click's context object: no module is patched), so
+what is tested is the command's answer (the errors themselves
 are raised by the steps' own tests: test_disk_errors.py, test_sequence.py). Codes 0, 6 and 7
 come from the real Prefect flow (e2e)."""
 
@@ -23,6 +24,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from servio.cli import app
+from servio.cli.app import Seams
 from servio.lake.lake import LOCK, Lake
 from servio.steps import results
 from tests.run_results import valid, written
@@ -35,8 +37,29 @@ def _json(stdout: str) -> dict[str, Any]:
     return _valid(json.loads(stdout))
 
 
-def _invoke(*args: str) -> Any:
-    result = CliRunner().invoke(app, list(args))
+def _reattach_closed_log_streams() -> None:
+    """A real flow run inside `CliRunner` (the e2e test) leaves Prefect's console handler on
+    that invocation's stream, closed once it returns; a later invocation in this process that
+    logs a warning would then print a "Logging error" traceback no terminal ever shows (a
+    real `servio` process keeps one stderr). Point such handlers at the current stderr."""
+    import logging
+    import sys
+
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
+            handler.stream = sys.stderr  # not setStream: it flushes the closed one
+            console = getattr(handler, "console", None)  # Prefect's handler prints with Rich
+            if console is not None:
+                console.file = sys.stderr
+
+
+def _invoke(*args: str, flow: Callable[..., Any] | None = None) -> Any:
+    """`servio …` in this process; `flow` stands in for the servio-run flow (the `Seams`
+    the command takes as Click's context object)."""
+    _reattach_closed_log_streams()
+    obj = Seams(run_flow=flow) if flow is not None else None
+    result = CliRunner().invoke(app, list(args), obj=obj)
     assert "Traceback" not in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result
@@ -45,23 +68,16 @@ def _invoke(*args: str) -> Any:
 _runs = written
 
 
-def _no_flow(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Prefect's flow must not be reached."""
-    import servio.flows.run
-
-    def refuse(**_: Any) -> None:
-        raise AssertionError("the Prefect flow was started")
-
-    monkeypatch.setattr(servio.flows.run, "run_pipeline", refuse)
+def _no_flow(**_: Any) -> None:
+    """In place of the flow where Prefect's flow must not be reached."""
+    raise AssertionError("the Prefect flow was started")
 
 
-def _flow_raising(monkeypatch: pytest.MonkeyPatch, error: Callable[[], BaseException]) -> None:
-    import servio.flows.run
-
+def _flow_raising(error: Callable[[], BaseException]) -> Callable[..., None]:
     def failing(**_: Any) -> None:
         raise error()
 
-    monkeypatch.setattr(servio.flows.run, "run_pipeline", failing)
+    return failing
 
 
 # ---------------------------------------------------------------------------------------
@@ -128,25 +144,20 @@ def _hold_lock(curated: Path, pid: int | None = None) -> None:
     assert lake.store.create_json(LOCK, holder)
 
 
-def test_a_busy_lake_exits_3_before_prefect_starts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_busy_lake_exits_3_before_prefect_starts(tmp_path: Path) -> None:
     config = land(tmp_path, [], "busy")
     _hold_lock(tmp_path / "curated")
-    _no_flow(monkeypatch)
-    result = _invoke("run", "--config", str(config), "--json")
+    result = _invoke("run", "--config", str(config), "--json", flow=_no_flow)
     assert result.exit_code == results.BUSY, result.output
     doc = _json(result.stdout)
     assert doc["status"] == "busy" and "other-run" in doc["error"]
     assert "busy" in result.stderr
     assert _runs(tmp_path / "curated") == []  # nothing changed: nothing written
-    plain = _invoke("run", "--config", str(config))
+    plain = _invoke("run", "--config", str(config), flow=_no_flow)
     assert plain.exit_code == results.BUSY and "is busy" in plain.output
 
 
-def test_the_lock_of_a_dead_process_is_not_busy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_lock_of_a_dead_process_is_not_busy(tmp_path: Path) -> None:
     """A lock left by a dead process is taken over by the run: not answered as busy."""
     import subprocess
     import sys
@@ -159,8 +170,8 @@ def test_the_lock_of_a_dead_process_is_not_busy(
     )
     config = land(tmp_path, [], "dead")
     _hold_lock(tmp_path / "curated", int(dead.stdout))
-    _flow_raising(monkeypatch, lambda: RuntimeError("reached the flow"))
-    result = _invoke("run", "--config", str(config))
+    reached = _flow_raising(lambda: RuntimeError("reached the flow"))
+    result = _invoke("run", "--config", str(config), flow=reached)
     assert result.exit_code == results.UNEXPECTED  # the (fake) flow ran: not answered busy
     assert "reached the flow" in result.output
 
@@ -190,21 +201,20 @@ def test_the_lock_of_a_dead_process_is_not_busy(
 )
 def test_a_failed_run_exits_with_its_code_and_no_traceback(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     error: Callable[[], BaseException],
     code: int,
     words: str,
 ) -> None:
     config = land(tmp_path, [], "fail")
-    _flow_raising(monkeypatch, error)
-    result = _invoke("run", "--config", str(config), "--json")
+    flow = _flow_raising(error)
+    result = _invoke("run", "--config", str(config), "--json", flow=flow)
     assert result.exit_code == code, result.output
     doc = _json(result.stdout)
     assert doc["exit_code"] == code and words in (doc["error"] or "")
     assert words in result.stderr
     [written] = _runs(tmp_path / "curated")  # a run that may have written says so
     assert _valid(json.loads(written.read_text()))["run_id"] == doc["run_id"]
-    human = _invoke("run", "--config", str(config))
+    human = _invoke("run", "--config", str(config), flow=flow)
     assert human.exit_code == code and words in " ".join(human.output.split())
     assert "second line" not in human.output
 
@@ -231,9 +241,7 @@ def _bad_rows_file(raw: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_run_results_and_the_opt_in_exit_7(
-    tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_run_results_and_the_opt_in_exit_7(tmp_path: Path, prefect_harness: None) -> None:
     config = land(tmp_path, [], "results")
     raw, curated = tmp_path / "raw", tmp_path / "curated"
     _rejected_file(raw)
@@ -273,20 +281,19 @@ def test_run_results_and_the_opt_in_exit_7(
     assert len(_runs(curated)) == 2
 
     # Nothing pending, the snapshot unchanged: answered without Prefect, nothing written.
-    _no_flow(monkeypatch)
-    idle = _invoke("run", "--config", str(config), "--json", "--fail-on-rejected")
+    idle = _invoke("run", "--config", str(config), "--json", "--fail-on-rejected", flow=_no_flow)
     assert idle.exit_code == results.OK, idle.output
     doc = _json(idle.stdout)
     assert doc["changed_lake"] is False and doc["files"] == []
     assert doc["snapshot"]["published"] is False and doc["tables"]["interactions"] == 7
     assert "flow" not in doc["timings"] and "before_prefect" in doc["timings"]
     assert len(_runs(curated)) == 2
-    shown = _invoke("run", "--config", str(config))
+    shown = _invoke("run", "--config", str(config), flow=_no_flow)
     assert shown.exit_code == 0
     flat = " ".join(shown.output.split())
     assert flat.startswith("servio run: ingest the pending exports, then publish the latest")
     assert "(nothing to do)" in flat and "(unchanged)" in flat and "Report:" in flat
-    quiet = _invoke("run", "--config", str(config), "-q")
+    quiet = _invoke("run", "--config", str(config), "-q", flow=_no_flow)
     assert quiet.exit_code == 0 and quiet.output == ""
 
 
@@ -319,14 +326,12 @@ def test_a_failure_while_deciding_before_prefect_leaves_the_decision_to_the_run(
 
     config = land(tmp_path, [], "undecided")
     monkeypatch.setattr(sequence, "idle_run", broken)
-    _flow_raising(monkeypatch, lambda: RuntimeError("reached the flow"))
-    result = _invoke("run", "--config", str(config))
+    reached = _flow_raising(lambda: RuntimeError("reached the flow"))
+    result = _invoke("run", "--config", str(config), flow=reached)
     assert result.exit_code == results.UNEXPECTED and "reached the flow" in result.output
 
 
-def test_a_run_with_nothing_to_write_is_answered_without_prefect(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_run_with_nothing_to_write_is_answered_without_prefect(tmp_path: Path) -> None:
     """Ingested by the run sequence itself (no Prefect); then `servio run` decides, with the
     sequence's functions, that nothing is left — a refused file whose failure the ledger
     holds included — and only a change brings the run (its flow) back."""
@@ -340,27 +345,26 @@ def test_a_run_with_nothing_to_write_is_answered_without_prefect(
     lake = Lake(tmp_path / "curated")
     lake.report_path.write_text("<html></html>")  # the flow draws it; the sequence does not
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "curated").rglob("*"))
-    _no_flow(monkeypatch)
-    result = _invoke("run", "--config", str(config), "--json")
+    result = _invoke("run", "--config", str(config), "--json", flow=_no_flow)
     assert result.exit_code == results.OK, result.output
     doc = _json(result.stdout)
     assert doc["changed_lake"] is False and doc["snapshot"]["published"] is False
     assert [(f["path"], f["status"]) for f in doc["files"]] == [("stray.csv", "refused")]
     assert doc["totals"]["files_deferred"] == 1 and doc["tables"]["interactions"] == 5
-    human = _invoke("run", "--config", str(config))
+    human = _invoke("run", "--config", str(config), flow=_no_flow)
     flat = " ".join(human.output.split())
     assert human.exit_code == 0 and "(nothing to do)" in flat and "refused stray.csv" in flat
     # A refused file needs a person: --fail-on-rejected alerts on every run while it lies
     # there, an idle one included (which still writes nothing).
-    alerted = _invoke("run", "--config", str(config), "--json", "--fail-on-rejected")
+    alerted = _invoke("run", "--config", str(config), "--json", "--fail-on-rejected", flow=_no_flow)
     assert alerted.exit_code == results.DATA_ALERT, alerted.output
     assert _json(alerted.stdout)["alerts"] == ["1 file(s) refused: stray.csv (--fail-on-rejected)"]
     after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "curated").rglob("*"))
     assert after == before  # nothing written, not even a run-results file
 
     stray.write_text("changed: recorded again\n")
-    _flow_raising(monkeypatch, lambda: RuntimeError("reached the flow"))
-    changed = _invoke("run", "--config", str(config))
+    reached = _flow_raising(lambda: RuntimeError("reached the flow"))
+    changed = _invoke("run", "--config", str(config), flow=reached)
     assert changed.exit_code == results.UNEXPECTED and "reached the flow" in changed.output
 
 

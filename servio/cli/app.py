@@ -8,7 +8,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -75,6 +76,20 @@ def _main(
     ] = False,
 ) -> None:
     """servio: customer-service exports in, curated quality and profitability tables out."""
+
+
+@dataclass(frozen=True)
+class Seams:
+    """Stand-ins for a command's slow parts, handed in as Click's context object
+    (`CliRunner().invoke(app, args, obj=Seams(...))`), so a test drives the command's own
+    answers (exit codes, messages, the run results) without Prefect and without patching a
+    module. Nothing on the command line sets them; unset, the real parts run."""
+
+    run_flow: Callable[..., Any] | None = None  # called as `servio.flows.run.run_pipeline`
+
+
+def seams(ctx: typer.Context) -> Seams:
+    return ctx.obj if isinstance(ctx.obj, Seams) else Seams()
 
 
 class Output:

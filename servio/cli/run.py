@@ -16,7 +16,10 @@ from rich.progress import (
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from servio.config import Settings
+    from servio.flows.run import RunSummary
     from servio.lake import Lake
     from servio.steps.results import RunRecord, Thresholds
 
@@ -31,6 +34,7 @@ from servio.cli.app import (
     _settings,
     app,
     console,
+    seams,
 )
 
 
@@ -86,6 +90,7 @@ def generate(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     as_of: Annotated[
         str | None,
         typer.Option("--as-of", help="Snapshot date (default: latest date in the data)."),
@@ -155,7 +160,8 @@ def run(
     thresholds = results.Thresholds(fail_on_rejected, max_quarantined_rate)
     summary = _without_prefect(out, record, snapshot_date, wait)
     if summary is None:
-        summary = _with_prefect(out, record, config, snapshot_date, wait, dask_address, buckets)
+        flow_options = (config, snapshot_date, wait, dask_address, buckets)
+        summary = _with_prefect(out, record, flow_options, seams(ctx).run_flow)
     code = _exit_code(record, thresholds)
     from servio.lake import Lake
     from servio.steps.summary import table_row_counts
@@ -217,17 +223,14 @@ def _without_prefect(
 def _with_prefect(
     out: Output,
     record: RunRecord,
-    config: Path | None,
-    snapshot_date: date | None,
-    wait: float,
-    dask_address: str | None,
-    buckets: int | None,
+    options: tuple[Path | None, date | None, float, str | None, int | None],
+    run_flow: Callable[..., RunSummary] | None = None,
 ) -> str:
+    """The `servio-run` flow (`run_flow` in its place when given: `Seams`), its outcome
+    or its failure answered with the exit code of `results.failure`."""
     import time
 
     from servio import progress
-    from servio.flows.run import run_pipeline
-    from servio.flows.runners import with_runner
     from servio.steps import results
 
     assert record.settings is not None
@@ -243,9 +246,14 @@ def _with_prefect(
             bar.update(tasks[step], completed=done, total=total)
 
         progress.plug(on_step)
+        config, snapshot_date, wait, dask_address, buckets = options
         try:
-            flow = with_runner(run_pipeline, record.settings)
-            summary = flow(
+            if run_flow is None:  # Prefect is imported here, not before: the first line is out
+                from servio.flows.run import run_pipeline
+                from servio.flows.runners import with_runner
+
+                run_flow = with_runner(run_pipeline, record.settings)
+            summary = run_flow(
                 config_path=str(config) if config else None,
                 as_of=snapshot_date,
                 wait_seconds=wait,
