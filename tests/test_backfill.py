@@ -149,3 +149,24 @@ def test_backfill_writes_one_run_results_document_that_matches_the_lake(ingested
     assert {d["status"] for d in repeat["backfill"]["dates"]} == {"already done"}
     assert repeat["changed_lake"] is False
     assert new in written(curated) and len(written(curated)) == len(before) + 1
+
+
+def test_the_backfill_deployment_flow_writes_its_run_results(ingested: Path) -> None:
+    """The `backfill` flow (the served deployment's) writes the same one document."""
+    from servio.flows.backfill import backfill
+    from tests.run_results import read, written
+
+    curated = _copy(ingested, "flow")
+    _settings(ingested, curated)
+    rows = backfill(DATES[1], DATES[2], parallel=2, config_path=str(curated.parent / "flow.toml"))
+    assert [r["outcome"] for r in rows] == ["published", "published"]
+    [doc] = [read(p) for p in written(curated)]
+    assert doc["command"] == "backfill" and doc["exit_code"] == 0
+    assert doc["backfill"]["where"] == "flow" and doc["changed_lake"] is True
+    dates = doc["backfill"]["dates"]
+    assert [(d["as_of_date"], d["status"]) for d in dates] == [
+        (str(DATES[1]), "published"),
+        (str(DATES[2]), "published"),
+    ]
+    for day, entry in zip(DATES[1:], dates, strict=True):
+        assert entry["customers"] == _partition(curated, "customer_segments", day).height
