@@ -476,3 +476,52 @@ def test_fail_on_rejected_counts_rejected_and_refused_files_not_deferred_ones() 
         "1 file(s) rejected (--fail-on-rejected)"
     ]
     assert results.Thresholds().alerts(rejected, refused) == []  # opt-in
+
+
+def test_a_failed_served_flow_run_writes_the_code_servio_run_would_exit_with(
+    tmp_path: Path,
+) -> None:
+    """The served flows answer their failures with the rule `servio run` uses
+    (`results.failure`): a run that may have written says so in a document; a busy lake
+    (never locked) writes none. (A served run that succeeds: test_events.py.)"""
+    from datetime import UTC, datetime
+
+    from servio.config import Settings
+    from servio.lake import LakeBusy
+    from servio.steps.errors import ReconciliationError
+
+    settings = Settings(raw_root=str(tmp_path / "raw"), curated_root=str(tmp_path / "curated"))
+    cases = [
+        ("r4", ReconciliationError("rows_read 10 != valid 9 + quarantined 0"), 4),
+        ("r5", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), 5),
+        ("r1", KeyError("boom"), 1),
+    ]
+    for run_id, error, code in cases:
+        record = results.RunRecord(results.SERVE_INGEST, run_id, settings, datetime.now(UTC))
+        assert results.flow_run_failed(record, error) is None
+        doc = _valid(
+            json.loads((tmp_path / "curated" / "_servio" / "runs" / f"{run_id}.json").read_text())
+        )
+        assert doc["command"] == "serve-ingest" and doc["exit_code"] == code
+        assert doc["changed_lake"] is True and doc["error"]
+    assert (
+        _valid(json.loads((tmp_path / "curated/_servio/runs/r1.json").read_text()))["error"]
+        == "KeyError: 'boom'"
+    )
+    busy = results.RunRecord(results.SERVE_SNAPSHOT, "r3", settings, datetime.now(UTC))
+    assert results.flow_run_failed(busy, LakeBusy("held by another run")) is None
+    assert [p.stem for p in _runs(tmp_path / "curated")] == ["r1", "r4", "r5"]
+
+
+def test_run_results_that_cannot_be_written_are_a_problem_said_not_raised(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from servio.config import Settings
+
+    blocked = tmp_path / "curated"
+    blocked.write_text("a file where the lake's folder would be")
+    settings = Settings(raw_root=str(tmp_path / "raw"), curated_root=str(blocked))
+    record = results.RunRecord(results.SERVE_SNAPSHOT, "r", settings, datetime.now(UTC))
+    record.changed_lake = True
+    problem = results.write(record, results.OK)
+    assert problem is not None and problem.startswith("the run results could not be written")
