@@ -187,8 +187,9 @@ def test_each_served_flow_run_writes_its_run_results(served: Served) -> None:
     from tests.run_results import read, written
 
     root = served.root
-    if not (root / "raw" / FIRST).exists():  # this test alone (another xdist worker)
-        _drop(root, FIRST)
+    first = _export(root, FIRST)
+    if not (root / "raw" / first).exists():  # this test alone (another xdist worker)
+        _drop(root, first)
     curated = root / "curated"
 
     def documents(command: str) -> list[dict[str, Any]]:
@@ -196,14 +197,14 @@ def test_each_served_flow_run_writes_its_run_results(served: Served) -> None:
 
     def ingested_first() -> bool:
         return any(
-            f["path"] == FIRST and f["status"] == "ingested"
+            f["path"] == first and f["status"] == "ingested"
             for d in documents("serve-ingest")
             for f in d["files"]
         )
 
     assert wait_until(ingested_first, 120), served.logs()
     assert wait_until(lambda: documents("serve-snapshot") != [], 120), served.logs()
-    [ingest] = [d for d in documents("serve-ingest") if FIRST in str(d["files"])]
+    [ingest] = [d for d in documents("serve-ingest") if first in str(d["files"])]
     assert ingest["exit_code"] == 0 and ingest["changed_lake"] is True
     assert ingest["tables"]["interactions"] > 0
     assert {"discover", "read_file", "check_files", "publish_ingest"} <= set(ingest["timings"])
