@@ -24,6 +24,11 @@ CURATED_UPDATED = "servio.curated.updated"
 # Fixed namespace: the same content at the same path always gives the same event id,
 # so Prefect's trigger service drops a repeated event (it remembers ids for 30 minutes).
 EVENT_NAMESPACE = uuid.UUID("6f1d2a8e-4c0b-5e39-9a57-3f0c1e6b7d21")
+# Change notifications arriving within this many milliseconds are one look (a sync tool's
+# create, writes and rename); the second look, which proves the size stable, follows
+# SETTLE_SECONDS later.
+DEBOUNCE_MS = 200
+SETTLE_SECONDS = 0.5
 
 
 def event_id(landed: LandedFile) -> uuid.UUID:
@@ -147,19 +152,24 @@ class _Seen:
 
 
 class Watcher:
-    """Polls the raw zone; a file is complete once its name is not in flight and its size and
-    mtime are the same on two polls in a row. Each (path, content) is emitted once."""
+    """Looks at the raw zone when the file system says something changed there (watchfiles:
+    inotify, FSEvents, ReadDirectoryChangesW) and at least every `poll_seconds` (where no
+    notification comes, e.g. a network file system, looking is all there is). A file is
+    complete once its name is not in flight and its size and mtime are the same on two looks
+    in a row, `settle_seconds` apart after a change. Each (path, content) is emitted once."""
 
     def __init__(
         self,
         settings: Settings,
         poll_seconds: float = 1.0,
         emit: Callable[[LandedFile], object] = land,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         self.root = local_root(settings.raw_root)
         self.emit = emit  # Prefect's event client; a test collects the files instead
         self.settings = settings
         self.poll_seconds = poll_seconds
+        self.settle_seconds = min(settle_seconds, poll_seconds)
         self._previous: dict[str, _Seen] = {}
         self._done: dict[str, _Seen] = {}
         self._emitted: set[tuple[str, str | None]] = set()
@@ -225,13 +235,32 @@ class Watcher:
         self._emitted.update((f.relative_path, f.sha256) for f in files if f.sha256)
 
     def run(self) -> None:
-        log.info("watching %s every %.1fs", self.root, self.poll_seconds)
-        while not self._stop.is_set():
-            try:
-                self.poll()
-            except Exception:  # a watcher must outlive one bad pass (e.g. a vanished file)
-                log.exception("watch pass failed; retrying")
-            self._stop.wait(self.poll_seconds)
+        """Look now, then on every change notification (grouped over DEBOUNCE_MS) and every
+        `poll_seconds` without one, until `stop`. After a change, a second look follows
+        `settle_seconds` later: a file that stopped growing is emitted then, not a poll later."""
+        from watchfiles import watch
+
+        log.info("watching %s (on change, and every %.1fs)", self.root, self.poll_seconds)
+        self._look()
+        for changes in watch(
+            self.root,
+            watch_filter=None,  # the look decides what counts (in-flight names, stability)
+            debounce=DEBOUNCE_MS,
+            rust_timeout=max(1, round(self.poll_seconds * 1000)),
+            yield_on_timeout=True,
+            stop_event=self._stop,
+            raise_interrupt=False,
+            ignore_permission_denied=True,
+        ):
+            self._look()
+            if changes and not self._stop.wait(self.settle_seconds):
+                self._look()
+
+    def _look(self) -> None:
+        try:
+            self.poll()
+        except Exception:  # a watcher must outlive one bad pass (e.g. a vanished file)
+            log.exception("watch pass failed; retrying")
 
     def stop(self) -> None:
         self._stop.set()

@@ -87,6 +87,36 @@ def test_watcher_emits_each_complete_file_once(
     assert emitted == ["interactions/a.csv"]  # once, not once per poll
 
 
+def test_the_running_watcher_wakes_on_a_change_notification_not_on_its_poll(
+    tmp_path: Path,
+) -> None:
+    """With a poll every 10 minutes, a landed file is emitted within seconds: the watcher
+    looks when watchfiles reports a change (and again once it settled). `stop` ends it."""
+    raw = tmp_path / "raw"
+    (raw / "interactions").mkdir(parents=True)
+    config = tmp_path / "servio.toml"
+    config.write_text(f'raw_root = "{raw}"\ncurated_root = "{tmp_path / "curated"}"\n')
+    emitted: list[str] = []
+    watcher = Watcher(
+        load_settings(config), poll_seconds=600, emit=lambda f: emitted.append(f.relative_path)
+    )
+    thread = watcher.start_in_thread()
+    landing = raw / "interactions" / "a.csv.part"
+    landing.write_text("interaction_id\n1\n")
+    landing.rename(raw / "interactions" / "a.csv")
+    # Keep the folder changing (in-flight names, never emitted) in case the file landed
+    # before the notifications were set up: the first notification after that is a look.
+    for n in range(60):
+        if emitted:
+            break
+        (raw / "interactions" / f"noise{n}.tmp").write_text("x")
+        time.sleep(0.5)
+    watcher.stop()
+    thread.join(timeout=30)
+    assert emitted == ["interactions/a.csv"]
+    assert not thread.is_alive()
+
+
 def test_recover_keeps_the_staging_of_live_ingests_only(tmp_path: Path) -> None:
     from servio.lake.files import STAGING_OWNER
     from servio.lake.lake import Lake
