@@ -75,7 +75,17 @@ def _request_snapshot(config_path: str | None) -> None:
         get_run_logger().warning("no snapshot requested (%s): %s", SNAPSHOT, exc)
 
 
-@flow(name="ingest-file", log_prints=True, flow_run_name="ingest {path}", task_runner=threads())
+def _run_name() -> str:
+    """`ingest <path>`, or the name the requester gave when it says more (the catch-up's
+    `ingest <path> (+N)`: N more pending files this run takes)."""
+    from prefect.runtime import flow_run
+
+    name = f"ingest {flow_run.parameters.get('path', 'pending')}"
+    requested = flow_run.name or ""
+    return requested if requested == name or requested.startswith(f"{name} (") else name
+
+
+@flow(name="ingest-file", log_prints=True, flow_run_name=_run_name, task_runner=threads())
 def ingest_file(
     path: str = "pending",
     config_path: str | None = None,

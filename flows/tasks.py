@@ -59,6 +59,14 @@ def _logged_check(ctx: Any, files: Any) -> Any:
     return checked
 
 
+def snapshot_task_name() -> str:
+    """`snapshot 2026-11-26`, or `snapshot latest` when the date is the latest with activity
+    (as_of None) — not `snapshot None`."""
+    from prefect.runtime import task_run
+
+    return f"snapshot {task_run.parameters.get('as_of') or 'latest'}"
+
+
 def _retried(name: str, fn: Callable[..., Any], **options: Any) -> Task[Any, Any]:
     return task(
         name=name,
@@ -83,7 +91,7 @@ TASKS: dict[Callable[..., Any], Task[Any, Any]] = {
     # Not retried: a publish that failed after its commit point is finished by `recover()`
     # of the next run, never by publishing again.
     publish_ingest: _once("publish-ingest", publish_ingest),
-    build_snapshot: _once("build-snapshot", build_snapshot, task_run_name="snapshot {as_of}"),
+    build_snapshot: _once("build-snapshot", build_snapshot, task_run_name=snapshot_task_name),
     build_data_docs: _once("build-data-docs", build_data_docs),
     maintain_lake: _once("maintain", maintain_lake),
 }

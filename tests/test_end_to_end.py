@@ -181,3 +181,15 @@ def test_the_run_publishes_the_value_tables_and_the_report_shows_them(lake) -> N
     for chart in ("clv", "p-alive", "drivers", "service-levels"):
         assert f'id="vis-{chart}"' in text, chart
     assert 'id="value-at-risk-table"' in text and 'id="drivers-table"' in text
+
+
+def test_task_runs_are_named_after_what_they_do(lake) -> None:
+    """The snapshot task of a `servio run` is `snapshot latest` (its as_of is None: the
+    latest date with activity), never `snapshot None`; each file's read names the file."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        names = {t.name for t in client.read_task_runs(limit=200)}
+    assert "snapshot latest" in names, sorted(names)
+    assert not any("None" in name for name in names), sorted(names)
+    assert any(name.startswith("read interactions/") for name in names), sorted(names)

@@ -131,3 +131,29 @@ def test_status_shows_pending_files_freshness_and_exits_on_error(tmp_path: Path)
     )
     assert stale.exit_code == 1, stale.output
     assert "error" in stale.output
+
+
+def test_run_names_say_what_the_run_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ingest run keeps the name its requester gave when it says more (the catch-up's
+    `(+N)`), else `ingest <path>`; the snapshot task of the latest date is `snapshot
+    latest`, not `snapshot None`. (Prefect reads these from its runtime context.)"""
+    import prefect.runtime.flow_run as flow_run
+    import prefect.runtime.task_run as task_run
+
+    from servio.flows.ingest_file import _run_name
+    from servio.flows.tasks import snapshot_task_name
+
+    monkeypatch.setattr(flow_run, "parameters", {"path": "interactions/a.csv"}, raising=False)
+    monkeypatch.setattr(flow_run, "name", "ingest interactions/a.csv (+4)", raising=False)
+    assert _run_name() == "ingest interactions/a.csv (+4)"
+    monkeypatch.setattr(flow_run, "name", "crimson-otter", raising=False)  # Prefect's own
+    assert _run_name() == "ingest interactions/a.csv"
+    monkeypatch.setattr(flow_run, "name", "ingest interactions/b.csv (+1)", raising=False)
+    assert _run_name() == "ingest interactions/a.csv"  # another file's name is not kept
+    monkeypatch.setattr(flow_run, "name", "ingest interactions/a.csv.gz", raising=False)
+    assert _run_name() == "ingest interactions/a.csv"
+
+    monkeypatch.setattr(task_run, "parameters", {"as_of": None}, raising=False)
+    assert snapshot_task_name() == "snapshot latest"
+    monkeypatch.setattr(task_run, "parameters", {"as_of": date(2026, 11, 20)}, raising=False)
+    assert snapshot_task_name() == "snapshot 2026-11-20"
