@@ -157,3 +157,17 @@ def test_run_names_say_what_the_run_does(monkeypatch: pytest.MonkeyPatch) -> Non
     assert snapshot_task_name() == "snapshot latest"
     monkeypatch.setattr(task_run, "parameters", {"as_of": date(2026, 11, 20)}, raising=False)
     assert snapshot_task_name() == "snapshot 2026-11-20"
+
+
+def test_prefect_yaml_bounds_ingest_runs_like_servio_serve() -> None:
+    """prefect.yaml is static (a work pool's deployments are registered by `prefect deploy`,
+    not by servio): its ingest limit must be the default `serve_ingest_runs` that `servio
+    serve` applies, and its snapshot limit 1, as in servio/flows/deployments.py."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load((root / "prefect.yaml").read_text(encoding="utf-8"))
+    limits = {d["name"]: d.get("concurrency_limit") for d in spec["deployments"]}
+    default = Settings.model_fields["serve_ingest_runs"].default
+    assert limits["servio-ingest"] == {"limit": default, "collision_strategy": "ENQUEUE"}
+    assert limits["servio-snapshot"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
