@@ -22,6 +22,9 @@ from servio.tools.generate import GenerateOptions, generate
 from tests.lakes import build_lake
 from tests.runs import REQUIRED_ONLY, run
 
+# Whole ingests and snapshots (a generated lake, the real GX suite): the slow set.
+pytestmark = pytest.mark.e2e
+
 VALUE = ("customer_value", "value_model", "quality_drivers", "service_levels")
 
 
@@ -108,7 +111,6 @@ def test_a_value_model_that_does_not_converge_is_recorded_and_said(tmp_path: Pat
     assert all("did not converge" in w for w in again.warnings)
 
 
-@pytest.mark.e2e
 def test_the_default_sample_fits_both_models_and_sees_customers_who_left(tmp_path: Path) -> None:
     """The README's first command (`servio generate` with its defaults, then `servio run`)
     shows CLV: both fits converge on the default sample, and customers who left have a low
@@ -128,7 +130,6 @@ def test_the_default_sample_fits_both_models_and_sees_customers_who_left(tmp_pat
     assert buyers.filter(pl.col("p_alive") > 0.8).height > 0.2 * buyers.height
 
 
-@pytest.mark.e2e
 def test_servio_run_prints_the_unconverged_model(tmp_path: Path, prefect_harness: None) -> None:
     from typer.testing import CliRunner
 
