@@ -30,9 +30,3 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow set first: pytest-xdist hands tests out in this order, so the long e2e tests
-    start while the many short ones fill the gaps, instead of ending the run on one worker."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
