@@ -53,6 +53,13 @@ DEFAULT_WEIGHTS = {
 }
 
 
+def _refuse_unknown_channels(table: dict[str, Any]) -> None:
+    """A per-channel table (`cost_to_serve`, `sla`) names only known channels."""
+    unknown = sorted(set(table) - set(CHANNELS))
+    if unknown:
+        raise ValueError(f"unknown channel {unknown[0]!r}; channels are {', '.join(CHANNELS)}")
+
+
 class Settings(BaseModel):
     """Every key of SPEC §2, and how the work runs; each is optional. Storage credentials are
     deliberately not settings: they come from the AWS environment, so no dump or fingerprint
@@ -188,9 +195,7 @@ class Settings(BaseModel):
     def _merge_rates(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        unknown = sorted(set(value) - set(CHANNELS))
-        if unknown:
-            raise ValueError(f"unknown channel {unknown[0]!r}; channels are {', '.join(CHANNELS)}")
+        _refuse_unknown_channels(value)
         return {**DEFAULT_RATES, **value}
 
     @field_validator("sla", mode="before")
@@ -198,9 +203,7 @@ class Settings(BaseModel):
     def _merge_sla(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        unknown = sorted(set(value) - set(CHANNELS))
-        if unknown:
-            raise ValueError(f"unknown channel {unknown[0]!r}; channels are {', '.join(CHANNELS)}")
+        _refuse_unknown_channels(value)
         targets = {
             name: None if isinstance(v, str) and v.strip().lower() == NO_TARGET else v
             for name, v in value.items()
