@@ -12,10 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import optimize, special
+
+# scipy is imported inside the functions that use it: it costs ~0.4 s, and every servio process
+# imports this module (through the snapshot step) while only a snapshot's fits need scipy (an
+# idle run, a served ingest run, a killed run's rerun that only ingests do not).
+if TYPE_CHECKING:
+    from scipy import optimize
 
 Array = NDArray[np.float64]
 
@@ -118,6 +124,8 @@ def _bg_nbd_terms(
     log_params: Array, x: _Column, t_x: _Column, T: _Column
 ) -> tuple[Array, Array, Array, Array, Array]:
     """Per row: log-likelihood and its derivatives by log r, log α, log a, log b."""
+    from scipy import special
+
     r, alpha, a, b = np.exp(log_params)
     xs = x.values
     buys = xs > 0
@@ -190,6 +198,8 @@ def p_alive(params: dict[str, float], x: Array, t_x: Array, T: Array) -> Array:
 
     In log space, so a large x or T cannot overflow the power.
     """
+    from scipy import special
+
     r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
     x, t_x, T = (np.asarray(v, np.float64) for v in (x, t_x, T))
     buys = x > 0
@@ -227,6 +237,8 @@ def expected_purchases(
 def _expected_purchases(
     params: dict[str, float], horizon: float, x: Array, t_x: Array, T: Array
 ) -> Array:
+    from scipy import special
+
     r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
     x, t_x, T = (np.asarray(v, np.float64) for v in (x, t_x, T))
     z = horizon / (alpha + T + horizon)
@@ -282,6 +294,8 @@ class _Spend:
 
 
 def _gamma_gamma_terms(log_params: Array, data: _Spend) -> tuple[Array, Array, Array, Array]:
+    from scipy import special
+
     p, q, g = np.exp(log_params)
     x, m, ln_m, ln_x = data.x.values, data.m, data.ln_m, data.ln_x
     px = p * x
@@ -351,6 +365,8 @@ def expected_spend(params: dict[str, float], x: Array, mean_spend: Array) -> Arr
 def _maximise(
     objective: Callable[[Array], tuple[float, Array]], start: Array
 ) -> optimize.OptimizeResult:
+    from scipy import optimize
+
     bounds = [(-LOG_BOUND, LOG_BOUND)] * len(start)
     with np.errstate(all="ignore"):
         return optimize.minimize(
