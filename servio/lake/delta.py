@@ -11,6 +11,7 @@ after a crash is recognised (`DeltaTable.transaction_version`) and skipped.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import time
@@ -27,7 +28,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
-from servio.schemas.table import CuratedTable, DType
+from servio.schemas.table import Column, CuratedTable, DType
 
 APP_ID = "servio"  # the Delta application id of every servio commit
 ROW_GROUP_ROWS = 1_000_000
@@ -59,7 +60,12 @@ def arrow_type(dtype: DType) -> pa.DataType:
 
 def arrow_file_schema(table: CuratedTable) -> pa.Schema:
     """The columns stored inside the table's Parquet files (the partition key is in the path)."""
-    return pa.schema([(name, arrow_type(dtype)) for name, dtype in table.file_schema.items()])
+    return _arrow_schema(table.columns, table.partition_by)
+
+
+@functools.cache  # asked once per partition file written: a big ingest writes hundreds
+def _arrow_schema(columns: tuple[Column, ...], leave_out: str | None) -> pa.Schema:
+    return pa.schema([(c.name, arrow_type(c.dtype)) for c in columns if c.name != leave_out])
 
 
 def table_schema(table: CuratedTable) -> pa.Schema:

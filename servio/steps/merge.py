@@ -8,7 +8,9 @@ partitions are merged in groups of consecutive partitions of about `MERGE_GROUP_
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from servio.transforms import versions
 
 # Rows (existing + new) of the partitions merged together in one step of `merge_source`.
 MERGE_GROUP_ROWS = 1_000_000
+# Partition files written at once (threads: the work releases the GIL).
+WRITERS = min(4, os.cpu_count() or 1)
 
 
 def merge_source(
@@ -40,7 +44,7 @@ def merge_source(
     moves into place.
     """
     existing = lake.scan(table)
-    key, part = list(table.key), table.partition_by
+    part = table.partition_by
     assert part is not None
     existing_counts = (
         existing.group_by(part, "source_seq").agg(pl.len()).collect(engine="streaming")
@@ -84,14 +88,10 @@ def merge_source(
         )
         merged = pl.concat([kept, arrived]).partition_by(part, as_dict=True)
         del kept, arrived
-        for value in group:
-            rows = merged.pop((value,), None)
-            if rows is None or rows.is_empty():
-                partitions[value] = None
-                continue
-            # Written once, as the lake's file: publishing moves it into place.
-            merged_file = scratch / "merged" / f"{partition_text(value)}.parquet"
-            partitions[value] = write_partition_file(rows.sort(key), table, merged_file)
+        nonempty = {v: rows for (v,), rows in merged.items() if not rows.is_empty()}
+        del merged
+        written = _write_partitions(nonempty, table, scratch / "merged")
+        partitions |= {value: written.get(value) for value in group}  # None: deleted
     dropped = dict(losers.group_by("source_seq").agg(pl.len()).iter_rows())
     counts = {
         seq: per_file.get(seq, 0) + new_counts.get(seq, 0) - dropped.get(seq, 0)
@@ -99,6 +99,29 @@ def merge_source(
     }
     counts = {seq: n for seq, n in counts.items() if n}
     return TableChange(table, partitions), dropped, counts, sum(counts.values())
+
+
+def _write_partitions(
+    writes: dict[PartitionValue, pl.DataFrame], table: CuratedTable, folder: Path
+) -> dict[PartitionValue, PartitionRows]:
+    """Each partition's rows, sorted by key, written once as the lake's file (publishing moves
+    it into place). Files are written `WRITERS` at a time: sorting, Arrow conversion, Parquet
+    encoding and fsync release the GIL, and a daily-partitioned ingest writes hundreds."""
+    key = list(table.key)
+
+    def write(value: PartitionValue) -> Path:
+        path = folder / f"{partition_text(value)}.parquet"
+        return write_partition_file(writes[value].sort(key), table, path)
+
+    if len(writes) < 2:
+        return {value: write(value) for value in writes}
+    with ThreadPoolExecutor(WRITERS, thread_name_prefix="servio-merge") as pool:
+        futures = {value: pool.submit(write, value) for value in writes}
+        try:
+            return {value: future.result() for value, future in futures.items()}
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the first failure ends the publication
+            raise
 
 
 def _sums(counts: pl.DataFrame, by: str) -> dict[Any, int]:
