@@ -80,7 +80,7 @@ class BuiltLake:
 
 
 def build_lake(root: Path) -> BuiltLake:
-    settings, lake = lakes.build_lake(root, "test-bi-readers")
+    settings, lake = lakes.build_lake(root)
     (root / "data").mkdir()
     (root / "data" / "curated").symlink_to(Path(settings.curated_root).resolve())
     return BuiltLake(settings, lake, root)
@@ -443,7 +443,7 @@ def test_a_glob_over_a_delta_table_double_counts_until_vacuum(tmp_path: Path) ->
     """Why docs/BI.md says not to glob: republish one partition, and the glob sees both."""
     from servio.lake.files import TableChange
 
-    settings, lake = lakes.build_lake(tmp_path, "glob")
+    settings, lake = lakes.build_lake(tmp_path)
     table = curated_tables(settings.catalog)["interactions"]
     current = lake.scan(table).collect()
     day = current["interaction_date"].max()

@@ -45,7 +45,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
         patch.setenv("GX_ANALYTICS_ENABLED", "false")
         # Two weeks of data: small reads, so 1,000 of them take seconds, not minutes.
         root = tmp_path_factory.mktemp("concurrent-lake")
-        yield lakes.build_lake(root, "concurrent", days=14)[1]
+        yield lakes.build_lake(root, days=14)[1]
 
 
 @dataclass(frozen=True)

@@ -54,25 +54,26 @@ pytestmark = [
 def build_sample_lake(root: Path) -> tuple[Any, Any]:
     """Generated exports ingested and snapshotted for two as-of dates, without Prefect, with
     the sequence `servio run` uses: each snapshot publishes its SPEC §6 tables beside the
-    customer_* tables."""
+    customer_* tables. Built once per test process, copied for each caller (`tests.lakes`)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    from servio.config import load_settings
     from servio.lake import Lake
     from servio.schemas.snapshot_tables import value_tables
     from servio.steps import sequence
     from servio.tools.generate import GenerateOptions, generate
+    from tests import lakes
     from tests.runs import run
 
-    # Seed 7: both snapshots' BG/NBD fits converge (seed 5 gives none), so the customer
-    # value charts draw; an unconverged fit's page is checked in test_report.py.
-    generate(root / "raw", GenerateOptions(customers=400, days=90, seed=7))
-    config = root / "servio.toml"
-    config.write_text(f'raw_root = "{root / "raw"}"\ncurated_root = "{root / "curated"}"\n')
-    settings = load_settings(config)
-    first, *others = AS_OF_DATES
-    run(settings, plan=sequence.Plan(snapshot=first, data_docs=False))
-    for as_of in others:
-        run(settings, plan=sequence.Plan(ingest=None, snapshot=as_of, data_docs=False))
+    def build(where: Path) -> None:
+        # Seed 7: both snapshots' BG/NBD fits converge (seed 5 gives none), so the customer
+        # value charts draw; an unconverged fit's page is checked in test_report.py.
+        generate(where / "raw", GenerateOptions(customers=400, days=90, seed=7))
+        settings = lakes.configure(where)
+        first, *others = AS_OF_DATES
+        run(settings, plan=sequence.Plan(snapshot=first, data_docs=False))
+        for as_of in others:
+            run(settings, plan=sequence.Plan(ingest=None, snapshot=as_of, data_docs=False))
+
+    settings = lakes.copy_of("sample", build, root)
     lake = Lake(settings.curated_root)
     for table in value_tables(settings.value_horizon_days).values():
         published = sorted(lake.partitions(table))

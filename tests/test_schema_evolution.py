@@ -42,7 +42,7 @@ OLDER = dataclasses.replace(
 
 
 def build_lake(root: Path) -> Lake:
-    return lakes.build_lake(root, "test-schema-evolution")[1]
+    return lakes.build_lake(root)[1]
 
 
 @dataclasses.dataclass(frozen=True)

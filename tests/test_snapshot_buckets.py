@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Lake]:
-    return build_lake(tmp_path_factory.mktemp("buckets"), "20260101T000000Z-ingest")
+    return build_lake(tmp_path_factory.mktemp("buckets"))
 
 
 def _tables(settings: Settings, lake: Lake, as_of: date) -> dict[str, pl.DataFrame]:

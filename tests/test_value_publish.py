@@ -39,7 +39,7 @@ def _config(root: Path) -> Settings:
 
 @pytest.fixture(scope="module")
 def lake_365(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Lake]:
-    return build_lake(tmp_path_factory.mktemp("value-publish"), "20260101T000000Z-value")
+    return build_lake(tmp_path_factory.mktemp("value-publish"), copy=False)
 
 
 def test_the_value_tables_are_published_with_the_snapshot_in_one_publication(

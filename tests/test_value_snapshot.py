@@ -37,7 +37,7 @@ class Inputs:
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inputs]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GX_ANALYTICS_ENABLED", "false")
-        settings, lake = lakes.build_lake(tmp_path_factory.mktemp("value-lake"), "test-value")
+        settings, lake = lakes.build_lake(tmp_path_factory.mktemp("value-lake"))
     interactions = lake.scan(INTERACTIONS).collect()
     responses = lake.scan(survey_responses_table(settings.catalog)).collect()
     yield Inputs(settings, interactions, responses, interactions["interaction_date"].max())
