@@ -18,7 +18,7 @@ from prefect.artifacts import create_table_artifact
 
 from servio.config import load_settings
 from servio.flows.runners import threads
-from servio.flows.tasks import PREFECT_TASKS, warn_unwritten
+from servio.flows.tasks import PREFECT_TASKS, failure_documented, warn_unwritten
 from servio.flows.watch import CURATED_UPDATED
 from servio.schemas.tables import DEFERRED, DUPLICATE, INGESTED, REFUSED, REJECTED
 from servio.steps import results as run_results
@@ -112,12 +112,8 @@ def ingest_file(
     timed = sequence.Timed(PREFECT_TASKS)
     # One run-results document per run that changed the lake, by the builder `servio run` uses.
     record = run_results.RunRecord(run_results.SERVE_INGEST, ctx.run_id, settings, started_at)
-    try:
+    with failure_documented(record, timed):
         outcome = sequence.run(ctx, plan, timed)
-    except Exception as exc:
-        record.seconds.update(timed.seconds)
-        warn_unwritten(run_results.flow_run_failed(record, exc))
-        raise
     record.add(outcome, timed.seconds)
     warn_unwritten(run_results.flow_run_done(record))
     files = [*outcome.discovered.todo, *outcome.discovered.duplicates]

@@ -15,7 +15,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from servio.config import load_settings
 from servio.flows.runners import task_mapper, threads
-from servio.flows.tasks import PREFECT_TASKS, warn_unwritten
+from servio.flows.tasks import PREFECT_TASKS, failure_documented, warn_unwritten
 from servio.steps import results as run_results
 from servio.steps import sequence
 from servio.steps.backfill import DEFAULT_WAIT_SECONDS, with_computing_settings
@@ -81,12 +81,8 @@ def build_snapshot(
         wait_seconds=wait_seconds,
     )
     timed = sequence.Timed(PREFECT_TASKS)
-    try:
+    with failure_documented(record, timed):
         outcome = sequence.run(ctx, plan, timed)
-    except Exception as exc:
-        record.seconds.update(timed.seconds)
-        warn_unwritten(run_results.flow_run_failed(record, exc))
-        raise
     summary = outcome.snapshot
     assert summary is not None
     report_path: str | None = None

@@ -4,6 +4,7 @@ retries only for what a retry can fix (an `OSError` of the disk or the network).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
@@ -16,6 +17,8 @@ from servio.steps.discover import discover
 from servio.steps.maintenance import maintain_lake
 from servio.steps.publish import publish_ingest
 from servio.steps.read import read_file
+from servio.steps.results import RunRecord, flow_run_failed
+from servio.steps.sequence import Timed
 from servio.steps.snapshot import build_snapshot
 
 T = TypeVar("T")
@@ -37,6 +40,19 @@ def warn_unwritten(problem: str | None) -> None:
     a failed run (as `servio run` says it and goes on)."""
     if problem:
         get_run_logger().warning(problem)
+
+
+@contextlib.contextmanager
+def failure_documented(record: RunRecord, timed: Timed) -> Iterator[None]:
+    """Around a served flow's `sequence.run`: when it raises, the run's results document is
+    written with the exit code `servio run` would give (and the steps' seconds so far), then
+    the exception goes on to fail the flow run."""
+    try:
+        yield
+    except Exception as exc:
+        record.seconds.update(timed.seconds)
+        warn_unwritten(flow_run_failed(record, exc))
+        raise
 
 
 def _logged_read(ctx: Any, landed: Any) -> Any:

@@ -482,13 +482,16 @@ def test_a_failed_served_flow_run_writes_the_code_servio_run_would_exit_with(
     tmp_path: Path,
 ) -> None:
     """The served flows answer their failures with the rule `servio run` uses
-    (`results.failure`): a run that may have written says so in a document; a busy lake
-    (never locked) writes none. (A served run that succeeds: test_events.py.)"""
+    (`results.failure`), through `failure_documented` around their `sequence.run`: a run that
+    may have written says so in a document and still fails; a busy lake (never locked)
+    writes none. (A served run that succeeds: test_events.py.)"""
     from datetime import UTC, datetime
 
     from servio.config import Settings
+    from servio.flows.tasks import failure_documented
     from servio.lake import LakeBusy
     from servio.steps.errors import ReconciliationError
+    from servio.steps.sequence import Timed
 
     settings = Settings(raw_root=str(tmp_path / "raw"), curated_root=str(tmp_path / "curated"))
     cases = [
@@ -498,7 +501,8 @@ def test_a_failed_served_flow_run_writes_the_code_servio_run_would_exit_with(
     ]
     for run_id, error, code in cases:
         record = results.RunRecord(results.SERVE_INGEST, run_id, settings, datetime.now(UTC))
-        assert results.flow_run_failed(record, error) is None
+        with pytest.raises(type(error)), failure_documented(record, Timed()):
+            raise error
         doc = _valid(
             json.loads((tmp_path / "curated" / "_servio" / "runs" / f"{run_id}.json").read_text())
         )
