@@ -23,14 +23,11 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +37,15 @@ if str(ROOT) not in sys.path:
 
 import polars as pl  # noqa: E402
 
+from servio.tools.harness import free_port, land, process_group  # noqa: E402
+
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 END = dt.date(2026, 11, 20)
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Like `wait_until`, but a predicate that raises (a server not up yet) counts as false."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
@@ -61,39 +55,12 @@ def _wait(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) 
     return False
 
 
-@contextlib.contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
 def _files(folder: Path) -> list[str]:
     return sorted(
         p.relative_to(folder).as_posix()
         for p in folder.rglob("*")
         if p.is_file() and p.parent != folder and not p.name.startswith("manifest")
     )
-
-
-def _land(source: Path, raw: Path, relative: str, name: str) -> str:
-    target = raw / Path(relative).parent / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    shutil.copyfile(source / relative, partial)
-    partial.rename(target)
-    return target.relative_to(raw).as_posix()
 
 
 def _in_table(curated: Path, name: str, relative: str) -> bool:
@@ -122,7 +89,7 @@ def main() -> None:
     work: Path = args.workdir.resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
@@ -176,14 +143,14 @@ def main() -> None:
     }
     prefect = str(BIN / "prefect")
     server = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with _process(server, env, work / "server.log"):
+    with process_group(server, env, work / "server.log", grace=20):
         import httpx
 
         assert _wait(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, 120), (
             "no server"
         )
         serve = [str(BIN / "servio"), "serve", "--config", str(config), "--poll", "0.25"]
-        with _process(serve, env, work / "serve.log") as served:
+        with process_group(serve, env, work / "serve.log", grace=20) as served:
             assert _wait(lambda: "being served" in (work / "serve.log").read_text(), 120)
             time.sleep(3)
             # the burst
@@ -216,7 +183,7 @@ def main() -> None:
             sampler.start()
             started = time.monotonic()
             for folder, relative in burst:
-                _land(folder, raw, relative, f"b{folder.name}_{Path(relative).name}")
+                land(folder, raw, relative, f"b{folder.name}_{Path(relative).name}")
             assert _wait(lambda: not unsettled(settings, lake), 1800, 1), "burst not ingested"
             curated_at = time.monotonic() - started
             assert _wait(lambda: not snapshot_behind(settings, lake), 900, 0.5), "no snapshot"
@@ -245,7 +212,7 @@ def main() -> None:
                     print(f"drops cut short after {i}: --drops-budget {args.drops_budget:g}s")
                     break
                 landed_at = time.monotonic()
-                name = _land(folder, raw, relative, f"s{folder.name}_{Path(relative).name}")
+                name = land(folder, raw, relative, f"s{folder.name}_{Path(relative).name}")
                 assert _wait(lambda n=name: _in_table(curated, "interactions", n), 180), name
                 visible.append(time.monotonic() - landed_at)
                 assert _wait(lambda: not snapshot_behind(settings, lake), 180, 0.2), name
@@ -272,7 +239,7 @@ def _reference(burst: list[tuple[Path, str]], work: Path, result: dict[str, Any]
 
     ref_raw, ref_curated = work / "ref-raw", work / "ref-curated"
     for folder, relative in burst:
-        _land(folder, ref_raw, relative, f"b{folder.name}_{Path(relative).name}")
+        land(folder, ref_raw, relative, f"b{folder.name}_{Path(relative).name}")
     ref = load_settings(
         None, overrides={"raw_root": str(ref_raw), "curated_root": str(ref_curated)}
     )

@@ -3,17 +3,19 @@ back from its lake and from the server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from servio.flows.watch import wait_until
+from servio.tools.generate import GenerateOptions, generate
 
 
 class Served:
@@ -69,22 +71,40 @@ class Served:
         return "\n".join(p.read_text() for p in sorted(self.root.glob("serve-*.log")))
 
 
+@contextlib.contextmanager
+def serving(root: Path, exports: GenerateOptions, settings: str = "") -> Iterator[Served]:
+    """`servio serve` against the test server (`PREFECT_API_URL`) for a lake under `root`:
+    `root/exports` generated with `exports`, an empty `root/raw` to drop them into, and
+    `root/servio.toml` with the two roots and `settings` (TOML lines). Stopped at the end."""
+    from prefect.settings import PREFECT_API_URL
+
+    generate(root / "exports", exports)
+    for source in ("interactions", "surveys"):
+        (root / "raw" / source).mkdir(parents=True)
+    (root / "servio.toml").write_text(
+        f'raw_root = "{root / "raw"}"\ncurated_root = "{root / "curated"}"\n{settings}'
+    )
+    server = Served(root, str(PREFECT_API_URL.value()))
+    server.start()
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            server.kill(signal.SIGTERM)
+
+
+def ingested(curated: Path, relative: str) -> bool:
+    """The ledger records the file (ingested, rejected, duplicate: handled)."""
+    ledger = table(curated, "ingest_ledger")
+    return not ledger.is_empty() and relative in ledger["source_file"].to_list()
+
+
 def table(curated: Path, name: str) -> pl.DataFrame:
     """The Delta table's current version (empty before its first publication)."""
     folder = curated / name
     if not (folder / "_delta_log").exists():
         return pl.DataFrame()
     return pl.read_delta(str(folder))
-
-
-def drop(source: Path, raw: Path, relative: str, name: str | None = None) -> str:
-    """Land a file the way a sync tool does: write under an in-flight name, then rename."""
-    target = raw / Path(relative).parent / (name or Path(relative).name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    shutil.copyfile(source / relative, partial)
-    partial.rename(target)
-    return target.relative_to(raw).as_posix()
 
 
 def flow_runs(names: tuple[str, ...] = ("ingest-file", "build-snapshot")) -> list[Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +23,8 @@ from servio.flows.watch import wait_until
 from servio.lake import Lake
 from servio.steps.discover import unsettled
 from servio.tools.generate import GenerateOptions, generate
-from tests.served import Served, drop, flow_runs, run_logs, table
+from servio.tools.harness import land
+from tests.served import Served, flow_runs, run_logs, serving, table
 
 pytestmark = pytest.mark.e2e
 INGEST_RUNS = 2  # serve_ingest_runs of the served lake
@@ -44,25 +44,12 @@ def _files(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[Served]:
-    from prefect.settings import PREFECT_API_URL
-
-    root = tmp_path_factory.mktemp("served")
-    generate(
-        root / "exports",
+    with serving(
+        tmp_path_factory.mktemp("served"),
         GenerateOptions(customers=120, days=40, seed=19, end_date=date(2026, 11, 20)),
-    )
-    (root / "raw").mkdir()
-    (root / "servio.toml").write_text(
-        f'raw_root = "{root / "raw"}"\ncurated_root = "{root / "curated"}"\n'
-        f"serve_ingest_runs = {INGEST_RUNS}\nserve_catch_up_seconds = 3\n"
-    )
-    server = Served(root, str(PREFECT_API_URL.value()))
-    server.start()
-    try:
+        f"serve_ingest_runs = {INGEST_RUNS}\nserve_catch_up_seconds = 3\n",
+    ) as server:
         yield server
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            server.kill(signal.SIGTERM)
 
 
 def _settled(served: Served) -> bool:
@@ -122,7 +109,7 @@ def test_a_burst_becomes_a_few_bounded_runs_that_log_at_info(served: Served) -> 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     for relative in files:  # all at once, as a nightly sync does
-        drop(exports, root / "raw", relative)
+        land(exports, root / "raw", relative)
     try:
         assert wait_until(lambda: _settled(served), 300, interval=1), served.logs()
     finally:
@@ -173,7 +160,7 @@ def test_runs_killed_at_random_heal_with_serve_still_up(served: Served, tmp_path
     killed = 0
     pid = served.process.pid if served.process else None
     for relative in files:
-        drop(more, root / "raw", relative, name=f"late_{Path(relative).name}")
+        land(more, root / "raw", relative, name=f"late_{Path(relative).name}")
         deadline = time.monotonic() + rng.uniform(0.5, 6.0)
         while time.monotonic() < deadline:  # kill whatever run is executing, at random
             victims = served.run_processes()

@@ -4,14 +4,10 @@ picks an ingest run up and ingests the landed files."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -20,17 +16,12 @@ import pytest
 
 from servio.flows.watch import wait_until
 from servio.tools.generate import GenerateOptions, generate
+from servio.tools.harness import free_port, process_group
 from tests.served import table
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _healthy(url: str) -> bool:
@@ -40,26 +31,8 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO
-        )
-    try:
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
 def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_the_ingest(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
@@ -80,7 +53,7 @@ def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_the_ingest(tmp_pa
     env["SERVIO_CONFIG"] = str(config)
     prefect = str(BIN / "prefect")
     server_args = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with _process(server_args, env, tmp_path / "server.log"):
+    with process_group(server_args, env, tmp_path / "server.log", cwd=REPO):
         assert wait_until(lambda: _healthy(url), 120, interval=1), (
             tmp_path / "server.log"
         ).read_text()
@@ -120,7 +93,7 @@ def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_the_ingest(tmp_pa
                 return state is not None and state.is_final()
 
             worker_args = [prefect, "worker", "start", "--pool", "servio", "--limit", "2"]
-            with _process(worker_args, env, tmp_path / "worker.log"):
+            with process_group(worker_args, env, tmp_path / "worker.log", cwd=REPO):
                 assert wait_until(finished, 300, interval=1), (tmp_path / "worker.log").read_text()
             state = client.read_flow_run(run.id).state
             assert state is not None and state.is_completed(), (
