@@ -93,6 +93,17 @@ def fast_run(config: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
     )
 
 
+def rerun(config: Path) -> dict[str, int]:
+    """The run after a kill, in this process: what `fast_run(config, "--no-rules")` runs
+    (the same function, the `required` checks only), without a process start and imports
+    per rerun. A run in another process is no different: nothing of the killed run's
+    process survives but what it left on disk."""
+    from servio.tools.faults import run_without_prefect
+    from servio.validation import RequiredOnlyValidator
+
+    return run_without_prefect(str(config), validator=RequiredOnlyValidator())
+
+
 def servio_run(config: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
     """The real `servio run` (Prefect flow, ephemeral server) in its own process group."""
     return _popen(
