@@ -19,7 +19,7 @@ from servio.schemas.catalog import Item, ItemCatalog, load_catalog
 from servio.schemas.raw import FAILURE_SCHEMA, INTERACTIONS_RAW, RawContract, surveys_raw
 from servio.schemas.suites import build_suite, default_contracts, load_suite, suite_json, suite_path
 from servio.schemas.table import MONEY, TIMESTAMP
-from servio.validation import gx
+from servio.validation import batch, gx
 from servio.validation.datadocs import render as build_data_docs
 from servio.validation.gx import validate_rows
 from servio.validation.results import ValidationResult, write_gx_result
@@ -184,6 +184,45 @@ def test_each_rule_fires_on_its_row_only(
 
 def test_rows_breaking_no_rule_have_no_failures(one_rule_per_row: ValidationResult) -> None:
     assert one_rule_per_row.failed_rows.to_list() == list(range(2, len(ONE_RULE_PER_ROW) + 2))
+
+
+@pytest.mark.parametrize("width", [1, 2, 5])
+def test_columns_read_in_groups_give_the_same_result(
+    one_rule_per_row: ValidationResult, monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    """The batch's columns are read a group at a time (`batch.READ_CELLS` values): any group
+    size finds the same failures and counts."""
+    broken = [interaction(n, **changes) for n, (changes, _, _) in enumerate(ONE_RULE_PER_ROW, 2)]
+    rows = [interaction(1), *broken, interaction(len(ONE_RULE_PER_ROW) + 2)]
+    monkeypatch.setattr(batch, "READ_CELLS", width * len(rows))
+
+    result = validate(standardised(INTERACTIONS_RAW, rows))
+
+    assert result.failures.equals(one_rule_per_row.failures)
+    assert result.summary.equals(one_rule_per_row.summary)
+
+
+def test_read_groups_start_with_one_column_and_keep_derived_columns_alone() -> None:
+    fields = {f.name: f for f in INTERACTIONS_RAW.fields}
+    columns = [
+        "interaction_id",
+        "customer_id",
+        "channel",
+        "started_at",
+        "_is_conflicting_duplicate",
+    ]
+    frame = standardised(INTERACTIONS_RAW, [interaction(n) for n in range(1, 11)]).lazy()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch, "READ_CELLS", 20)  # two columns of 10 rows
+        groups = batch.read_groups(frame, columns, fields)
+
+    assert groups == [
+        ["interaction_id"],
+        ["customer_id", "channel"],
+        ["started_at"],
+        ["_is_conflicting_duplicate"],
+    ]
 
 
 def test_empty_file_has_no_failures() -> None:

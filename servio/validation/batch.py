@@ -21,8 +21,10 @@ execution engine, no Polars support), and why:
 - numpy-backed pandas treats NaN as missing, which would let a "NaN" text pass the range rule of
   an optional number. NaN is therefore handed to GX as +inf: NaN and ±inf all fail
   `range:<column>` (not `required:`), and the detail shows the original value.
-- A helper thread converts the next columns (Polars, Arrow) while GX, mostly pure Python,
-  validates the current one.
+- The columns are read from the batch in groups (`READ_CELLS` values at most, so a 1 M-row
+  batch is read in a few passes and a small one in one, not once per column: a batch of staged
+  Parquet parts opens every part at each read), and a helper thread reads and converts the
+  next group (Polars, Arrow) while GX, mostly pure Python, validates the current one.
 """
 
 from __future__ import annotations
@@ -40,11 +42,15 @@ from servio.schemas.suites import HAS_ANSWER, IS_CONFLICTING_DUPLICATE, NOT_NULL
 from servio.validation.results import file_expectation
 from servio.validation.rules import FILE_BITS, conflicting_rows, file_of, record_of
 
-_PREFETCH_COLUMNS = 2  # columns converted ahead of GX; bounds the memory held in pandas
+_PREFETCH_GROUPS = 1  # column groups read and converted ahead of GX; bounds pandas memory
+# Values (rows × columns) read from the batch at once: one read of a group of columns instead
+# of one per column (a batch of staged Parquet parts is opened once per read), still bounded.
+READ_CELLS = 8_000_000
 
 # Per column: file index → (rows, non-null values) of the batch, to split GX's counts by file.
 ColumnCounts = dict[int, tuple[int, int]]
-_Prepared = tuple[list[tuple[Any, list[int]]], str, ColumnCounts, float]
+_Prepared = tuple[list[tuple[Any, list[int]]], str, ColumnCounts]
+_Group = tuple[list[_Prepared], float]
 
 
 # ---------------------------------------------------------------------------------------
@@ -63,58 +69,90 @@ def prepared_batches(
     """Each column's pandas batches with the positions of their expectations, in suite order;
     each column's counts by file go into `counts`, the time spent into `timings`.
 
-    A helper thread reads and prepares the next columns (Polars and Arrow work, mostly
-    outside the GIL) while the caller runs GX, which is mostly pure Python, on the current one.
+    Columns are read in groups of up to `READ_CELLS` values (`read_groups`). A helper thread
+    reads and prepares the next group (Polars and Arrow work, mostly outside the GIL) while
+    the caller runs GX, which is mostly pure Python, on the current one.
     """
     fields = {f.name: f for f in contract.fields}
     by_column: dict[str, list[int]] = {}
     for position, expectation in enumerate(expectations):
         by_column.setdefault(expectation["kwargs"]["column"], []).append(position)
 
-    def collect(future: Future[_Prepared]) -> list[Any]:
+    def collect(future: Future[_Group]) -> list[Any]:
         started = time.perf_counter()
-        batches, column, column_counts, prepare_seconds = future.result()
+        prepared, prepare_seconds = future.result()
         timings["wait_for_prepare"] += time.perf_counter() - started
         timings["prepare_to_pandas"] += prepare_seconds
-        counts[column] = column_counts
+        batches = []
+        for column_batches, column, column_counts in prepared:
+            counts[column] = column_counts
+            batches.extend(column_batches)
         return batches
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="servio-prepare") as pool:
-        pending: deque[Future[_Prepared]] = deque()
-        for column, positions in by_column.items():
-            args = (
-                frame,
-                fields.get(column),
-                column,
-                positions,
-                expectations,
-                conflicts,
-                single_file,
-            )
-            pending.append(pool.submit(_pandas_batches, *args))
-            if len(pending) > _PREFETCH_COLUMNS:
+        pending: deque[Future[_Group]] = deque()
+        for group in read_groups(frame, list(by_column), fields):
+            args = (frame, group, fields, by_column, expectations, conflicts, single_file)
+            pending.append(pool.submit(_group_batches, *args))
+            if len(pending) > _PREFETCH_GROUPS:
                 yield from collect(pending.popleft())
         while pending:
             yield from collect(pending.popleft())
 
 
-def _pandas_batches(
+def read_groups(
+    frame: pl.LazyFrame, columns: list[str], fields: dict[str, RawField]
+) -> list[list[str]]:
+    """The columns in suite order, in groups read together: consecutive contract columns,
+    up to `READ_CELLS` values a group (at least one column); a derived column alone. The
+    first group is one column, so that GX starts while the next group is read."""
+    rows = int(frame.select(pl.len()).collect().item())
+    width = max(1, READ_CELLS // max(rows, 1))
+    groups: list[list[str]] = []
+    for column in columns:
+        if column not in fields:
+            groups.append([column])
+        elif len(groups) > 1 and groups[-1][0] in fields and len(groups[-1]) < width:
+            groups[-1].append(column)
+        else:
+            groups.append([column])
+    return groups
+
+
+def _group_batches(
     frame: pl.LazyFrame,
-    raw_field: RawField | None,
-    column: str,
-    positions: list[int],
+    group: list[str],
+    fields: dict[str, RawField],
+    by_column: dict[str, list[int]],
     expectations: list[dict[str, Any]],
     conflicts: pl.DataFrame | None = None,
     single_file: bool = False,
-) -> _Prepared:
-    """The one-column pandas batches of one column and the expectations each gets, the
-    column's counts by file, timed."""
+) -> _Group:
+    """One read of a group of columns → each column's pandas batches and counts, timed."""
     started = time.perf_counter()
-    if raw_field is None:
-        whole = _derived_column(frame, expectations[positions[0]], conflicts)
-    else:
-        read = frame.select(SOURCE_ROW, column).collect()
-        whole = read.with_columns(_as_validated(read.get_column(column)))
+    contract_columns = [column for column in group if column in fields]
+    read = frame.select(SOURCE_ROW, *contract_columns).collect() if contract_columns else None
+    prepared = []
+    for column in group:
+        positions = by_column[column]
+        if read is None or column not in fields:
+            whole = _derived_column(frame, expectations[positions[0]], conflicts)
+        else:
+            values = _as_validated(read.get_column(column))
+            whole = pl.DataFrame([read.get_column(SOURCE_ROW), values])
+        prepared.append(_pandas_batches(whole, column, positions, expectations, single_file))
+    return prepared, time.perf_counter() - started
+
+
+def _pandas_batches(
+    whole: pl.DataFrame,
+    column: str,
+    positions: list[int],
+    expectations: list[dict[str, Any]],
+    single_file: bool = False,
+) -> _Prepared:
+    """The one-column pandas batches of one column (`source_row` and the column) and the
+    expectations each gets, and the column's counts by file."""
     if single_file:  # GX's own counts are the file's: nothing to split
         column_counts = {0: (whole.height, whole.height - whole.get_column(column).null_count())}
     else:
@@ -128,7 +166,7 @@ def _pandas_batches(
         (_to_pandas(data, column), chosen)
         for data, chosen in _column_batches(whole, positions, expectations)
     ]
-    return batches, column, column_counts, time.perf_counter() - started
+    return batches, column, column_counts
 
 
 def _column_batches(
