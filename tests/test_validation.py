@@ -225,6 +225,15 @@ def test_read_groups_start_with_one_column_and_keep_derived_columns_alone() -> N
     ]
 
 
+def test_gx_configurations_are_memoised_only_while_servio_validates() -> None:
+    from great_expectations.expectations.expectation import Expectation
+
+    before = Expectation.__dict__["configuration"]
+    validate(standardised(INTERACTIONS_RAW, [interaction(1, channel="fax")]))
+
+    assert Expectation.__dict__["configuration"] is before
+
+
 def test_empty_file_has_no_failures() -> None:
     result = validate(standardised(INTERACTIONS_RAW, []))
 
