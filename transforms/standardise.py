@@ -211,8 +211,11 @@ def type_failures(
     )
     text_columns = [f.name for f in contract.fields if f.kind in EXPECTED_FORM]
     present = set(raw.collect_schema().names())
-    values = raw.select(SOURCE_ROW, *[pl.col(n) for n in text_columns if n in present]).unpivot(
-        index=SOURCE_ROW, variable_name="field", value_name="value"
+    # Only the rows with a failed value are unpivoted (not every value of the file).
+    values = (
+        raw.select(SOURCE_ROW, *[pl.col(n) for n in text_columns if n in present])
+        .join(failed.select(SOURCE_ROW).unique(), on=SOURCE_ROW, how="semi")
+        .unpivot(index=SOURCE_ROW, variable_name="field", value_name="value")
     )
     # A contract column's value may be quoted (control characters shown as U+FFFD); a value
     # that was not text (a JSON object, a Parquet struct) is described, never stringified.
