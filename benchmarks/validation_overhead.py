@@ -10,20 +10,27 @@ spread over every rule), writes it as CSV, and times
 - for reference: one whole-frame `to_pandas`, and a GX pass without row ids ("BOOLEAN_ONLY").
 
 Run:  .venv/bin/python -m benchmarks.validation_overhead [--rows 10000000] [--workdir DIR]
+      [--repeat 2] [--out benchmarks/results/<date>-validation-overhead-<rows>.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import io
+import os
+import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import polars as pl
@@ -200,12 +207,47 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, default=None, help="where the CSV goes (default: a temp dir)"
     )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="also write the output there, as Markdown"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="servio-bench-", dir=args.workdir))
+    output = _Tee(sys.stdout)
+    load_before = os.getloadavg()
     try:
-        run(args.rows, workdir, args.repeat)
+        with contextlib.redirect_stdout(output):
+            run(args.rows, workdir, args.repeat)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if args.out:
+        from benchmarks.run import code_version
+
+        command = " ".join(["python -m benchmarks.validation_overhead", *sys.argv[1:]])
+        loads = f"load average before {_load(load_before)}, after {_load(os.getloadavg())}"
+        args.out.write_text(
+            f"# GX validation overhead, {args.rows:,} rows\n\n"
+            f"`{command}` at servio {code_version()}, on {platform.node() or 'this machine'} "
+            f"({os.cpu_count()} CPUs), {loads}.\n\n```\n{output.text.getvalue()}```\n"
+        )
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the console and keeps a copy."""
+
+    def __init__(self, console: TextIO) -> None:
+        self.console = console
+        self.text = io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.console.write(text)
+        return self.text.write(text)
+
+    def flush(self) -> None:
+        self.console.flush()
+
+
+def _load(averages: tuple[float, float, float]) -> str:
+    return "[" + ", ".join(f"{value:.2f}" for value in averages) + "]"
 
 
 def run(rows: int, workdir: Path, repeat: int) -> None:
