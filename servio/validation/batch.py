@@ -24,7 +24,7 @@ execution engine, no Polars support), and why:
 - The columns are read from the batch in groups (`READ_CELLS` values at most, so a 1 M-row
   batch is read in a few passes and a small one in one, not once per column: a batch of staged
   Parquet parts opens every part at each read), and a helper thread reads and converts the
-  next group (Polars, Arrow) while GX, mostly pure Python, validates the current one.
+  next columns (Polars, Arrow) while GX, mostly pure Python, validates the current one.
 """
 
 from __future__ import annotations
@@ -42,15 +42,14 @@ from servio.schemas.suites import HAS_ANSWER, IS_CONFLICTING_DUPLICATE, NOT_NULL
 from servio.validation.results import file_expectation
 from servio.validation.rules import FILE_BITS, conflicting_rows, file_of, record_of
 
-_PREFETCH_GROUPS = 1  # column groups read and converted ahead of GX; bounds pandas memory
+_PREFETCH_COLUMNS = 2  # columns converted ahead of GX; bounds the memory held in pandas
 # Values (rows × columns) read from the batch at once: one read of a group of columns instead
 # of one per column (a batch of staged Parquet parts is opened once per read), still bounded.
 READ_CELLS = 8_000_000
 
 # Per column: file index → (rows, non-null values) of the batch, to split GX's counts by file.
 ColumnCounts = dict[int, tuple[int, int]]
-_Prepared = tuple[list[tuple[Any, list[int]]], str, ColumnCounts]
-_Group = tuple[list[_Prepared], float]
+_Prepared = tuple[list[tuple[Any, list[int]]], str, ColumnCounts, float]
 
 
 # ---------------------------------------------------------------------------------------
@@ -70,7 +69,7 @@ def prepared_batches(
     each column's counts by file go into `counts`, the time spent into `timings`.
 
     Columns are read in groups of up to `READ_CELLS` values (`read_groups`). A helper thread
-    reads and prepares the next group (Polars and Arrow work, mostly outside the GIL) while
+    reads and prepares the next columns (Polars and Arrow work, mostly outside the GIL) while
     the caller runs GX, which is mostly pure Python, on the current one.
     """
     fields = {f.name: f for f in contract.fields}
@@ -78,24 +77,23 @@ def prepared_batches(
     for position, expectation in enumerate(expectations):
         by_column.setdefault(expectation["kwargs"]["column"], []).append(position)
 
-    def collect(future: Future[_Group]) -> list[Any]:
+    def collect(future: Future[_Prepared]) -> list[Any]:
         started = time.perf_counter()
-        prepared, prepare_seconds = future.result()
+        batches, column, column_counts, prepare_seconds = future.result()
         timings["wait_for_prepare"] += time.perf_counter() - started
         timings["prepare_to_pandas"] += prepare_seconds
-        batches = []
-        for column_batches, column, column_counts in prepared:
-            counts[column] = column_counts
-            batches.extend(column_batches)
+        counts[column] = column_counts
         return batches
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="servio-prepare") as pool:
-        pending: deque[Future[_Group]] = deque()
+        pending: deque[Future[_Prepared]] = deque()
         for group in read_groups(frame, list(by_column), fields):
-            args = (frame, group, fields, by_column, expectations, conflicts, single_file)
-            pending.append(pool.submit(_group_batches, *args))
-            if len(pending) > _PREFETCH_GROUPS:
-                yield from collect(pending.popleft())
+            shared = _GroupRead(frame, group) if group[0] in fields else None
+            for column in group:
+                args = (frame, shared, column, by_column[column], expectations, conflicts)
+                pending.append(pool.submit(_pandas_batches, *args, single_file))
+                if len(pending) > _PREFETCH_COLUMNS:
+                    yield from collect(pending.popleft())
         while pending:
             yield from collect(pending.popleft())
 
@@ -119,40 +117,44 @@ def read_groups(
     return groups
 
 
-def _group_batches(
-    frame: pl.LazyFrame,
-    group: list[str],
-    fields: dict[str, RawField],
-    by_column: dict[str, list[int]],
-    expectations: list[dict[str, Any]],
-    conflicts: pl.DataFrame | None = None,
-    single_file: bool = False,
-) -> _Group:
-    """One read of a group of columns → each column's pandas batches and counts, timed."""
-    started = time.perf_counter()
-    contract_columns = [column for column in group if column in fields]
-    read = frame.select(SOURCE_ROW, *contract_columns).collect() if contract_columns else None
-    prepared = []
-    for column in group:
-        positions = by_column[column]
-        if read is None or column not in fields:
-            whole = _derived_column(frame, expectations[positions[0]], conflicts)
-        else:
-            values = _as_validated(read.get_column(column))
-            whole = pl.DataFrame([read.get_column(SOURCE_ROW), values])
-        prepared.append(_pandas_batches(whole, column, positions, expectations, single_file))
-    return prepared, time.perf_counter() - started
+class _GroupRead:
+    """One read of a group of contract columns, made by the first of its columns' jobs (the
+    helper thread runs them one after another) and dropped when the last has taken its own."""
+
+    def __init__(self, frame: pl.LazyFrame, columns: list[str]) -> None:
+        self.frame = frame
+        self.columns = list(columns)
+        self.left = set(columns)
+        self.read: pl.DataFrame | None = None
+
+    def take(self, column: str) -> pl.DataFrame:
+        """`source_row` and the column, as GX sees it."""
+        read = self.read
+        if read is None:
+            read = self.read = self.frame.select(SOURCE_ROW, *self.columns).collect()
+        self.left.discard(column)
+        if not self.left:
+            self.read = None
+        return pl.DataFrame([read.get_column(SOURCE_ROW), _as_validated(read.get_column(column))])
 
 
 def _pandas_batches(
-    whole: pl.DataFrame,
+    frame: pl.LazyFrame,
+    shared: _GroupRead | None,
     column: str,
     positions: list[int],
     expectations: list[dict[str, Any]],
+    conflicts: pl.DataFrame | None = None,
     single_file: bool = False,
 ) -> _Prepared:
-    """The one-column pandas batches of one column (`source_row` and the column) and the
-    expectations each gets, and the column's counts by file."""
+    """The one-column pandas batches of one column and the expectations each gets, the
+    column's counts by file, timed. A contract column comes from its group's read, a derived
+    column from `frame`."""
+    started = time.perf_counter()
+    if shared is None:
+        whole = _derived_column(frame, expectations[positions[0]], conflicts)
+    else:
+        whole = shared.take(column)
     if single_file:  # GX's own counts are the file's: nothing to split
         column_counts = {0: (whole.height, whole.height - whole.get_column(column).null_count())}
     else:
@@ -166,7 +168,7 @@ def _pandas_batches(
         (_to_pandas(data, column), chosen)
         for data, chosen in _column_batches(whole, positions, expectations)
     ]
-    return batches, column, column_counts
+    return batches, column, column_counts, time.perf_counter() - started
 
 
 def _column_batches(
