@@ -6,7 +6,6 @@ loopback S3 (moto) that the workers reach with the standard AWS settings."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,18 +28,23 @@ pytestmark = pytest.mark.e2e
 RUN_COLUMNS = {"run_id", "ingested_at", "quarantined_at"}
 
 
-@contextmanager
-def two_workers() -> Iterator[Any]:
-    """A scheduler and two worker processes on loopback; workers inherit this environment."""
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A scheduler and two worker processes on loopback, for both runs of the module, started
+    inside the loopback S3's AWS settings (the workers inherit the environment; the local-disk
+    run does not read them)."""
     from distributed import LocalCluster
 
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as local:
+    with (
+        s3_environment(tmp_path_factory.mktemp("aws"), ("raw", "lake")),
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as local,
+    ):
         yield local
 
 
@@ -83,25 +87,29 @@ def _tables(settings: Any) -> dict[str, pl.DataFrame]:
     return out
 
 
-def _gx_loaded() -> bool:
+def _suites_run() -> int:
     from servio.validation import gx
 
-    return gx.is_loaded()
+    return gx.suites_run()
 
 
 def _run_on_dask(config: Path, cluster: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     from servio.flows.run import run_pipeline
     from servio.flows.runners import with_runner
+    from servio.validation import gx
 
     monkeypatch.setenv("SERVIO_DASK_ADDRESS", cluster.scheduler_address)
     monkeypatch.setenv("SERVIO_SNAPSHOT_BUCKETS", "3")
     settings = load_settings(config)
     assert settings.dask_address == cluster.scheduler_address
+    client = cluster.get_client()
+    before, here = client.run(_suites_run), gx.suites_run()
     summary = with_runner(run_pipeline, settings)(str(config))
     assert summary.snapshot.shuffle_bytes > 0
-    # The files were validated in the worker processes: Great Expectations is loaded there.
-    loaded = cluster.get_client().run(_gx_loaded)
-    assert len(loaded) == 2 and any(loaded.values()), loaded
+    # This run's files were validated in the worker processes (both sources), not here.
+    after = client.run(_suites_run)
+    assert len(after) == 2 and sum(after.values()) - sum(before.values()) >= 2, (before, after)
+    assert gx.suites_run() == here
     return settings
 
 
@@ -117,11 +125,11 @@ def test_a_dask_run_equals_the_single_process_run(
     exports: Path,
     single_process: dict[str, pl.DataFrame],
     prefect_harness: None,
+    cluster: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = _config(tmp_path, str(exports), str(tmp_path / "curated"))
-    with two_workers() as cluster:
-        settings = _run_on_dask(config, cluster, monkeypatch)
+    settings = _run_on_dask(config, cluster, monkeypatch)
     _assert_same_tables(_tables(settings), single_process)
 
 
@@ -130,15 +138,14 @@ def test_a_dask_run_against_s3_equals_the_single_process_local_run(
     exports: Path,
     single_process: dict[str, pl.DataFrame],
     prefect_harness: None,
+    cluster: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the report and Data Docs of an S3 lake go to ./servio-site
-    with s3_environment(tmp_path / "aws", ("raw", "lake")):
-        upload_tree(exports, "raw", "crm")
-        config = _config(tmp_path, "s3://raw/crm", "s3://lake/crm")
-        with two_workers() as cluster:  # started here: the workers get the AWS settings
-            settings = _run_on_dask(config, cluster, monkeypatch)
-        # Staging (the workers' parts, the shuffle) is gone; no publication is pending.
-        assert not objects("lake", "crm/_servio/staging/")
-        assert "crm/_servio/publication.json" not in objects("lake", "crm/_servio/")
-        _assert_same_tables(_tables(settings), single_process)
+    upload_tree(exports, "raw", "crm")
+    config = _config(tmp_path, "s3://raw/crm", "s3://lake/crm")
+    settings = _run_on_dask(config, cluster, monkeypatch)
+    # Staging (the workers' parts, the shuffle) is gone; no publication is pending.
+    assert not objects("lake", "crm/_servio/staging/")
+    assert "crm/_servio/publication.json" not in objects("lake", "crm/_servio/")
+    _assert_same_tables(_tables(settings), single_process)

@@ -87,6 +87,7 @@ class _Gx:
 
 
 _GX: _Gx | None = None
+_suites_run = 0  # `suites_run()`
 # Validations from concurrent threads (a thread-pool task runner) take turns on the shared
 # context; GX holds the GIL for most of its work anyway.
 GX_LOCK = threading.RLock()
@@ -258,6 +259,8 @@ def _run_suite(
     results: list[Any] = [None] * len(expectations)
     counts: dict[str, ColumnCounts] = {}
     with GX_LOCK, _configurations_computed_once():
+        global _suites_run
+        _suites_run += 1
         batches = prepared_batches(
             frame, contract, expectations, timings, counts, conflicts, single_file
         )
@@ -316,9 +319,10 @@ def _raise_if_errored(result: Any, expectation: dict[str, Any]) -> None:
         )
 
 
-def is_loaded() -> bool:
-    """Whether this process has imported Great Expectations (it costs seconds)."""
-    return _GX is not None
+def suites_run() -> int:
+    """How many times this process has run a suite (once per source and batch): where GX
+    ran, e.g. on which Dask workers."""
+    return _suites_run
 
 
 class GxValidator:
