@@ -24,13 +24,6 @@ settings.register_profile("servio", deadline=None)
 settings.load_profile("servio")
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: a worker per core and one more. The e2e tests wait on the processes and
-    servers they start (on two cores: 1,230 s of test time for 1,065 CPU-s); the extra
-    worker runs tests in those waits. `--maxprocesses` still caps it."""
-    return (os.cpu_count() or 1) + 1
-
-
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
