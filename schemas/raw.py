@@ -9,8 +9,8 @@ from typing import Literal
 
 import polars as pl
 
-from servio.schemas.catalog import SCALE_MAX, SCALE_MIN, ItemCatalog
-from servio.schemas.channels import CHANNELS
+from .catalog import SCALE_MAX, SCALE_MIN, ItemCatalog
+from .channels import CHANNELS
 
 TIMESTAMP_FLOOR = "2000-01-01T00:00:00Z"
 MAX_ID_LENGTH = 64

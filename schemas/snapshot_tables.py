@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from servio.schemas.catalog import ItemCatalog
-from servio.schemas.table import MONEY, Column, CuratedTable
+from .catalog import ItemCatalog
+from .table import MONEY, Column, CuratedTable
 
 
 def customer_quality_table(catalog: ItemCatalog) -> CuratedTable:

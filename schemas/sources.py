@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from servio.schemas.catalog import ItemCatalog
-from servio.schemas.channels import ChannelRate
-from servio.schemas.raw import INTERACTIONS_RAW, RawContract, surveys_raw
-from servio.schemas.table import CuratedTable
-from servio.schemas.tables import INTERACTIONS, survey_responses_table
+from .catalog import ItemCatalog
+from .channels import ChannelRate
+from .raw import INTERACTIONS_RAW, RawContract, surveys_raw
+from .table import CuratedTable
+from .tables import INTERACTIONS, survey_responses_table
 
 UNKNOWN_SOURCE = "unknown"  # a file at the raw root, or under a folder that names no source
 

@@ -25,9 +25,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from servio.schemas.catalog import load_catalog
-from servio.schemas.raw import TIMESTAMP_FLOOR, RawContract, RawField
-from servio.schemas.sources import SOURCES
+from .catalog import load_catalog
+from .raw import TIMESTAMP_FLOOR, RawContract, RawField
+from .sources import SOURCES
 
 SUITES_DIR = Path(__file__).with_name("suites")
 

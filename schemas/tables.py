@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import polars as pl
 
-from servio.schemas.catalog import ItemCatalog
-from servio.schemas.raw import SOURCE_ROW
-from servio.schemas.snapshot_tables import (
+from .catalog import ItemCatalog
+from .raw import SOURCE_ROW
+from .snapshot_tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
     DEFAULT_HORIZON_DAYS,
     customer_quality_table,
     value_tables,
 )
-from servio.schemas.table import MONEY, TIMESTAMP, Column, CuratedTable
+from .table import MONEY, TIMESTAMP, Column, CuratedTable
 
 
 def _lineage() -> tuple[Column, ...]:

@@ -31,8 +31,20 @@ def imported_modules(path: Path) -> Iterator[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            yield node.module
+        elif isinstance(node, ast.ImportFrom):
+            yield imported_from(node, path)
+
+
+def imported_from(node: ast.ImportFrom, path: Path) -> str:
+    """The absolute name of the module a `from … import` reads, a relative one (`..schemas.x`
+    in transforms/) resolved against the importing file's own module name."""
+    if not node.level:
+        return node.module or ""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[: len(package) - node.level + 1]
+    return ".".join([*base, *([node.module] if node.module else [])])
 
 
 def test_no_module_imports_a_folder_by_its_bare_name() -> None:
@@ -249,10 +261,11 @@ def import_graph() -> dict[str, set[str]]:
                 continue
             if isinstance(node, ast.Import):
                 targets |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            elif isinstance(node, ast.ImportFrom):
+                module = imported_from(node, path)
                 for alias in node.names:
-                    full = f"{node.module}.{alias.name}"
-                    targets.add(full if full in modules else node.module)
+                    full = f"{module}.{alias.name}"
+                    targets.add(full if full in modules else module)
         graph[name] = {t for t in targets if t in modules and t != name}
     return graph
 

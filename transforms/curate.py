@@ -9,11 +9,11 @@ from decimal import Decimal
 
 import polars as pl
 
-from servio.schemas.sources import Curation
-from servio.schemas.table import MONEY, CuratedTable
-from servio.schemas.tables import INTERACTIONS, survey_responses_table
-from servio.transforms.profitability import cost_to_serve
-from servio.transforms.quality import survey_response_scores
+from ..schemas.sources import Curation
+from ..schemas.table import MONEY, CuratedTable
+from ..schemas.tables import INTERACTIONS, survey_responses_table
+from .profitability import cost_to_serve
+from .quality import survey_response_scores
 
 
 def interactions(valid: pl.LazyFrame, curation: Curation, source_file: str) -> pl.LazyFrame:

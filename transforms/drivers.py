@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from servio.schemas.catalog import ItemCatalog
-from servio.schemas.snapshot_tables import QUALITY_DRIVERS
+from ..schemas.catalog import ItemCatalog
+from ..schemas.snapshot_tables import QUALITY_DRIVERS
 
 MIN_RESPONSES = 30  # SPEC §6: fewer qualifying responses → no importance, no quadrant
 # Two float means that are mathematically equal can differ in their last bits; a value within

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from servio.schemas.tables import DUPLICATE, INGESTED, INTERNAL_ERROR, REJECTED
+from ..schemas.tables import DUPLICATE, INGESTED, INTERNAL_ERROR, REJECTED
 
 # Reconciliation rules, each in words and as the rows that break it.
 READ_RULE = "rows_read = rows_valid + rows_quarantined"

@@ -12,9 +12,9 @@ from decimal import Decimal
 
 import polars as pl
 
-from servio.schemas.channels import ChannelRate
-from servio.schemas.snapshot_tables import CUSTOMER_PROFITABILITY
-from servio.schemas.table import MONEY
+from ..schemas.channels import ChannelRate
+from ..schemas.snapshot_tables import CUSTOMER_PROFITABILITY
+from ..schemas.table import MONEY
 
 # handle_seconds is taken to the microsecond before any money is computed from it.
 HANDLE_DECIMALS = 6

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from servio.schemas.catalog import QUALITY_SIDES, Item, ItemCatalog
-from servio.schemas.snapshot_tables import customer_quality_table
+from ..schemas.catalog import QUALITY_SIDES, Item, ItemCatalog
+from ..schemas.snapshot_tables import customer_quality_table
 
 REPEAT_HORIZON = datetime.timedelta(days=7)
 # A service gap is a weighted mean of whole-number answers: one that is exactly ±band can come

@@ -8,8 +8,8 @@ from datetime import datetime
 
 import polars as pl
 
-from servio.schemas.raw import FAILURE_SCHEMA, RAW_MALFORMED, SOURCE_ROW, RawContract
-from servio.schemas.tables import QUARANTINE
+from ..schemas.raw import FAILURE_SCHEMA, RAW_MALFORMED, SOURCE_ROW, RawContract
+from ..schemas.tables import QUARANTINE
 
 MALFORMED = "malformed_record"  # a line that is not a record (ragged CSV, broken JSON)
 FILE_PREFIX = "file:"  # reason code of a file rejected whole: file:<code>

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS
+from ..schemas.snapshot_tables import CUSTOMER_SEGMENTS
 
 # SPEC §4.2 action table as (profit segments, service levels, action); the rows cover each
 # profit_segment × service_level pair exactly once.

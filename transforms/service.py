@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from servio.schemas.channels import CHANNELS
-from servio.schemas.snapshot_tables import SERVICE_LEVELS
-from servio.transforms.quality import contact_outcomes
+from ..schemas.channels import CHANNELS
+from ..schemas.snapshot_tables import SERVICE_LEVELS
+from .quality import contact_outcomes
 
 ALL_CHANNELS = "all"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from servio.schemas.raw import RAW_NOT_TEXT, SOURCE_ROW, RawContract, RawField
-from servio.schemas.table import TIMESTAMP
+from ..schemas.raw import RAW_NOT_TEXT, SOURCE_ROW, RawContract, RawField
+from ..schemas.table import TIMESTAMP
 
 INVALID = "invalid_fields"  # List[String]: fields whose text could not be parsed
 _TYPED = "__typed__"  # prefix of a field's parsed value while its text is still needed

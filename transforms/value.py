@@ -11,9 +11,9 @@ import datetime as dt
 
 import polars as pl
 
-from servio.schemas.snapshot_tables import customer_value_table, expected_purchases_column
-from servio.schemas.table import MONEY
-from servio.transforms.profitability import customer_money
+from ..schemas.snapshot_tables import customer_value_table, expected_purchases_column
+from ..schemas.table import MONEY
+from .profitability import customer_money
 
 # A float amount is read as its nearest 12-decimal value, then rounded half-even to the cent:
 # so 2.675 (binary 2.67499999…) is the 2.675 a reader sees, and rounds to 2.68.

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from servio.schemas.raw import SOURCE_ROW
-from servio.schemas.table import CuratedTable
+from ..schemas.raw import SOURCE_ROW
+from ..schemas.table import CuratedTable
 
 LINEAGE_ORDER = ("source_seq", SOURCE_ROW)  # identifies a version; breaks version-time ties
 IS_LATEST = "is_latest"
