@@ -47,6 +47,7 @@ GOAL_INGEST_OVER_FLOOR = 3.0  # issue #20, at 1M
 GOAL_INGEST_OVER_FLOOR_LARGE = 2.0  # issue #20, at 10M
 GOAL_END_TO_END_OVER_PEER = 0.7  # issue #20
 REFERENCE_TIME_ENV = "SERVIO_BENCH_INGESTED_AT"
+SETTLE_SECONDS = 5.0  # before each stage: the machine quiet after the previous one's writes
 SERVIO_STAGES = ("servio_ingest", "servio_snapshots", "servio_flowlike", "prefect")
 STAGES = (
     "servio_ingest",
@@ -433,7 +434,7 @@ def run_stage_subprocess(name: str, paths: Paths, args: argparse.Namespace) -> d
     # the previous stage's writes (measured: the same flow 182 s right after one stage, 207 s
     # right after another; the "Prefect overhead" was mostly this order effect).
     os.sync()
-    time.sleep(5)
+    time.sleep(args.settle)
     load_before = uptime_load()
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=ROOT)
@@ -850,6 +851,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=STAGES,
         default=[],
         help="reuse these stages' recorded results from an earlier run at the same scale",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_SECONDS,
+        help="seconds to wait after the page cache is written back, before each stage",
     )
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--stage-output", type=Path, help=argparse.SUPPRESS)

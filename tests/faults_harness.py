@@ -104,8 +104,17 @@ def rerun(config: Path) -> dict[str, int]:
     return run_without_prefect(str(config), validator=RequiredOnlyValidator())
 
 
-def servio_run(config: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
-    """The real `servio run` (Prefect flow, ephemeral server) in its own process group."""
+def servio_run(
+    config: Path, *args: str, server: bool = False, **extra: str
+) -> subprocess.Popen[str]:
+    """The real `servio run` (Prefect flow) in its own process group: with an ephemeral
+    server of its own, as the README's first command runs it, or with `server` on this test
+    process's Prefect server (`PREFECT_API_URL`, as a user with a server runs it; the
+    `prefect_harness` fixture starts one per test process), which saves a server start."""
+    if server:
+        from prefect.settings import PREFECT_API_URL
+
+        extra = {"PREFECT_API_URL": str(PREFECT_API_URL.value()), **extra}
     return _popen(
         [SERVIO, "run", "--config", str(config), *args],
         cwd=config.parent,

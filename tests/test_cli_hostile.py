@@ -75,13 +75,15 @@ def _docs_pages(curated: Path) -> list[Path]:
     suppress_health_check=list(HealthCheck),
     phases=[Phase.generate],  # one corpus of every kind; shrinking it would take hours
 )
-@given(every_kind())
-def test_servio_run_over_the_hostile_corpus_prints_no_traceback(corpus: list[Hostile]) -> None:
+@given(corpus=every_kind())
+def test_servio_run_over_the_hostile_corpus_prints_no_traceback(
+    prefect_harness: None, corpus: list[Hostile]
+) -> None:
     import tempfile
 
     base = Path(tempfile.mkdtemp(prefix="servio-cli-hostile-"))
     config = land(base, corpus, "clean-cli")
-    code, out, err = h.finish(h.servio_run(config), timeout=600)
+    code, out, err = h.finish(h.servio_run(config, server=True), timeout=600)
     assert code == 0, out + err
     assert "Traceback" not in out + err, out + err
     assert "[bold]x[/bold] [link=file:x]y[/link].csv" in out.replace("\n", ""), out
@@ -97,7 +99,7 @@ def test_servio_run_over_the_hostile_corpus_prints_no_traceback(corpus: list[Hos
     validated = ledger.filter(pl.col("status") == "ingested").height
     assert len(pages) == validated, (len(pages), validated)
     before = {k: v for k, v in h.digest(base / "curated").items() if not k.startswith("_servio/")}
-    code, out, err = h.finish(h.servio_run(config), timeout=600)
+    code, out, err = h.finish(h.servio_run(config, server=True), timeout=600)
     assert code == 0 and "Traceback" not in out + err, out + err
     after = {k: v for k, v in h.digest(base / "curated").items() if not k.startswith("_servio/")}
     assert after == before
@@ -154,7 +156,9 @@ def test_data_docs_of_a_run_killed_after_its_publish_come_with_the_next_run(
     tmp_path: Path, prefect_harness: None
 ) -> None:
     config = land(tmp_path, [], "killed")
-    code, _, err = h.finish(h.servio_run(config, SERVIO_KILL_AT="after_ingest_publish"), 600)
+    code, _, err = h.finish(
+        h.servio_run(config, server=True, SERVIO_KILL_AT="after_ingest_publish"), 600
+    )
     assert code == -9, err
     settings_ = load_settings(str(config))
     curated = Path(settings_.curated_root)
