@@ -14,6 +14,7 @@ from servio.schemas.raw import INTERACTIONS_RAW
 from servio.transforms.standardise import (
     INVALID,
     missing_required,
+    parse_any_timestamp,
     parse_timestamp,
     standardise,
     type_failures,
@@ -144,6 +145,35 @@ def test_any_offset_round_trips_to_the_same_instant(moment: datetime, offset_min
         microsecond=moment.microsecond, tzinfo=timezone(timedelta(minutes=offset_minutes))
     )
     assert _ts([aware.isoformat()]) == [aware.astimezone(UTC)]
+
+
+def _digits(n: int) -> st.SearchStrategy[str]:
+    return st.text("0123456789", min_size=n, max_size=n)
+
+
+# Text of the fast path's form with any digits (month 13, hour 24, second 60, day 00, year
+# 0000), near misses of it (lower-case t or z, a space, a sign, a fraction, an offset), and
+# any text at all.
+_canonical_shape = st.tuples(
+    _digits(4), _digits(2), _digits(2), _digits(2), _digits(2), _digits(2)
+).map(lambda p: f"{p[0]}-{p[1]}-{p[2]}T{p[3]}:{p[4]}:{p[5]}Z")
+_near_misses = st.tuples(
+    _canonical_shape, st.sampled_from(["", "t", "z", " ", "+", "-", ".5", "+00:00", "Z", "\n"])
+).map(lambda p: (p[0][:-1] + p[1]) if p[1] in ("Z", "+00:00", ".5") else p[0].replace("T", p[1]))
+_real = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)).map(
+    lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")
+)
+
+
+@given(st.lists(st.one_of(_canonical_shape, _near_misses, _real, st.text(max_size=30)), max_size=8))
+def test_the_fast_path_gives_what_the_general_parse_gives(values: list[str]) -> None:
+    """`parse_timestamp` takes `2026-11-20T09:15:00Z` by one strptime; whatever it takes
+    that way must be exactly what the general ISO-8601 parse makes of it (or null for both)."""
+    frame = pl.DataFrame({"t": [*values, None]}, schema={"t": pl.String})
+    for zone in ("UTC", "America/New_York"):
+        fast = frame.select(parse_timestamp(pl.col("t"), zone).alias("t"))["t"].to_list()
+        general = frame.select(parse_any_timestamp(pl.col("t"), zone).alias("t"))["t"].to_list()
+        assert fast == general, list(zip(values, fast, general, strict=False))
 
 
 @given(st.text(max_size=40))
