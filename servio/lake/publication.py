@@ -22,10 +22,13 @@ tables not yet done. Readers pinning the latest publication never see a partial 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +54,8 @@ from servio.schemas.table import CuratedTable
 from servio.schemas.tables import LAKE_STATE, PUBLICATIONS
 
 if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
     from servio.lake import Lake
 
 log = logging.getLogger("servio.lake.publication")
@@ -166,9 +171,10 @@ def apply(lake: Lake, plan: Mapping[str, Any]) -> None:
     the catalog, drop the plan. Idempotent: rerun after a crash anywhere in it."""
     number, run_id = plan["publication"], plan["run_id"]
     changed: dict[str, int] = {}  # table → its version holding publication `number`
+    opened: dict[str, DeltaTable] = {}
     for entry in plan["tables"]:
         url = lake.store.url(entry["location"])
-        table = delta.ensure_table(url, lake.storage_options, entry)
+        table = opened[entry["name"]] = delta.ensure_table(url, lake.storage_options, entry)
         if delta.committed(table, number):  # committed before a crash: not again
             changed[entry["name"]] = int(table.version())
         else:
@@ -187,7 +193,7 @@ def apply(lake: Lake, plan: Mapping[str, Any]) -> None:
         faults.checkpoint("between_table_commits")
     record(lake, number, run_id, changed)
     faults.checkpoint("after_publication_record")
-    write_catalog(lake)
+    write_catalog(lake, opened)
     lake.store.delete(PLAN)
     lake.store.delete_tree(lake.staging_key(run_id, "publish"))
 
@@ -243,8 +249,10 @@ def latest_versions(lake: Lake) -> dict[str, int]:
     return dict(latest.select("table_name", "table_version").collect().iter_rows())
 
 
-def write_catalog(lake: Lake) -> Path | None:
-    """The DuckDB catalog of the latest publication (`servio.lake.catalog`)."""
+def write_catalog(lake: Lake, opened: Mapping[str, DeltaTable] | None = None) -> Path | None:
+    """The DuckDB catalog of the latest publication (`servio.lake.catalog`). `opened`: tables
+    the caller holds open (those a publication just committed), used when at the version the
+    publication records."""
     record = lake.publications()
     if record.is_empty():
         return None
@@ -253,29 +261,72 @@ def write_catalog(lake: Lake) -> Path | None:
     for name, version in latest.select("table_name", "table_version").iter_rows():
         if name in CONTROL_TABLES:
             continue
-        table = delta.open_table(lake.table_url(name), lake.storage_options, version)
-        if table is None:
-            continue
-        metadata = table.metadata()
-        schema = pa.schema(table.schema().to_arrow())
-        partition_by = next(iter(metadata.partition_columns), None)
-        stored = [f.name for f in schema if f.name != partition_by]
-        tables.append(
-            catalog.CatalogTable(
-                name,
-                version,
-                sorted(table.file_uris()),
-                schema,
-                partition_by,
-                uniform=delta.every_file_has(table, stored),
-            )
-        )
+        described = _catalog_table(lake, name, version, (opened or {}).get(name))
+        if described is not None:
+            tables.append(described)
     return catalog.write_catalog(
         lake.catalog_path,
         tables,
         int(latest["publication"][0]),
         latest["published_at"][0],
     )
+
+
+# What the catalog says of a table at a version, by (table URL, version, its commit's hash):
+# a table version never changes, and each publication changes a few tables, so a run's
+# second catalog (and the next run's, in one process) opens only those. Local lakes only.
+_DESCRIBED: OrderedDict[tuple[str, int, str], catalog.CatalogTable] = OrderedDict()
+_DESCRIBED_SIZE = 64
+_DESCRIBED_GUARD = threading.Lock()
+
+
+def _catalog_table(
+    lake: Lake, name: str, version: int, table: DeltaTable | None
+) -> catalog.CatalogTable | None:
+    """The catalog's view of table `name` at `version` (None: no such table)."""
+    url = lake.table_url(name)
+    commit = _commit_hash(lake, name, version)
+    key = (url, version, commit) if commit is not None else None
+    if key is not None:
+        with _DESCRIBED_GUARD:
+            if key in _DESCRIBED:
+                _DESCRIBED.move_to_end(key)
+                return _DESCRIBED[key]
+    if table is None or table.version() != version:
+        table = delta.open_table(url, lake.storage_options, version)
+        if table is None:
+            return None
+    metadata = table.metadata()
+    schema = pa.schema(table.schema().to_arrow())
+    partition_by = next(iter(metadata.partition_columns), None)
+    stored = [f.name for f in schema if f.name != partition_by]
+    described = catalog.CatalogTable(
+        name,
+        version,
+        sorted(table.file_uris()),
+        schema,
+        partition_by,
+        uniform=delta.every_file_has(table, stored),
+    )
+    if key is not None:
+        with _DESCRIBED_GUARD:
+            _DESCRIBED[key] = described
+            while len(_DESCRIBED) > _DESCRIBED_SIZE:
+                _DESCRIBED.popitem(last=False)
+    return described
+
+
+def _commit_hash(lake: Lake, name: str, version: int) -> str | None:
+    """The SHA-256 of the table's commit file of `version` (a table deleted and made again
+    at the same place never matches an old entry); None on object storage or once the
+    commit file was cleaned up."""
+    if not lake.store.is_local:
+        return None
+    log_file = lake.store.local(lake.location(name)) / "_delta_log" / f"{version:020d}.json"
+    try:
+        return hashlib.sha256(log_file.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def maintain(lake: Lake, retention_hours: int) -> dict[str, dict[str, int]]:
