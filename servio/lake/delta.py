@@ -221,9 +221,10 @@ def every_file_has(table: DeltaTable, columns: list[str]) -> bool:
     """Whether every data file holds all these columns, by the log's statistics (a file's
     `nullCount` names each column it stores); False when a file has no statistics."""
     actions = pa.RecordBatchReader.from_stream(table.get_add_actions(flatten=True)).read_all()
+    present = set(actions.column_names)  # (a list built anew at each access)
     for column in columns:
         name = f"null_count.{column}"
-        if name not in actions.column_names or actions[name].null_count:
+        if name not in present or actions[name].null_count:
             return False
     return True
 

@@ -65,6 +65,19 @@ class Lake:
         self.versions = dict(versions) if versions is not None else None
         # Wall seconds this object spent publishing (benchmarks report it as run metadata).
         self.publish_seconds = 0.0
+        # Inside `reusing_tables()`: table name → its open DeltaTable at the latest version.
+        self._latest: dict[str, Any] = {}
+        self._reusing = 0  # how many `reusing_tables()` blocks are open
+        self._guard = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a run's context for Dask workers) without open tables or the lock."""
+        state = self.__dict__.copy()
+        state.update(_latest={}, _reusing=0, _guard=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _guard=threading.Lock())
 
     # -- paths -------------------------------------------------------------------------
     @property
@@ -149,7 +162,35 @@ class Lake:
             if name not in self.versions:
                 return None
             version = self.versions[name]
-        return delta.open_table(self.table_url(name), self.storage_options, version)
+        if version is None and self._reusing:
+            with self._guard:
+                table = self._latest.get(name)
+                if table is not None:
+                    table.update_incremental()  # the commits since it was read, if any
+                    return table
+        table = delta.open_table(self.table_url(name), self.storage_options, version)
+        if version is None and table is not None:
+            with self._guard:
+                if self._reusing:
+                    self._latest.setdefault(name, table)
+        return table
+
+    @contextlib.contextmanager
+    def reusing_tables(self) -> Iterator[None]:
+        """Within the block (one run of the sequence), a table's latest version is read by
+        bringing the table opened the first time up to date (`update_incremental`: the
+        log's new commits only, whoever wrote them) instead of opening it anew, log and all,
+        for each scan: a small run scans its tables some twenty times. Outside, every read
+        opens the table (a lake replaced under a long-lived `Lake` is read as it is now)."""
+        with self._guard:
+            self._reusing += 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._reusing -= 1
+                if not self._reusing:
+                    self._latest.clear()
 
     def files(self, table: CuratedTable) -> list[str]:
         """The data files of the table's current (or pinned) version: never a listing, which

@@ -142,10 +142,15 @@ class Timed:
 
 def run(ctx: RunContext, plan: Plan = EVERYTHING, executor: Executor = IN_PROCESS) -> Outcome:
     """One run: the module docstring says in which order and under which lock."""
-    lake = ctx.lake
-    lake.check_reachable()  # before any data is touched
+    ctx.lake.check_reachable()  # before any data is touched
     if plan.ingest == ALL:
         check_raw_root(ctx.settings)
+    with ctx.lake.reusing_tables():  # the run's scans bring one open table up to date
+        return _run(ctx, plan, executor)
+
+
+def _run(ctx: RunContext, plan: Plan, executor: Executor) -> Outcome:
+    lake = ctx.lake
     discovered = Discovered()
     if plan.ingest is not None:
         paths = None if plan.ingest == ALL else list(plan.ingest)
