@@ -7,10 +7,11 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from servio.schemas.raw import INTERACTIONS_RAW
+from servio.schemas.table import TIMESTAMP
 from servio.transforms.standardise import (
     INVALID,
     missing_required,
@@ -165,14 +166,19 @@ _real = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 3
 )
 
 
+@example(["0000-01-01T00:00:00Z", "2026-02-30T10:00:00Z", "2026-11-20T24:00:00Z"])
+@example(["2026-12-31T23:59:60Z", "2026-11-20t09:15:00Z", "2026-11-20T09:15:00z"])
 @given(st.lists(st.one_of(_canonical_shape, _near_misses, _real, st.text(max_size=30)), max_size=8))
 def test_the_fast_path_gives_what_the_general_parse_gives(values: list[str]) -> None:
     """`parse_timestamp` takes `2026-11-20T09:15:00Z` by one strptime; whatever it takes
     that way must be exactly what the general ISO-8601 parse makes of it (or null for both)."""
     frame = pl.DataFrame({"t": [*values, None]}, schema={"t": pl.String})
     for zone in ("UTC", "America/New_York"):
-        fast = frame.select(parse_timestamp(pl.col("t"), zone).alias("t"))["t"].to_list()
-        general = frame.select(parse_any_timestamp(pl.col("t"), zone).alias("t"))["t"].to_list()
+        # Microseconds since the epoch: year 0 has no Python datetime.
+        fast = frame.select(parse_timestamp(pl.col("t"), zone).to_physical().alias("t"))
+        general = frame.select(parse_any_timestamp(pl.col("t"), zone).to_physical().alias("t"))
+        assert frame.select(parse_timestamp(pl.col("t"), zone)).dtypes == [TIMESTAMP]
+        fast, general = fast["t"].to_list(), general["t"].to_list()
         assert fast == general, list(zip(values, fast, general, strict=False))
 
 
