@@ -166,7 +166,9 @@ def concurrent_run(lake: Lake) -> ConcurrentRun:
             with lake.lock(run_id, wait_seconds=10):
                 lake.publish(run_id, [TableChange(INTERACTIONS, dict(contents))])
             published += 1
-        if published % 2 == 1:  # end on the second content, whatever the count
+        # Publication k held the second content when k was even: the last one (published - 1)
+        # was the first content when `published` is even. End on the second, whatever the count.
+        if published % 2 == 0:
             with lake.lock("republish-last", wait_seconds=10):
                 lake.publish("republish-last", [TableChange(INTERACTIONS, dict(versions.second))])
             published += 1
