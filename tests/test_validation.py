@@ -448,6 +448,8 @@ def test_suite_of_another_catalog_is_built_from_its_contract() -> None:
 # ---------------------------------------------------------------------------------------
 # Data Docs
 
+DAY = timedelta(days=1)
+
 
 def test_data_docs_index_mentions_every_validated_file(tmp_path: Path) -> None:
     first = validate(
@@ -483,6 +485,36 @@ def test_data_docs_keep_earlier_runs_in_the_same_directory(tmp_path: Path) -> No
     text = index.read_text(encoding="utf-8")
     assert "interactions/a.csv" in text
     assert "interactions/profiling_b.csv" in text  # GX would file it under profiling
+
+
+def test_data_docs_render_only_new_results_and_missing_pages(tmp_path: Path) -> None:
+    """A run renders its own files' pages (and any page gone missing), not every page of
+    every run before it again; the index still lists every file."""
+    frame = standardised(INTERACTIONS_RAW, [interaction(1)])
+    build_data_docs([validate(frame, file_label="interactions/a.csv")], tmp_path)
+    build_data_docs(
+        [validate(frame, file_label="interactions/b.csv", ingested_at=INGESTED_AT + DAY)],
+        tmp_path,
+    )
+    pages = {p.parent.parent.name: p for p in (tmp_path / "validations").rglob("*.html")}
+    assert len(pages) == 2
+    for page in pages.values():  # stamp both pages: a page rendered again loses the stamp
+        page.write_text(page.read_text(encoding="utf-8") + "<!-- kept -->", encoding="utf-8")
+    [first_page] = [p for p in pages.values() if "a.csv" in p.read_text(encoding="utf-8")]
+    [second_page] = [p for p in pages.values() if p != first_page]
+    second_page.unlink()
+
+    index = build_data_docs(
+        [validate(frame, file_label="interactions/c.csv", ingested_at=INGESTED_AT + 2 * DAY)],
+        tmp_path,
+    )
+
+    assert first_page.read_text(encoding="utf-8").endswith("<!-- kept -->")  # not rendered again
+    assert second_page.exists()  # missing: rendered again
+    assert not second_page.read_text(encoding="utf-8").endswith("<!-- kept -->")
+    assert len(list((tmp_path / "validations").rglob("*.html"))) == 3
+    text = index.read_text(encoding="utf-8")
+    assert all(f"interactions/{name}.csv" in text for name in "abc")
 
 
 def test_data_docs_render_a_result_saved_as_json(tmp_path: Path) -> None:
