@@ -8,9 +8,13 @@ PREFECT_HOME and lake under the workdir), then:
    landed → visible in `interactions` (its `source_file` in the table) and landed → snapshot
    refreshed (the latest date's snapshot fingerprint matches the ledger again);
 2. lands `--burst` files at once, samples every 0.25 s how many ingest runs are Running and
-   how many flow-run processes `serve` has, counts the ingest and snapshot runs, and times
+   how many child processes `serve` has (its warm processes), counts the ingest and snapshot runs, and times
    landed → all curated and snapshot current; then times `servio run` (in process, the same
-   files, a fresh lake) for the ratio.
+   files, a fresh lake) for the ratio;
+3. per drop, where the time went, from the server's record of its ingest run: landed → run
+   created → Pending (claimed) → Running (the engine started, in the run's process) → the
+   flow body's first log → Completed, the run's step timings, and the RSS of `serve` and
+   its processes (warm processes must not grow run after run).
 Results: benchmarks/results/<date>-served.json and .md, with the machine's load average
 (the machine may be shared: rerun on a quiet one to compare).
 """
@@ -84,6 +88,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "work" / "served")
     parser.add_argument("--ingest-runs", type=int, default=2)
     parser.add_argument("--drops-budget", type=float, default=1800.0, help="seconds at most")
+    parser.add_argument("--runs-per-process", type=int, default=200, help="servio serve's")
+    parser.add_argument("--suffix", default="served", help="results file: <date>-<suffix>")
     args = parser.parse_args()
 
     work: Path = args.workdir.resolve()
@@ -150,9 +156,12 @@ def main() -> None:
             "no server"
         )
         serve = [str(BIN / "servio"), "serve", "--config", str(config), "--poll", "0.25"]
+        serve += ["--runs-per-process", str(args.runs_per_process)]
         with process_group(serve, env, work / "serve.log", grace=20) as served:
             assert _wait(lambda: "being served" in (work / "serve.log").read_text(), 120)
-            time.sleep(3)
+            # steady state: the warm processes have imported everything (serve says so)
+            _wait(lambda: "warm processes ready" in (work / "serve.log").read_text(), 180)
+            time.sleep(1)
             # the burst
             from prefect import get_client
 
@@ -161,6 +170,7 @@ def main() -> None:
                     return list(client.read_flow_runs(limit=200))
 
             before = {r.id for r in runs()}
+            rss: list[float] = [_rss_mib(served.pid)]
             samples: list[tuple[int, int]] = []
             stop = threading.Event()
 
@@ -175,12 +185,13 @@ def main() -> None:
                             for r in runs()
                             if r.name.startswith("ingest ") and r.state and r.state.is_running()
                         )
-                        # flow-run processes of serve (ingest and snapshot runs)
+                        # children of serve: its warm processes (ingest and snapshot)
                         samples.append((running, len(parent.children())))
                     stop.wait(0.25)
 
             sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
+            if burst:
+                sampler.start()
             started = time.monotonic()
             for folder, relative in burst:
                 land(folder, raw, relative, f"b{folder.name}_{Path(relative).name}")
@@ -189,8 +200,10 @@ def main() -> None:
             assert _wait(lambda: not snapshot_behind(settings, lake), 900, 0.5), "no snapshot"
             settled_at = time.monotonic() - started
             stop.set()
-            sampler.join()
+            if burst:
+                sampler.join()
             new = [r for r in runs() if r.id not in before]
+            rss.append(_rss_mib(served.pid))
             result["burst"] = {
                 "files": len(burst),
                 "all_curated_s": curated_at,
@@ -201,9 +214,13 @@ def main() -> None:
                 "max_run_processes": max((s[1] for s in samples), default=0),  # + snapshot
                 "samples": len(samples),
             }
+            if burst:
+                _write(result, args)
+                _reference(burst, work, result)
+            else:
+                del result["burst"]
             _write(result, args)
-            _reference(burst, work, result)
-            _write(result, args)
+            breakdowns: list[dict[str, Any]] = []
             visible: list[float] = []
             refreshed: list[float] = []
             budget = time.monotonic() + args.drops_budget
@@ -211,7 +228,7 @@ def main() -> None:
                 if time.monotonic() > budget:
                     print(f"drops cut short after {i}: --drops-budget {args.drops_budget:g}s")
                     break
-                landed_at = time.monotonic()
+                landed_at, landed_wall = time.monotonic(), dt.datetime.now(dt.UTC)
                 name = land(folder, raw, relative, f"s{folder.name}_{Path(relative).name}")
                 assert _wait(lambda n=name: _in_table(curated, "interactions", n), 180), name
                 visible.append(time.monotonic() - landed_at)
@@ -219,6 +236,9 @@ def main() -> None:
                 refreshed.append(time.monotonic() - landed_at)
                 print(f"drop {i + 1}: visible {visible[-1]:.1f}s, snapshot {refreshed[-1]:.1f}s")
                 time.sleep(1)
+                breakdowns.append(_breakdown(name, landed_wall, visible[-1]))
+                rss.append(_rss_mib(served.pid))
+                print(f"  {breakdowns[-1]}; RSS {rss[-1]:.0f} MiB")
             result["drops"] = {
                 "files": len(visible),
                 "visible_s": visible,
@@ -226,9 +246,71 @@ def main() -> None:
                 "visible_p95": _percentile(visible, 0.95),
                 "snapshot_s": refreshed,
                 "snapshot_p50": statistics.median(refreshed),
+                "breakdown": breakdowns,
             }
+            result["rss_mib"] = rss
+            result["rss_per_process_mib"] = {str(k): v for k, v in PER_PROCESS.items()}
             _write(result, args)
     _write(result, args)
+
+
+PER_PROCESS: dict[int, list[float]] = {}  # pid → its RSS samples (MiB), children of serve
+
+
+def _rss_mib(pid: int) -> float:
+    """Resident memory of `serve` and every process under it, MiB (and each child's, kept
+    in PER_PROCESS: a warm process must not grow run after run)."""
+    import psutil
+
+    parent = psutil.Process(pid)
+    total = 0.0
+    for process in [parent, *parent.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            rss = process.memory_info().rss / 2**20
+            total += rss
+            if process.pid != pid:
+                PER_PROCESS.setdefault(process.pid, []).append(rss)
+    return total
+
+
+def _breakdown(name: str, landed: dt.datetime, visible_s: float) -> dict[str, Any]:
+    """Seconds after landing at which the drop's ingest run (the one named after it) was
+    created, claimed (Pending), started (Running: the engine runs in the run's process),
+    began its body (its first log of servio's), ended (Completed); and its step timings."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    def after(when: dt.datetime | None) -> float | None:
+        return round((when - landed).total_seconds(), 2) if when else None
+
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"ingest {name}"]))
+        )
+        if not found:
+            return {"run": None, "visible": round(visible_s, 2)}
+        run = found[0]
+        states = {s.type.value: s.timestamp for s in client.read_flow_run_states(run.id)}
+        logs = sorted(
+            client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))),
+            key=lambda entry: entry.timestamp,
+        )
+    body = next((e.timestamp for e in logs if e.message.startswith("ingest:")), None)
+    steps = next((e.message for e in logs if " file(s) in " in e.message), "")
+    return {
+        "created": after(run.created),
+        "pending": after(states.get("PENDING")),
+        "running": after(states.get("RUNNING")),
+        "body": after(body),
+        "completed": after(states.get("COMPLETED")),
+        "visible": round(visible_s, 2),
+        "steps": steps.split(" (", 1)[-1].rstrip(")") if steps else "",
+    }
 
 
 def _reference(burst: list[tuple[Path, str]], work: Path, result: dict[str, Any]) -> None:
@@ -258,12 +340,13 @@ def _write(result: dict[str, Any], args: argparse.Namespace) -> None:
     """Results so far (each phase writes them: a long phase cut short keeps the others)."""
     result["load_after"] = os.getloadavg()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS_DIR / f"{result['date']}-served"
+    stem = RESULTS_DIR / f"{result['date']}-{args.suffix}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str))
     lines = [
         f"# servio served — {result['date']}",
         "",
-        f"`.venv/bin/python benchmarks/served.py --drops {args.drops} --burst {args.burst}` on "
+        f"`.venv/bin/python benchmarks/served.py --drops {args.drops} --burst {args.burst} "
+        f"--runs-per-process {args.runs_per_process} --suffix {args.suffix}` on "
         f"{result['cpus']} cores, load average before {result['load_before'][0]:.1f}, after "
         f"{result['load_after'][0]:.1f} (shared machine).",
         "",
@@ -278,7 +361,8 @@ def _write(result: dict[str, Any], args: argparse.Namespace) -> None:
             f"| ingest runs for the burst | {b['ingest_runs']} | few |",
             f"| most ingest runs Running at once (sampled {b['samples']}×) | "
             f"{b['max_running_ingest_runs']} | ≤ {args.ingest_runs} |",
-            f"| most flow-run processes of serve at once (ingest + snapshot) | "
+            f"| most child processes of serve at once (warm ingest + snapshot, Python's "
+            "resource tracker) | "
             f"{b['max_run_processes']} | |",
             f"| snapshot runs for the burst | {b['snapshot_runs']} | ≤ 2 |",
         ]
@@ -294,6 +378,36 @@ def _write(result: dict[str, Any], args: argparse.Namespace) -> None:
             f"| same, p95 ({d['files']} drops) | {d['visible_p95']:.1f} s | ≤ 10 s |",
             f"| landed → snapshot refreshed, p50 | {d['snapshot_p50']:.1f} s | ≤ 15 s |",
         ]
+        keys = ("created", "pending", "running", "body", "completed", "visible")
+        medians = {
+            k: statistics.median(v)
+            for k in keys
+            if (v := [b[k] for b in d["breakdown"] if b.get(k) is not None])
+        }
+        lines += [
+            "",
+            "Where a drop's time goes (median seconds after landing): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in medians.items())
+            + " — created: the watcher asked for the run; pending: a runner claimed it; "
+            "running: the engine started in the run's process; body: the flow's first log; "
+            "completed: the run ended; visible: the benchmark saw the rows.",
+        ]
+    if result.get("rss_mib"):
+        r = result["rss_mib"]
+        lines += [
+            "",
+            f"RSS of `serve` and its processes: {r[0]:.0f} MiB before the burst, "
+            f"{max(r):.0f} MiB at most, {r[-1]:.0f} MiB at the end ({len(r)} samples).",
+        ]
+        for pid, samples in result.get("rss_per_process_mib", {}).items():
+            if len(samples) >= 3:
+                third = max(1, len(samples) // 3)
+                lines.append(
+                    f"- process {pid}: {samples[0]:.0f} MiB first, "
+                    f"{statistics.median(samples[third : 2 * third]):.0f} MiB mid (median), "
+                    f"{statistics.median(samples[-third:]):.0f} MiB last third (median), "
+                    f"{max(samples):.0f} MiB at most, {len(samples)} samples"
+                )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -104,6 +104,7 @@ def ingest_file(
     """
     logger = get_run_logger()
     started, started_at = time.monotonic(), datetime.now(UTC)
+    logger.info("ingest: every pending file (asked for %s)", path)
     settings = load_settings(config_path or None)
     ctx = RunContext.start(settings, "ingest")
     plan = sequence.Plan(

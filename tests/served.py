@@ -46,6 +46,9 @@ class Served:
                 start_new_session=True,  # its own process group: the flow runs die with it
             )
         assert wait_until(lambda: "being served" in self.log.read_text(), 90), self.logs()
+        # the warm processes have imported everything (slow on a loaded machine)
+        ready = "warm processes ready"
+        assert wait_until(lambda: ready in self.log.read_text(), 240), self.logs()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.process is not None
@@ -66,6 +69,20 @@ class Served:
         except psutil.NoSuchProcess:
             return []
         return [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+    def executing(self) -> list[Any]:
+        """The processes of `serve` executing a run now: those a Pending or Running run names
+        as its `infrastructure_pid` (host:pid; the warm processes record it when they claim)."""
+        from prefect.client.schemas.objects import StateType
+
+        busy = {
+            int(r.infrastructure_pid.rsplit(":", 1)[-1])
+            for r in flow_runs()
+            if r.state is not None
+            and r.state.type in (StateType.PENDING, StateType.RUNNING)
+            and r.infrastructure_pid
+        }
+        return [p for p in self.run_processes() if p.pid in busy]
 
     def logs(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.root.glob("serve-*.log")))

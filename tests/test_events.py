@@ -180,6 +180,12 @@ def test_a_dropped_file_reaches_the_curated_tables_and_the_snapshot(served: Serv
     # ingest-file announced new data → build-snapshot ran on its own
     assert wait_until(lambda: _snapshot_dates(root) != [], 120), served.logs()
     print(f"landing → curated + snapshot: {time.monotonic() - started:.1f}s")
+    # the warm processes executing these runs keep the deployments' last_polled fresh,
+    # which is what `servio backfill` on a server checks before it asks for runs
+    from servio.flows.dispatch import BACKFILL, INGEST, SNAPSHOT, check_served
+
+    for deployment in (INGEST, SNAPSHOT, BACKFILL):
+        check_served(deployment)
 
 
 def test_each_served_flow_run_writes_its_run_results(served: Served) -> None:

@@ -148,8 +148,51 @@ def test_a_burst_becomes_a_few_bounded_runs_that_log_at_info(served: Served) -> 
     assert all(r.name == "snapshot 2026-11-20" for r in snapshots), [r.name for r in snapshots]
 
 
+def test_a_served_run_cancelled_from_the_ui_ends_cancelled_and_its_file_is_ingested_later(
+    served: Served,
+) -> None:
+    """Cancel (what the UI's Cancel button does: Cancelling) an ingest run while it waits for
+    the lake lock: `serve` kills the warm process executing it, the run ends Cancelled, a
+    fresh warm process takes its place, and a later run ingests the file once."""
+    from prefect import get_client
+    from prefect.states import Cancelling
+
+    root = served.root
+    more = root / "to-cancel"
+    generate(more, GenerateOptions(customers=20, days=10, seed=29, end_date=date(2026, 11, 28)))
+    relative = next(f for f in _files(more) if f.startswith("interactions/"))
+    assert wait_until(lambda: len(served.run_processes()) >= INGEST_RUNS + 1, 120)
+    warm = {p.pid for p in served.run_processes()}
+    before = {r.id for r in flow_runs()}
+    lake = Lake(root / "curated")
+    with lake.lock("test-holds-the-lake", 60):  # the run stages, then waits for the lock
+        name = land(more, root / "raw", relative, name=f"cancel_{Path(relative).name}")
+
+        def waiting() -> list[Any]:
+            return [
+                r
+                for r in flow_runs(("ingest-file",))
+                if r.id not in before and r.state is not None and r.state.is_running()
+            ]
+
+        assert wait_until(lambda: waiting() != [], 120), served.logs()
+        run = waiting()[0]
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Cancelling(), force=True)
+
+            def cancelled() -> bool:
+                state = client.read_flow_run(run.id).state
+                return state is not None and state.is_cancelled()
+
+            assert wait_until(cancelled, 30), served.logs()
+        assert wait_until(lambda: {p.pid for p in served.run_processes()} - warm != set(), 30)
+    assert wait_until(lambda: _settled(served), 300, interval=1), served.logs()
+    ledger = table(root / "curated", "ingest_ledger")
+    assert ledger.filter(pl.col("source_file") == name)["status"].to_list() == ["ingested"]
+
+
 def test_runs_killed_at_random_heal_with_serve_still_up(served: Served, tmp_path: Path) -> None:
-    """Files keep landing while flow-run processes are SIGKILLed at random moments."""
+    """Files keep landing while the processes executing runs are SIGKILLed at random moments."""
     from tests.runs import run
 
     root = served.root
@@ -159,16 +202,27 @@ def test_runs_killed_at_random_heal_with_serve_still_up(served: Served, tmp_path
     rng = random.Random(7)
     killed = 0
     pid = served.process.pid if served.process else None
+
+    def maybe_kill() -> None:  # kill whatever run is executing, at random
+        nonlocal killed
+        victims = served.executing()  # the warm processes executing a run now
+        if victims and rng.random() < 0.15:
+            with contextlib.suppress(Exception):
+                rng.choice(victims).kill()
+                killed += 1
+        time.sleep(0.25)
+
     for relative in files:
         land(more, root / "raw", relative, name=f"late_{Path(relative).name}")
         deadline = time.monotonic() + rng.uniform(0.5, 6.0)
-        while time.monotonic() < deadline:  # kill whatever run is executing, at random
-            victims = served.run_processes()
-            if victims and rng.random() < 0.15:
-                with contextlib.suppress(Exception):
-                    rng.choice(victims).kill()
-                    killed += 1
-            time.sleep(0.25)
+        while time.monotonic() < deadline:
+            maybe_kill()
+    # A killed warm process is replaced by one that first imports everything (long on a
+    # loaded machine): go on killing the runs executing meanwhile (the killed runs' files
+    # and the catch-up keep runs coming) until a few have died.
+    deadline = time.monotonic() + 180
+    while killed < 3 and time.monotonic() < deadline:
+        maybe_kill()
     assert killed >= 3, f"only {killed} runs killed: the test proved nothing"
     assert wait_until(lambda: _settled(served), 420, interval=2), served.logs()
     assert served.process is not None and served.process.pid == pid

@@ -67,6 +67,14 @@ def serve(
     cron: Annotated[
         str, typer.Option(help="Daily snapshot schedule, in the configured source_timezone.")
     ] = "0 2 * * *",
+    runs_per_process: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Runs a warm ingest or snapshot process executes before a fresh one replaces "
+            "it (1: a fresh, preloaded process per run).",
+        ),
+    ] = 200,
     config: ConfigOption = None,
 ) -> None:
     """Register and serve the ingest-file, build-snapshot and backfill deployments on the
@@ -89,9 +97,19 @@ def serve(
     from servio.flows.deployments import build_deployments
     from servio.flows.dispatch import INGEST, SNAPSHOT
     from servio.flows.heal import catch_up_loop, install_zombie_automation, reap_left_running
+    from servio.flows.warm import WarmPool
     from servio.flows.watch import Watcher, catch_up, wait_until
 
-    deployments = build_deployments(settings, str(config) if config else None, cron)
+    ingest, snapshot, backfill = build_deployments(settings, str(config) if config else None, cron)
+    # Ingest and snapshot runs execute in warm processes (imports and GX loaded once, see
+    # flows/warm.py); the rare backfill runs in a process of Prefect's runner, as before.
+    ingest.apply()
+    snapshot.apply()
+    pool = WarmPool(
+        [INGEST] * settings.serve_ingest_runs + [SNAPSHOT],
+        on_ready=lambda seconds: console.print(f"warm processes ready in {seconds:.1f}s"),
+        runs_per_process=runs_per_process,
+    )
     watcher = Watcher(settings, poll)
     stop = threading.Event()
 
@@ -118,19 +136,21 @@ def serve(
         if watch:
             watcher.run()
 
+    pool.start()
     threading.Thread(target=start, name="servio-start", daemon=True).start()
     if watch:
         console.print(f"watching [bold]{escape(settings.raw_root)}[/bold] every {poll:g}s")
     console.print(
-        f"ingest runs at most {settings.serve_ingest_runs} at once; catch-up every "
+        f"ingest runs at most {settings.serve_ingest_runs} at once, each in a warm process "
+        f"(pids {' '.join(map(str, pool.pids()))}, the last one for snapshots); catch-up every "
         f"{settings.serve_catch_up_seconds:g}s"
     )
-    # Poll the server every second for runs to start (default 10 s): landing → rows fast.
     try:
-        prefect_serve(*deployments, query_seconds=1)
+        prefect_serve(backfill, query_seconds=1)
     finally:
         stop.set()
         watcher.stop()
+        pool.stop()
 
 
 @app.command("watch")

@@ -45,6 +45,14 @@ def _gx_validator() -> Validator:
     return GxValidator()
 
 
+def load_validator() -> None:
+    """Load what the default validator needs (Great Expectations, its context) now rather
+    than in a run's first check: a warm served process (flows/warm.py) pays it once."""
+    from servio.validation.gx import load
+
+    load()
+
+
 @dataclass(frozen=True)
 class RunContext:
     """One run of the sequence. Small and picklable: staging and snapshot tasks receive it on
