@@ -81,7 +81,9 @@ def serve(
     Prefect server at PREFECT_API_URL (and watch the raw zone unless --no-watch).
 
     Ingest runs execute at most `serve_ingest_runs` at once and each ingests every pending
-    file; every `serve_catch_up_seconds` files no run took (a crashed run's) get a run."""
+    file; every `serve_catch_up_seconds` files no run took (a crashed run's) get a run.
+    Ingest and snapshot runs execute in warm processes that imported everything once
+    (servio.flows.warm); backfill runs in a process of Prefect's runner."""
     _served_runs_log_at_info()
     settings = _settings(config)
     if not _api_url():
