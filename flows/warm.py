@@ -212,19 +212,25 @@ class WarmPool:
         return [s.process.pid for s in self.slots if s.process is not None and s.process.pid]
 
     def _watch(self) -> None:
-        announced = False
-        while not self._stop.wait(WATCH_SECONDS):
-            for slot in self.slots:
-                try:
-                    self._look(slot)
-                except Exception:  # the pool must outlive one bad look (the server restarting)
-                    log.warning("warm process of %s: look failed", slot.deployment, exc_info=True)
-            if not announced and all(s.ready for s in self.slots):
-                announced = True
-                if self.on_ready is not None:
-                    self.on_ready(time.monotonic() - self._created)
+        from prefect import get_client
 
-    def _look(self, slot: _Slot) -> None:
+        announced = False
+        # One client for every look (a new one each half second cost its setup each time).
+        with get_client(sync_client=True) as client:
+            while not self._stop.wait(WATCH_SECONDS):
+                for slot in self.slots:
+                    try:
+                        self._look(slot, client)
+                    except Exception:  # the pool must outlive one bad look (server restarting)
+                        log.warning(
+                            "warm process of %s: look failed", slot.deployment, exc_info=True
+                        )
+                if not announced and all(s.ready for s in self.slots):
+                    announced = True
+                    if self.on_ready is not None:
+                        self.on_ready(time.monotonic() - self._created)
+
+    def _look(self, slot: _Slot, client: Any) -> None:
         self._read(slot)
         process = slot.process
         if process is None:
@@ -239,7 +245,7 @@ class WarmPool:
             if not self._stop.is_set():
                 self._start(slot)
             return
-        if slot.run_id is not None and _cancelling(slot.run_id):
+        if slot.run_id is not None and _cancelling(client, slot.run_id):
             log.warning("run %s cancelled: stopping its warm process", slot.run_id)
             process.kill()
             process.join(10)
@@ -282,11 +288,8 @@ class WarmPool:
                     _finish(slot.run_id, "servio serve stopped")
 
 
-def _cancelling(run_id: UUID) -> bool:
-    from prefect import get_client
-
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(run_id).state
+def _cancelling(client: Any, run_id: UUID) -> bool:
+    state = client.read_flow_run(run_id).state
     return state is not None and state.is_cancelling()
 
 

@@ -147,6 +147,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> I
     with serving(
         tmp_path_factory.mktemp("served"),
         GenerateOptions(customers=150, days=30, seed=11, end_date=date(2026, 11, 20)),
+        # One warm ingest process (each imports servio, Prefect and GX once per serve start);
+        # bounded concurrency with two is test_served's.
+        "serve_ingest_runs = 1\n",
     ) as server:
         yield server
 
