@@ -29,6 +29,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.run import code_version
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVIO = str(Path(sys.executable).with_name("servio"))
 
@@ -113,18 +115,9 @@ def main() -> None:
     totals = [float(str(r["total_s"])) for r in runs]
     firsts = [float(str(r["first_line_s"])) for r in runs]
     cpus = [float(str(r["cpu_s"])) for r in runs]
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit + ("+dirty" if dirty else ""),
+        "commit": code_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "load_average_before": load_before,
         "load_average_after": load_after,

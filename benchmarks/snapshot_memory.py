@@ -37,6 +37,8 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmarks.run import code_version
+
 RESULTS = Path(__file__).parent / "results"
 GOAL_MIB = 4 * 1024
 AS_OF = date(2026, 11, 26)
@@ -215,7 +217,7 @@ def main() -> None:
         "snapshot table written to its partition file) in a fresh process",
         "command": f".venv/bin/python -m benchmarks.snapshot_memory --customers {args.customers} "
         f"--buckets {args.buckets} --responses {args.responses}",
-        "commit": _commit(),
+        "commit": code_version(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_average_before_measure": load_before,
         "customers": manifest["customers"],
@@ -239,19 +241,6 @@ def main() -> None:
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     stem.with_suffix(".md").write_text(_markdown(result))
     print(_markdown(result))
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
-        )
-        return out.stdout.strip() + (" (uncommitted changes)" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _markdown(r: dict) -> str:  # type: ignore[type-arg]

@@ -29,7 +29,6 @@ import platform
 import pstats
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 import polars as pl  # noqa: E402
 from deltalake import DeltaTable  # noqa: E402
 
+from benchmarks.run import code_version  # noqa: E402
 from servio.config import Settings, load_settings  # noqa: E402
 from servio.lake import catalog  # noqa: E402
 from servio.lake.lake import Lake  # noqa: E402
@@ -188,18 +188,9 @@ def main() -> None:
     load_after = os.getloadavg()
     shutil.rmtree(work, ignore_errors=True)
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
     result |= {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit + ("+dirty" if dirty else ""),
+        "commit": code_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "load_average_before": load_before,
         "load_average_after": load_after,

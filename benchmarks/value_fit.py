@@ -22,7 +22,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from benchmarks.run import code_version
 from servio.transforms.value import customer_value
 from servio.value_snapshot import score_customers
 
@@ -120,7 +120,7 @@ def main() -> None:
         "what": "score_customers (BG/NBD + Gamma-Gamma fits and scoring) and customer_value",
         "command": f".venv/bin/python -m benchmarks.value_fit --customers {args.customers} "
         f"--repeat {args.repeat}",
-        "commit": _commit(),
+        "commit": code_version(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_average": list(os.getloadavg()),
         "customers": args.customers,
@@ -154,16 +154,6 @@ def main() -> None:
 
 def _scale(n: int) -> str:
     return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _markdown(r: dict) -> str:  # type: ignore[type-arg]
