@@ -189,6 +189,7 @@ def index_rows(docs_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any
         outcomes = document.get("results") or []
         unexpected = [int((o.get("result") or {}).get("unexpected_count") or 0) for o in outcomes]
         passed = sum(1 for o in outcomes if o.get("success"))
+        run_name, batch_id, stamp = _page_key(document)  # how its GX page is found
         files.append(
             {
                 "label": meta.get("file_label") or meta["batch_id"],
@@ -198,9 +199,9 @@ def index_rows(docs_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any
                 "passed": passed,
                 "failed": len(outcomes) - passed,
                 "unexpected": sum(unexpected),
-                "run_name": meta["run_id"]["run_name"],
-                "batch_id": meta["batch_id"],
-                "stamp": f"{run_time:%Y%m%dT%H%M%S}",
+                "run_name": run_name,
+                "batch_id": batch_id,
+                "stamp": stamp,
             }
         )
         for outcome, count in zip(outcomes, unexpected, strict=True):
