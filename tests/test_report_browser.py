@@ -12,6 +12,8 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -139,29 +141,55 @@ def _chromium() -> Iterator[DevTools]:
     """A headless Chromium with a fresh profile, connected over its DevTools websocket."""
     from websockets.sync.client import connect
 
-    with tempfile.TemporaryDirectory(prefix="servio-chromium-") as profile:
-        browser = subprocess.Popen(
-            [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    profile = tempfile.mkdtemp(prefix="servio-chromium-")
+    # Its own session, so that stopping it stops its helper processes too: one of them may
+    # still be writing into the profile after the browser process itself has exited.
+    browser = subprocess.Popen(
+        [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        port_file = Path(profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while len(lines := _read_lines(port_file)) < 2:
+            if browser.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Chromium did not start (exit code {browser.poll()})")
+            time.sleep(0.1)
+        port, path = lines[0], lines[1]
+        with connect(f"ws://127.0.0.1:{port}{path}", proxy=None, max_size=None) as socket:
+            yield DevTools(socket)
+    finally:
+        _stop_group(browser)
+        _remove_profile(Path(profile))
+
+
+def _stop_group(browser: subprocess.Popen[bytes]) -> None:
+    """Terminate the browser's process group, then kill what is left of it after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(browser.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        browser.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(browser.pid, signal.SIGKILL)
+    browser.wait()
+
+
+def _remove_profile(profile: Path) -> None:
+    """The profile, removed once the last helper has let go of it (a killed helper's files can
+    still appear for a moment); a profile that is still busy after 10 s is an error."""
+    deadline = time.monotonic() + 10
+    while True:
         try:
-            port_file = Path(profile) / "DevToolsActivePort"
-            deadline = time.monotonic() + 60
-            while len(lines := _read_lines(port_file)) < 2:
-                if browser.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Chromium did not start (exit code {browser.poll()})")
-                time.sleep(0.1)
-            port, path = lines[0], lines[1]
-            with connect(f"ws://127.0.0.1:{port}{path}", proxy=None, max_size=None) as socket:
-                yield DevTools(socket)
-        finally:
-            browser.terminate()
-            try:
-                browser.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
-                browser.wait()
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _read_lines(path: Path) -> list[str]:
