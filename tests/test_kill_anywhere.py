@@ -167,12 +167,18 @@ def with_rules(
 
 @pytest.mark.parametrize("kill_at", ["after_publication_commit:1", "between_table_commits:2"])
 def test_servio_run_killed_then_rerun(
-    kill_at: str, reference: Reference, with_rules: dict[str, pl.DataFrame], tmp_path: Path
+    kill_at: str,
+    reference: Reference,
+    with_rules: dict[str, pl.DataFrame],
+    tmp_path: Path,
+    prefect_harness: None,
 ) -> None:
-    """The real command, real GX suite: killed mid-publication, rerun, same as uninterrupted."""
+    """The real command, real GX suite: killed mid-publication, rerun, same as uninterrupted.
+    On this test process's Prefect server (a server start each would cost more than the run;
+    test_concurrent_runs kills a `servio run` on its own ephemeral server)."""
     expected = with_rules
     config, raw = _second_batch_lake(reference, tmp_path / "killed")
-    code, out, err = h.finish(h.servio_run(config, SERVIO_KILL_AT=kill_at))
+    code, out, err = h.finish(h.servio_run(config, server=True, SERVIO_KILL_AT=kill_at))
     assert code == KILLED, f"exit {code}: {out[-2000:]} {err[-2000:]}"
     h.assert_consistent(config, raw)
     code, _, err = h.finish(h.fast_run(config))
