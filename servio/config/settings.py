@@ -137,6 +137,11 @@ class Settings(BaseModel):
     )
     item_catalog: str = str(DEFAULT_CATALOG_PATH)
 
+    def computed_json(self) -> str:
+        """Every setting that changes what is computed, as JSON (not how the work runs: the
+        EXECUTION_KEYS): what snapshot and run-results fingerprints hash."""
+        return self.model_dump_json(exclude=set(self.EXECUTION_KEYS))
+
     @field_validator("raw_root", "curated_root")
     @classmethod
     def _local_or_object_store(cls, value: str) -> str:

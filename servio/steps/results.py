@@ -70,8 +70,7 @@ def servio_version() -> str:
 def settings_fingerprint(settings: Settings) -> str:
     """The SHA-256 of every setting that changes what is computed (not how it runs: buckets,
     Dask, retention) — the settings part of a snapshot's input fingerprint."""
-    computed_by = settings.model_dump_json(exclude=set(Settings.EXECUTION_KEYS))
-    return hashlib.sha256(computed_by.encode()).hexdigest()
+    return hashlib.sha256(settings.computed_json().encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,7 @@ def snapshot_fingerprint(lake: Lake, settings: Settings, as_of: date) -> str:
         .sort("source_seq")
         .collect()
     )
-    computed_by = settings.model_dump_json(exclude=set(Settings.EXECUTION_KEYS))
-    payload = f"{as_of}|{computed_by}|{ledger.write_csv()}"
+    payload = f"{as_of}|{settings.computed_json()}|{ledger.write_csv()}"
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
