@@ -102,7 +102,9 @@ def serve_warm(deployment: str, conn: Any, parent: int, runs_per_process: int) -
     executed = 0
     with get_client(sync_client=True) as client:
         deployment_id = None
-        while deployment_id is None:
+        while deployment_id is None:  # `serve` registers it while this process warms up
+            if os.getppid() != parent:
+                return
             try:
                 deployment_id = client.read_deployment_by_name(deployment).id
             except ObjectNotFound:

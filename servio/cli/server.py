@@ -11,7 +11,11 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    pass
+    import threading
+    from pathlib import Path
+
+    from servio.config import Settings
+    from servio.flows.warm import WarmPool
 
 from servio.cli.app import (
     ConfigOption,
@@ -94,26 +98,51 @@ def serve(
         raise typer.Exit(2)
     import threading
 
-    from prefect import serve as prefect_serve
-
-    from servio.flows.deployments import build_deployments
     from servio.flows.dispatch import INGEST, SNAPSHOT
-    from servio.flows.heal import catch_up_loop, install_zombie_automation, reap_left_running
     from servio.flows.warm import WarmPool
-    from servio.flows.watch import Watcher, catch_up, wait_until
 
-    ingest, snapshot, backfill = build_deployments(settings, str(config) if config else None, cron)
     # Ingest and snapshot runs execute in warm processes (imports and GX loaded once, see
     # flows/warm.py); the rare backfill runs in a process of Prefect's runner, as before.
-    ingest.apply()
-    snapshot.apply()
+    # They start first: their imports overlap this process's (the flows, the deployments),
+    # and each waits for its deployment to be registered before it looks for runs.
     pool = WarmPool(
         [INGEST] * settings.serve_ingest_runs + [SNAPSHOT],
         on_ready=lambda seconds: console.print(f"warm processes ready in {seconds:.1f}s"),
         runs_per_process=runs_per_process,
     )
-    watcher = Watcher(settings, poll)
+    pool.start()
     stop = threading.Event()
+    try:
+        _serve(settings, pool, stop, watch, poll, cron, config)
+    finally:
+        stop.set()
+        pool.stop()
+
+
+def _serve(
+    settings: Settings,
+    pool: WarmPool,
+    stop: threading.Event,
+    watch: bool,
+    poll: float,
+    cron: str,
+    config: Path | None,
+) -> None:
+    """`servio serve` once its warm processes are starting: register the deployments, then
+    watch and serve until stopped."""
+    import threading
+
+    from prefect import serve as prefect_serve
+
+    from servio.flows.deployments import build_deployments
+    from servio.flows.dispatch import INGEST, SNAPSHOT
+    from servio.flows.heal import catch_up_loop, install_zombie_automation, reap_left_running
+    from servio.flows.watch import Watcher, catch_up, wait_until
+
+    ingest, snapshot, backfill = build_deployments(settings, str(config) if config else None, cron)
+    ingest.apply()
+    snapshot.apply()
+    watcher = Watcher(settings, poll)
 
     from datetime import UTC, datetime
 
@@ -138,7 +167,6 @@ def serve(
         if watch:
             watcher.run()
 
-    pool.start()
     threading.Thread(target=start, name="servio-start", daemon=True).start()
     if watch:
         console.print(f"watching [bold]{escape(settings.raw_root)}[/bold] every {poll:g}s")
@@ -152,7 +180,6 @@ def serve(
     finally:
         stop.set()
         watcher.stop()
-        pool.stop()
 
 
 @app.command("watch")
