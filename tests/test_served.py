@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,16 @@ def test_runs_killed_at_random_heal_with_serve_still_up(served: Served, tmp_path
         deadline = time.monotonic() + rng.uniform(0.5, 6.0)
         while time.monotonic() < deadline:
             maybe_kill()
+    # Every file has landed: the same files through one `servio run`, computed meanwhile
+    # (serve heals on its own; the reference reads only its copy of the raw zone).
+    reference = tmp_path / "reference"
+    shutil.copytree(root / "raw", reference / "raw")
+    config = reference / "servio.toml"
+    config.write_text(
+        f'raw_root = "{reference / "raw"}"\ncurated_root = "{reference / "curated"}"\n'
+    )
+    computing = ThreadPoolExecutor(1)
+    referenced = computing.submit(run, config)
     # A killed warm process is replaced by one that first imports everything (long on a
     # loaded machine): go on killing the runs executing meanwhile (the killed runs' files
     # and the catch-up keep runs coming) until a few have died.
@@ -236,14 +247,8 @@ def test_runs_killed_at_random_heal_with_serve_still_up(served: Served, tmp_path
     print(f"{killed} kills, {len(crashed)} crashed runs, {len(files)} files")
     assert crashed, "no run was reported crashed: the kills did not hit a run"
     assert not _unfinished()
-    # the same files through one `servio run`
-    reference = tmp_path / "reference"
-    shutil.copytree(root / "raw", reference / "raw")
-    config = reference / "servio.toml"
-    config.write_text(
-        f'raw_root = "{reference / "raw"}"\ncurated_root = "{reference / "curated"}"\n'
-    )
-    run(config)
+    referenced.result()
+    computing.shutdown()
     keys = {
         "interactions": ["interaction_id"],
         "survey_responses": ["response_id"],
