@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,10 @@ from deltalake import DeltaTable
 from servio.lake.files import PartitionValue, TableChange
 from servio.lake.lake import Lake
 from servio.schemas.tables import INTERACTIONS
+from servio.steps import sequence
+from servio.tools.generate import GenerateOptions, generate
 from tests import lakes
+from tests.runs import REQUIRED_ONLY, run
 
 # A whole ingest, a server or real processes: the slow set (README, "Two commands").
 pytestmark = pytest.mark.e2e
@@ -40,12 +43,15 @@ Seen = dict[str, tuple[int, int]]
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GX_ANALYTICS_ENABLED", "false")
-        # Two weeks of data: small reads, so 1,000 of them take seconds, not minutes.
-        root = tmp_path_factory.mktemp("concurrent-lake")
-        yield lakes.build_lake(root, days=14)[1]
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    """Two weeks of data (small reads, so 1,000 of them take seconds, not minutes) ingested
+    by the run's sequence. Only `interactions` is read and republished here: the `required`
+    checks (not the GX suite, ~1 s a file) and no snapshot, which this test never reads."""
+    root = tmp_path_factory.mktemp("concurrent-lake")
+    generate(root / "raw", GenerateOptions(customers=300, days=14, seed=3))
+    settings = lakes.configure(root)
+    run(settings, REQUIRED_ONLY, plan=sequence.Plan(snapshot=None, data_docs=False))
+    return Lake(settings.curated_root)
 
 
 @dataclass(frozen=True)
