@@ -209,15 +209,16 @@ class Store:
         self.fs.put_file(str(source), self._key(key))
         source.unlink()
 
-    def move(self, source: str, target: str) -> None:
-        """Move a key (a rename on disk; a server-side copy, then a delete, on S3)."""
+    def place(self, source: str, target: str) -> None:
+        """Put a staged key's content at `target`: a rename on disk; on S3 (no rename) a
+        server-side copy, the source left for the caller to delete with its whole folder
+        (`delete_tree`: one bulk request, not a DELETE per object)."""
         if self.is_local:
             destination = self.local(target)
             destination.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.local(source), destination)
             return
         self.fs.copy(self._key(source), self._key(target))
-        self.delete(source)
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

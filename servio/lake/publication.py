@@ -9,11 +9,11 @@ publication N is made whole by rolling forward:
    from its own footer.
 2. **Commit point**: `_servio/publication.json` (the plan) names N and, per table, its staged
    files and the partitions they replace; written atomically (one rename, or one PUT).
-3. **Apply**: per table, the files are moved into the table's folder and committed
-   (replaceWhere) with the Delta application transaction `txn(servio, N)`; a table whose
-   `transaction_version("servio")` is already ≥ N is skipped. Then one row per table goes to
-   `_servio/publications` (txn N too): every table's version after N. The DuckDB catalog is
-   rebuilt from it, and the plan deleted.
+3. **Apply**: per table, the files are moved (on S3: copied) into the table's folder and
+   committed (replaceWhere) with the Delta application transaction `txn(servio, N)`; a table
+   whose `transaction_version("servio")` is already ≥ N is skipped. Then one row per table
+   goes to `_servio/publications` (txn N too): every table's version after N. The DuckDB
+   catalog is rebuilt from it, the plan deleted, then the staging (one bulk delete on S3).
 
 Killed before step 2, the tables are as they were (the next run drops the staging); killed
 in step 3, the next run's `Lake.recover()` applies the same plan, which commits exactly the
@@ -178,10 +178,12 @@ def apply(lake: Lake, plan: Mapping[str, Any]) -> None:
         if delta.committed(table, number):  # committed before a crash: not again
             changed[entry["name"]] = int(table.version())
         else:
+            # One listing per staging folder, not a HEAD per file (on S3, a request each).
+            staged = _staged_names(lake, [item["staged"] for item in entry["files"]])
             for item in entry["files"]:
                 target = f"{entry['location']}/{item['path']}"
-                if lake.store.exists(item["staged"]) or not lake.store.exists(target):
-                    lake.store.move(item["staged"], target)
+                if item["staged"] in staged or not lake.store.exists(target):
+                    lake.store.place(item["staged"], target)
             faults.checkpoint("before_table_commit")
             files = [
                 delta.DataFile(**{k: v for k, v in f.items() if k != "staged"})
@@ -196,6 +198,13 @@ def apply(lake: Lake, plan: Mapping[str, Any]) -> None:
     write_catalog(lake, opened)
     lake.store.delete(PLAN)
     lake.store.delete_tree(lake.staging_key(run_id, "publish"))
+
+
+def _staged_names(lake: Lake, keys: Iterable[str]) -> set[str]:
+    """Which of the staged keys still exist. A key placed before a crash is gone from the
+    staging on disk (renamed); on S3 it stays there until the publication is done."""
+    folders = {key.rpartition("/")[0] for key in keys}
+    return {f"{folder}/{name}" for folder in folders for name in lake.store.children(folder)}
 
 
 def last_publication(lake: Lake) -> int:
