@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servio import faults
+from servio import faults, objectstore
 from servio.lake import delta
 from servio.lake.delta import arrow_file_schema
 from servio.lake.files import PARQUET_OPTIONS, PLAN, TableChange, to_arrow
@@ -27,6 +27,8 @@ from servio.lake.lake import Lake, LakeBusy
 from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS
 from servio.schemas.table import MONEY, TIMESTAMP, Column, CuratedTable
 from servio.schemas.tables import INGEST_LEDGER, QUARANTINE
+from tests.runs import REQUIRED_ONLY, run
+from tests.test_hostile_corpus import land
 
 D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
 
@@ -185,6 +187,37 @@ def test_staging_without_a_plan_is_discarded_and_tables_unchanged(tmp_path: Path
     after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "customer_segments").rglob("*"))
     assert after == before
     assert _customers(lake) == ["a"]
+
+
+def test_every_file_a_publication_stages_is_synced_before_its_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELIABILITY.md row 2: a data file is on disk (fsynced) before the plan, the commit
+    point, names it — the merge's partition files too, which are written on threads and
+    synced apart from their writing."""
+    config = land(tmp_path, [], "synced")  # five days: five interactions partitions
+    synced: set[tuple[int, int]] = set()
+    real_fsync = objectstore.fsync
+
+    def recording_fsync(path: Path) -> None:
+        real_fsync(path)
+        info = os.stat(path)
+        synced.add((info.st_dev, info.st_ino))
+
+    staged: list[Path] = []
+    unsynced: list[Path] = []
+
+    def check(**_: object) -> None:  # the staged files are renamed, not rewritten: same inode
+        found = list((tmp_path / "curated" / "_servio" / "staging").glob("*/publish/*/*.parquet"))
+        staged.extend(found)
+        unsynced.extend(p for p in found if (p.stat().st_dev, p.stat().st_ino) not in synced)
+
+    monkeypatch.setattr(objectstore, "fsync", recording_fsync)
+    with faults.inject("before_publication_commit", check):
+        run(config, REQUIRED_ONLY)
+    assert len({p.parent.name for p in staged}) >= 2  # interactions and the ledger at least
+    assert sum(p.parent.name == "interactions" for p in staged) == 5
+    assert unsynced == []
 
 
 def test_the_record_pins_every_table_and_older_publications_stay_readable(

@@ -65,11 +65,13 @@ def to_arrow(frame: pl.DataFrame, table: CuratedTable) -> pa.Table:
 
 
 def write_partition_file(
-    rows: pl.DataFrame | pl.LazyFrame, table: CuratedTable, path: Path
+    rows: pl.DataFrame | pl.LazyFrame, table: CuratedTable, path: Path, *, sync: bool = True
 ) -> Path:
     """Write one partition's rows as the data file `Lake.publish` will commit unchanged
     (the table's file schema and Parquet options; synced, since it is moved, not copied).
-    A LazyFrame is written batch by batch, so the partition need not fit in memory."""
+    A LazyFrame is written batch by batch, so the partition need not fit in memory.
+    `sync=False` leaves the fsync to the caller (`sync_partition_file`), which must do it
+    before the file is handed to `Lake.publish`."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(rows, pl.DataFrame):
@@ -83,13 +85,30 @@ def write_partition_file(
                 delta.arrow_file_schema(table),
                 path,
             )
+        if sync:
+            objectstore.fsync(path)
     except OSError as exc:  # typically ENOSPC: it happens before any publication
-        raise OSError(
-            exc.errno,
-            f"{exc.strerror or exc} while writing {path}; nothing was published, the tables "
-            "are unchanged: free space and run again",
-        ) from exc
+        raise _unpublished(exc, path) from exc
     return path
+
+
+def sync_partition_file(path: Path) -> Path:
+    """fsync a file `write_partition_file(..., sync=False)` wrote. Many at once on threads is
+    the point: an fsync waits on the disk, not the CPU, and the kernel's journal commits
+    concurrent fsyncs of one file system together (`steps.merge`)."""
+    try:
+        objectstore.fsync(path)
+    except OSError as exc:  # EIO, ENOSPC on delayed allocation: still before any publication
+        raise _unpublished(exc, path) from exc
+    return path
+
+
+def _unpublished(exc: OSError, path: Path) -> OSError:
+    return OSError(
+        exc.errno,
+        f"{exc.strerror or exc} while writing {path}; nothing was published, the tables "
+        "are unchanged: free space and run again",
+    )
 
 
 def _write_parquet(batches: Iterable[pa.Table], schema: pa.Schema, path: Path) -> None:
@@ -98,4 +117,3 @@ def _write_parquet(batches: Iterable[pa.Table], schema: pa.Schema, path: Path) -
     with pq.ParquetWriter(path, schema, **options) as writer:
         for batch in batches:
             writer.write_table(batch, row_group_size=ROW_GROUP_ROWS)
-    objectstore.fsync(path)

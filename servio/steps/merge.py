@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from servio.lake import Lake, PartitionRows, PartitionValue, TableChange, write_partition_file
-from servio.lake.files import partition_text
+from servio.lake.files import partition_text, sync_partition_file
 from servio.schemas.table import CuratedTable
 from servio.schemas.tables import QUARANTINE
 from servio.steps.staging import StagedFile
@@ -28,6 +28,9 @@ from servio.transforms import versions
 MERGE_GROUP_ROWS = 1_000_000
 # Partition files written at once (threads: the work releases the GIL).
 WRITERS = min(4, os.cpu_count() or 1)
+# Written partition files fsynced at once (threads: an fsync waits on the disk, not the CPU,
+# and the kernel commits concurrent fsyncs of one file system in one journal commit).
+SYNCERS = 16
 
 
 def merge_source(
@@ -106,21 +109,31 @@ def _write_partitions(
 ) -> dict[PartitionValue, PartitionRows]:
     """Each partition's rows, sorted by key, written once as the lake's file (publishing moves
     it into place). Files are written `WRITERS` at a time: sorting, Arrow conversion, Parquet
-    encoding and fsync release the GIL, and a daily-partitioned ingest writes hundreds."""
+    encoding release the GIL, and a daily-partitioned ingest writes hundreds. Each written
+    file is fsynced on one of `SYNCERS` threads while the writers go on; all are synced
+    before this returns, so before any is handed to `Lake.publish`."""
     key = list(table.key)
+    with ThreadPoolExecutor(SYNCERS, thread_name_prefix="servio-fsync") as syncing:
 
-    def write(value: PartitionValue) -> Path:
-        path = folder / f"{partition_text(value)}.parquet"
-        return write_partition_file(writes[value].sort(key), table, path)
+        def write(value: PartitionValue) -> Future[Path]:
+            path = folder / f"{partition_text(value)}.parquet"
+            written = write_partition_file(writes[value].sort(key), table, path, sync=False)
+            return syncing.submit(sync_partition_file, written)
 
-    if len(writes) < 2:
-        return {value: write(value) for value in writes}
-    with ThreadPoolExecutor(WRITERS, thread_name_prefix="servio-merge") as pool:
-        futures = {value: pool.submit(write, value) for value in writes}
         try:
-            return {value: future.result() for value, future in futures.items()}
+            if len(writes) < 2:
+                synced = {value: write(value) for value in writes}
+            else:
+                with ThreadPoolExecutor(WRITERS, thread_name_prefix="servio-merge") as pool:
+                    futures = {value: pool.submit(write, value) for value in writes}
+                    try:
+                        synced = {value: future.result() for value, future in futures.items()}
+                    except BaseException:
+                        pool.shutdown(cancel_futures=True)  # the first failure ends it
+                        raise
+            return {value: future.result() for value, future in synced.items()}
         except BaseException:
-            pool.shutdown(cancel_futures=True)  # the first failure ends the publication
+            syncing.shutdown(cancel_futures=True)
             raise
 
 
