@@ -26,9 +26,9 @@ from servio.lake.files import PARQUET_OPTIONS, PLAN, TableChange, to_arrow
 from servio.lake.lake import Lake, LakeBusy
 from servio.schemas.snapshot_tables import CUSTOMER_SEGMENTS
 from servio.schemas.table import MONEY, TIMESTAMP, Column, CuratedTable
-from servio.schemas.tables import INGEST_LEDGER, QUARANTINE
+from servio.schemas.tables import INGEST_LEDGER, INTERACTIONS, QUARANTINE
 from tests.runs import REQUIRED_ONLY, run
-from tests.test_hostile_corpus import land
+from tests.test_hostile_corpus import COLUMNS, csv_text, good_row, land
 
 D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
 
@@ -218,6 +218,26 @@ def test_every_file_a_publication_stages_is_synced_before_its_plan(
     assert len({p.parent.name for p in staged}) >= 2  # interactions and the ledger at least
     assert sum(p.parent.name == "interactions" for p in staged) == 5
     assert unsynced == []
+
+
+def test_each_merged_partition_file_holds_its_own_rows_sorted_by_key(tmp_path: Path) -> None:
+    """The merge sorts a group of partitions once and writes each partition as a slice of it:
+    every file holds exactly its day's rows, in key order, and nothing is lost."""
+    config = land(tmp_path, [], "first")
+    rows = [good_row("more", k) for k in range(40)]  # ten days, four rows each
+    (tmp_path / "raw" / "interactions" / "more.csv").write_text(
+        csv_text(list(COLUMNS), [[r[c] for c in COLUMNS] for r in rows])
+    )
+    run(config, REQUIRED_ONLY)
+    files = Lake(tmp_path / "curated").files(INTERACTIONS)
+    seen = 0
+    for data in files:
+        day = dt.date.fromisoformat(Path(data).parent.name.removeprefix("interaction_date="))
+        frame = pl.read_parquet(data)
+        assert frame["started_at"].dt.date().unique().to_list() == [day]
+        assert frame["interaction_id"].to_list() == sorted(frame["interaction_id"])
+        seen += frame.height
+    assert len(files) == 10 and seen == 45
 
 
 def test_the_record_pins_every_table_and_older_publications_stay_readable(

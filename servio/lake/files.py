@@ -65,16 +65,25 @@ def to_arrow(frame: pl.DataFrame, table: CuratedTable) -> pa.Table:
 
 
 def write_partition_file(
-    rows: pl.DataFrame | pl.LazyFrame, table: CuratedTable, path: Path, *, sync: bool = True
+    rows: pl.DataFrame | pl.LazyFrame | pa.Table,
+    table: CuratedTable,
+    path: Path,
+    *,
+    sync: bool = True,
 ) -> Path:
     """Write one partition's rows as the data file `Lake.publish` will commit unchanged
     (the table's file schema and Parquet options; synced, since it is moved, not copied).
-    A LazyFrame is written batch by batch, so the partition need not fit in memory.
-    `sync=False` leaves the fsync to the caller (`sync_partition_file`), which must do it
-    before the file is handed to `Lake.publish`."""
+    A LazyFrame is written batch by batch, so the partition need not fit in memory; an
+    Arrow table must already be in the file schema (`to_arrow`). `sync=False` leaves the
+    fsync to the caller (`sync_partition_file`), which must do it before the file is handed
+    to `Lake.publish`."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(rows, pl.DataFrame):
+        if isinstance(rows, pa.Table):
+            if rows.schema != delta.arrow_file_schema(table):
+                raise ValueError(f"{table.name}: rows not in the file schema ({rows.schema})")
+            _write_parquet([rows], rows.schema, path)
+        elif isinstance(rows, pl.DataFrame):
             _write_parquet([to_arrow(rows, table)], delta.arrow_file_schema(table), path)
         else:
             _write_parquet(
