@@ -94,17 +94,15 @@ def write_partition_file(
                 delta.arrow_file_schema(table),
                 path,
             )
-        if sync:
-            objectstore.fsync(path)
     except OSError as exc:  # typically ENOSPC: it happens before any publication
         raise _unpublished(exc, path) from exc
-    return path
+    return sync_partition_file(path) if sync else path
 
 
 def sync_partition_file(path: Path) -> Path:
-    """fsync a file `write_partition_file(..., sync=False)` wrote. Many at once on threads is
-    the point: an fsync waits on the disk, not the CPU, and the kernel's journal commits
-    concurrent fsyncs of one file system together (`steps.merge`)."""
+    """fsync a written partition file (`write_partition_file` does, unless `sync=False`: its
+    caller syncs many at once on threads, since an fsync waits on the disk, not the CPU, and
+    the kernel's journal commits concurrent fsyncs of one file system together)."""
     try:
         objectstore.fsync(path)
     except OSError as exc:  # EIO, ENOSPC on delayed allocation: still before any publication
