@@ -11,12 +11,10 @@ Stages nothing for good: staging goes to a temporary lake, removed at the end.
 from __future__ import annotations
 
 import argparse
-import functools
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.profile_ingest import Totals  # noqa: E402
 from benchmarks.run import DEFAULT_WORKDIR, Paths, _context, uptime_load  # noqa: E402
 
 
@@ -37,18 +36,7 @@ def main() -> None:
     from servio.steps.read import read_file
     from servio.validation import gx
 
-    seconds: dict[str, float] = {}
-
-    def timed(name: str, step: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(step)
-        def wrapper(*a: Any, **k: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return step(*a, **k)
-            finally:
-                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
-
-        return wrapper
+    totals = Totals()  # seconds per wrapped step
 
     validate_files = gx.validate_files
 
@@ -60,8 +48,8 @@ def main() -> None:
 
     gx.validate_files = reporting  # type: ignore[assignment]
     for name in ("_file_conflicts", "_validate", "_finish", "_finish_chunk", "write_stage"):
-        setattr(check, name, timed(name, getattr(check, name)))
-    gx.GxValidator.keep = timed("keep (GX results to JSON)", gx.GxValidator.keep)  # type: ignore[method-assign]
+        setattr(check, name, totals.wrap(name, getattr(check, name)))
+    gx.GxValidator.keep = totals.wrap("keep (GX results to JSON)", gx.GxValidator.keep)  # type: ignore[method-assign]
 
     paths = Paths(args.workdir, args.scale)
     curated = Path(tempfile.mkdtemp(prefix="servio-check-"))
@@ -80,7 +68,7 @@ def main() -> None:
         for group in check.by_source(read):
             check.check_files(ctx, [read[i] for i in group])
         print(f"check_files: {time.perf_counter() - started:.2f} s")
-        for name, value in seconds.items():
+        for name, value in totals.seconds.items():
             print(f"  {name}: {value:.2f} s")
         print(f"load average after {uptime_load()}")
         ctx.lake.discard_staging(ctx.run_id)
