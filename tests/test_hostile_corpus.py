@@ -175,9 +175,12 @@ def colliding_columns(draw: st.DrawFn, n: int) -> Hostile:
 
 @st.composite
 def line_ends_and_blank_lines(draw: st.DrawFn, n: int) -> Hostile:
-    """Classic-Mac `\\r` files, blank lines and lines of empty fields (not records), an Excel
-    header ending in `,,` and a repeated unknown column (ignored)."""
-    newline = draw(st.sampled_from(["\r", "\n", "\r\n"]))
+    """Classic-Mac `\\r` files and files that mix `\\r`, `\\n` and `\\r\\n` line ends, blank
+    lines and lines of empty fields (not records), an Excel header ending in `,,` and a
+    repeated unknown column (ignored)."""
+    ends = st.sampled_from(["\r", "\n", "\r\n"])
+    newline = draw(ends)
+    mixed = draw(st.booleans())
     count = draw(st.integers(1, 8))
     header = [*COLUMNS, "notes", "Notes", *[""] * draw(st.integers(0, 3))]
     lines = [
@@ -194,7 +197,8 @@ def line_ends_and_blank_lines(draw: st.DrawFn, n: int) -> Hostile:
     for _ in range(draw(st.integers(0, 4))):  # blank lines and lines of empty fields
         at = draw(st.integers(1, len(parts) - 1))
         parts.insert(at, draw(st.sampled_from(["", ",,,", "," * (len(header) - 1)])))
-    data = newline.join(parts).encode()
+    text = "".join(part + (draw(ends) if mixed else newline) for part in parts[:-1])
+    data = (text + parts[-1]).encode()
     return Hostile(
         "line_ends_and_blank_lines",
         f"interactions/lines {n}{draw(st.sampled_from(NAME_TAILS))}.csv",

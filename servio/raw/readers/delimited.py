@@ -148,14 +148,15 @@ def _csv_problem(path: Path, columns: int | None) -> str | None:
 @contextlib.contextmanager
 def _plain_csv(path: Path, compressed: bool) -> Iterator[Path]:
     """The export as an uncompressed file with `\\n` or `\\r\\n` line ends: csv.gz is
-    decompressed, and a classic-Mac file (`\\r` only, which Polars does not split on) is
-    rewritten with `\\n`, both into a temporary file that is removed afterwards."""
+    decompressed, and a file with any bare `\\r` line end (classic Mac, or mixed; Polars does
+    not split on it) is rewritten with `\\n`, both into a temporary file that is removed
+    afterwards."""
     with tempfile.TemporaryDirectory(prefix="servio-csv-") as scratch:
         if compressed:
             unpacked = Path(scratch) / "export.csv"
             _gunzip(path, unpacked)
             path = unpacked
-        if _ends_lines_with_cr_only(path):
+        if _has_bare_cr(path):
             rewritten = Path(scratch) / "export-lf.csv"
             _cr_to_lf(path, rewritten)
             path = rewritten
@@ -178,23 +179,24 @@ def _gunzip(path: Path, target: Path) -> None:
         ) from None
 
 
-def _ends_lines_with_cr_only(path: Path) -> bool:
-    """The first line ends in a bare `\\r`."""
+def _has_bare_cr(path: Path) -> bool:
+    """Some line ends in a bare `\\r` (a classic-Mac file, or one that mixes line ends):
+    Python's csv module and RFC 4180 readers end a record there, Polars does not."""
     with path.open("rb") as handle:
-        while block := handle.read(64 * 1024):
-            newline, carriage = block.find(b"\n"), block.find(b"\r")
-            if carriage == -1:
-                if newline != -1:
-                    return False
-                continue
-            if newline != -1 and newline < carriage:
-                return False
-            following = block[carriage + 1 : carriage + 2] or handle.read(1)
-            return following != b"\n"
-    return False
+        after_cr = False  # the last block ended in `\r`: its `\n` may open this one
+        while block := handle.read(COPY_BLOCK_BYTES):
+            if after_cr and not block.startswith(b"\n"):
+                return True
+            after_cr = block.endswith(b"\r")
+            if block.count(b"\r") - block.count(b"\r\n") > after_cr:
+                return True
+        return after_cr  # the file ends in a bare `\r`: harmless, but rewritten alike
 
 
 def _cr_to_lf(source: Path, target: Path) -> None:
+    """Every line end outside a quoted field becomes `\\n`; a quoted field keeps its text
+    (a `\\r` in a quoted header name or value is data, not a line end)."""
+    quoted = False  # the stream is inside a quoted field (`""` toggles twice)
     with source.open("rb") as inp, target.open("wb") as out:
         carry = b""
         while block := inp.read(COPY_BLOCK_BYTES):
@@ -202,5 +204,16 @@ def _cr_to_lf(source: Path, target: Path) -> None:
             carry = b""
             if data.endswith(b"\r"):  # its `\n` may open the next block
                 data, carry = data[:-1], b"\r"
-            out.write(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
-        out.write(carry.replace(b"\r", b"\n"))
+            pieces = data.split(b'"')
+            out.write(
+                b'"'.join(
+                    piece if quoted == (k % 2 == 0) else _lf(piece)
+                    for k, piece in enumerate(pieces)
+                )
+            )
+            quoted ^= len(pieces) % 2 == 0
+        out.write(carry if quoted else _lf(carry))
+
+
+def _lf(text: bytes) -> bytes:
+    return text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
