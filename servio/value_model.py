@@ -9,41 +9,28 @@ customers. Why this and not pymc-marketing or lifetimes: ARCHITECTURE.md.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
+
+from servio.value_optimiser import Array, Objective, maximise, verdict
 
 # scipy is imported inside the functions that use it: it costs ~0.4 s, and every servio process
 # imports this module (through the snapshot step) while only a snapshot's fits need scipy (an
 # idle run, a served ingest run, a killed run's rerun that only ingests do not).
 if TYPE_CHECKING:
     from scipy import optimize
-    from threadpoolctl import ThreadpoolController
-
-Array = NDArray[np.float64]
 
 BG_NBD = "bg_nbd"
 GAMMA_GAMMA = "gamma_gamma"
-# Search box for log(parameter): e^±15 spans every sensible value in days or currency units.
-# An estimate pressed against it means the likelihood has no interior maximum on these data.
-LOG_BOUND = 15.0
-EDGE = 1e-3  # distance to the box, in log units, that counts as "at the edge"
 # |a − 1| below this: E[Y(t)] is evaluated at 1 ± A_NEAR_ONE and averaged (its formula has a
 # removable 0/0 at a = 1; the mean of the two sides is exact to O(A_NEAR_ONE²)).
 A_NEAR_ONE = 1e-4
-MAX_ITERATIONS = 500
 R_NUDGE = 1e-10  # relative change of r where scipy's hyp2f1 fails on an exact integer case
-# At an interior maximum the log-likelihood curves down in every direction. A flat direction
-# (a parameter the data say nothing about, or a supremum approached at infinity) shows as a
-# Hessian eigenvalue that is ≤ 0 or negligible next to the largest one.
-MIN_CURVATURE_RATIO = 1e-6
-HESSIAN_STEP = 1e-4  # central differences of the analytic gradient, in log-parameter units
 
 
 @dataclass(frozen=True)
@@ -186,7 +173,7 @@ def fit_bg_nbd(x: Array, t_x: Array, T: Array) -> FitResult:
         w = rows.weight
         return -float(w @ ll) / total, -np.array([w @ g for g in grads]) / total
 
-    result = _maximise(objective, np.zeros(4))
+    result = maximise(objective, np.zeros(4))
     log_r, log_alpha, log_a, log_b = result.x
     params = dict(zip(names, np.exp([log_r, log_alpha + np.log(scale), log_a, log_b]), strict=True))
     log_likelihood = float(rows.weight @ bg_nbd_log_likelihood(params, rows.x, rows.t_x, rows.T))
@@ -339,7 +326,7 @@ def fit_gamma_gamma(x: Array, mean_spend: Array) -> FitResult:
         ll, *grads = _gamma_gamma_terms(log_params, data)
         return -float(ll.sum()) / n, -np.array([g.sum() for g in grads]) / n
 
-    result = _maximise(objective, np.zeros(3))
+    result = maximise(objective, np.zeros(3))
     log_p, log_q, log_g = result.x
     params = dict(zip(names, np.exp([log_p, log_q, log_g + np.log(scale)]), strict=True))
     log_likelihood = float(gamma_gamma_log_likelihood(params, x, m).sum())
@@ -361,74 +348,15 @@ def expected_spend(params: dict[str, float], x: Array, mean_spend: Array) -> Arr
     return np.asarray(spend, np.float64)
 
 
-# ---------------------------------------------------------------------------------------------
-# shared
-
-
-def _maximise(
-    objective: Callable[[Array], tuple[float, Array]], start: Array
-) -> optimize.OptimizeResult:
-    from scipy import optimize
-
-    bounds = [(-LOG_BOUND, LOG_BOUND)] * len(start)
-    with np.errstate(all="ignore"), _optimiser_blas().limit(limits=1):
-        return optimize.minimize(
-            objective,
-            start,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options={"maxiter": MAX_ITERATIONS, "ftol": 1e-13, "gtol": 1e-8},
-        )
-
-
-@functools.cache
-def _optimiser_blas() -> ThreadpoolController:
-    """The BLAS scipy's L-BFGS-B calls (scipy's own OpenBLAS, not numpy's), run on one thread
-    during a fit. Its steps work on a few parameters; with its threads woken for each (two on
-    this machine), a small snapshot's fits cost ~0.2 CPU-s instead of ~1 ms, and a 200k-row fit
-    twice the CPU; the results are the same to the bit (the vectors numpy multiplies in the
-    objective keep numpy's threads). No such library found (scipy sharing numpy's BLAS, as on
-    conda): nothing is limited."""
-    from scipy import optimize  # noqa: F401  (loads scipy's BLAS, so that it is found)
-    from threadpoolctl import ThreadpoolController
-
-    controller = ThreadpoolController()
-    scipy_own = [
-        lib.filepath
-        for lib in controller.lib_controllers
-        if lib.user_api == "blas" and "scipy" in Path(lib.filepath).parent.name
-    ]
-    return controller.select(filepath=scipy_own)
-
-
 def _result(
     model: str,
     params: dict[str, float],
     n: int,
     log_likelihood: float,
     result: optimize.OptimizeResult,
-    objective: Callable[[Array], tuple[float, Array]],
+    objective: Objective,
 ) -> FitResult:
-    values = np.array(list(params.values()))
-    at_edge = np.abs(np.abs(result.x) - LOG_BOUND) < EDGE
-    problems = []
-    if not result.success:
-        problems.append(f"optimiser: {result.message}")
-    if not (np.isfinite(values).all() and np.isfinite(log_likelihood)):
-        problems.append("a parameter or the log-likelihood is not finite")
-    if at_edge.any():
-        edges = [name for name, edge in zip(params, at_edge, strict=True) if edge]
-        problems.append(
-            f"{', '.join(edges)} ran to the edge of the search box (no interior maximum)"
-        )
-    if not problems and not _curves_down(objective, result.x):
-        problems.append(
-            "the log-likelihood is flat in some direction at the estimate "
-            "(a parameter is not determined by these data)"
-        )
-    converged = not problems
-    message = "converged" if converged else "; ".join(problems)
+    converged, message = verdict(params, log_likelihood, result, objective)
     return FitResult(
         model,
         {k: float(v) for k, v in params.items()},
@@ -438,18 +366,3 @@ def _result(
         message,
         int(result.nit),
     )
-
-
-def _curves_down(objective: Callable[[Array], tuple[float, Array]], at: Array) -> bool:
-    """Is the Hessian of the (minimised) objective positive definite and well conditioned?"""
-    with np.errstate(all="ignore"):
-        columns = [
-            (objective(at + HESSIAN_STEP * e)[1] - objective(at - HESSIAN_STEP * e)[1])
-            / (2 * HESSIAN_STEP)
-            for e in np.eye(len(at))
-        ]
-    hessian = np.array(columns)
-    if not np.isfinite(hessian).all():
-        return False
-    eigenvalues = np.linalg.eigvalsh((hessian + hessian.T) / 2)
-    return bool(eigenvalues[0] > MIN_CURVATURE_RATIO * eigenvalues[-1] > 0)

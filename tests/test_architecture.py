@@ -206,6 +206,7 @@ PARTS = {
     "servio.docs": "interface",
     "servio.tools": "tools",
     "servio.value_model": "value",
+    "servio.value_optimiser": "value",
     "servio.key_drivers": "value",
     "servio.value_snapshot": "value",
     "servio.config": "shared",
