@@ -77,7 +77,7 @@ class Served:
 
         busy = {
             int(r.infrastructure_pid.rsplit(":", 1)[-1])
-            for r in flow_runs()
+            for r in flow_runs(states=(StateType.PENDING, StateType.RUNNING))
             if r.state is not None
             and r.state.type in (StateType.PENDING, StateType.RUNNING)
             and r.infrastructure_pid
@@ -124,14 +124,32 @@ def table(curated: Path, name: str) -> pl.DataFrame:
     return pl.read_delta(str(folder))
 
 
-def flow_runs(names: tuple[str, ...] = ("ingest-file", "build-snapshot")) -> list[Any]:
-    """Every flow run of these flows on the test server."""
+def flow_runs(
+    names: tuple[str, ...] = ("ingest-file", "build-snapshot"), states: tuple[Any, ...] = ()
+) -> list[Any]:
+    """Every flow run of these flows on the test server (only those in these state types,
+    when given). Tests poll this several times a second while runs pile up: the server
+    filters, so a look costs what the few runs it returns cost, not every run so far."""
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
 
+    by_state = (
+        FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(states))))
+        if states
+        else None
+    )
     with get_client(sync_client=True) as client:
         return list(
-            client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=list(names))))
+            client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=list(names))),
+                flow_run_filter=by_state,
+            )
         )
 
 

@@ -87,6 +87,8 @@ def _comparable(frame: pl.DataFrame, key: list[str]) -> pl.DataFrame:
 
 
 def test_a_burst_becomes_a_few_bounded_runs_that_log_at_info(served: Served) -> None:
+    from prefect.client.schemas.objects import StateType
+
     root = served.root
     exports = root / "exports"
     files = _files(exports)
@@ -101,7 +103,7 @@ def test_a_burst_becomes_a_few_bounded_runs_that_log_at_info(served: Served) -> 
                 running.append(
                     sum(
                         1
-                        for r in flow_runs(("ingest-file",))
+                        for r in flow_runs(("ingest-file",), (StateType.RUNNING,))
                         if r.state is not None and r.state.is_running()
                     )
                 )
@@ -156,6 +158,7 @@ def test_a_served_run_cancelled_from_the_ui_ends_cancelled_and_its_file_is_inges
     the lake lock: `serve` kills the warm process executing it, the run ends Cancelled, a
     fresh warm process takes its place, and a later run ingests the file once."""
     from prefect import get_client
+    from prefect.client.schemas.objects import StateType
     from prefect.states import Cancelling
 
     root = served.root
@@ -172,7 +175,7 @@ def test_a_served_run_cancelled_from_the_ui_ends_cancelled_and_its_file_is_inges
         def waiting() -> list[Any]:
             return [
                 r
-                for r in flow_runs(("ingest-file",))
+                for r in flow_runs(("ingest-file",), (StateType.RUNNING,))
                 if r.id not in before and r.state is not None and r.state.is_running()
             ]
 
