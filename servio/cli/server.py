@@ -176,7 +176,10 @@ def _serve(
         f"{settings.serve_catch_up_seconds:g}s"
     )
     try:
-        prefect_serve(backfill, query_seconds=1)
+        # Only the rare, long backfill runs on Prefect's runner now (ingest and snapshot runs
+        # go to the warm processes): its default look every 10 s, not every second, which
+        # cost the server a marking poll a second for a deployment that almost never runs.
+        prefect_serve(backfill)
     finally:
         stop.set()
         watcher.stop()
