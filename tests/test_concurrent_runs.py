@@ -3,6 +3,7 @@ never doubled; a lock left by a SIGKILLed run is taken over by the next run."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def test_a_second_run_is_refused_or_waits(exports: tuple[Path, list[Path]], tmp_
 
 
 def test_two_servio_runs_then_the_lock_of_a_killed_run_is_taken_over(
-    exports: tuple[Path, list[Path]], tmp_path: Path
+    exports: tuple[Path, list[Path]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     raw_source, files = exports
     config = h.new_lake(tmp_path, files, raw_source, None)
@@ -82,9 +83,11 @@ def test_two_servio_runs_then_the_lock_of_a_killed_run_is_taken_over(
         h.finish(first)
     lock = config.parent / "curated" / "_servio" / "run.lock"
     assert lock.exists(), "the killed run's lock is left behind"
-    code, _, err = h.finish(h.fast_run(config))
-    assert code == 0, err
-    assert "taking over a stale lock" in err
+    # The next run (the GX suite, as `fast_run(config)` runs it) in this process: a process
+    # of its own would pay Great Expectations' import again; the killed one was real.
+    with caplog.at_level(logging.WARNING, logger="servio.lake"):
+        h.rerun(config, rules=True)
+    assert "taking over a stale lock" in caplog.text
     _assert_not_doubled(config, len(files))
     segments = pl.read_delta(str(config.parent / "curated" / "customer_segments"))
     assert segments.height > 0
