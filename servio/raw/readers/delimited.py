@@ -188,7 +188,7 @@ def _has_bare_cr(path: Path) -> bool:
             if after_cr and not block.startswith(b"\n"):
                 return True
             after_cr = block.endswith(b"\r")
-            if block.count(b"\r") - block.count(b"\r\n") > after_cr:
+            if b"\r" in block and block.count(b"\r") - block.count(b"\r\n") > after_cr:
                 return True
         return after_cr  # the file ends in a bare `\r`: harmless, but rewritten alike
 
