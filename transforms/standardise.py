@@ -149,12 +149,6 @@ def _parsed(field: RawField, source_timezone: str, raw: pl.Expr) -> pl.Expr:
     raise ValueError(f"unknown kind {field.kind!r} for {field.name}")
 
 
-def parsed(contract: RawContract, name: str, source_timezone: str) -> pl.Expr:
-    """One contract field's standardised value from its raw text column."""
-    field = next(f for f in contract.fields if f.name == name)
-    return _parsed(field, source_timezone, text(name)).alias(name)
-
-
 def missing_required(columns: list[str], contract: RawContract) -> list[str]:
     """Required contract columns that a file's header lacks."""
     return [name for name in contract.required if name not in columns]
