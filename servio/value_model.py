@@ -31,6 +31,9 @@ GAMMA_GAMMA = "gamma_gamma"
 # removable 0/0 at a = 1; the mean of the two sides is exact to O(A_NEAR_ONE²)).
 A_NEAR_ONE = 1e-4
 R_NUDGE = 1e-10  # relative change of r where scipy's hyp2f1 fails on an exact integer case
+# |a + b + x − 1| below this (x = 0, a + b = 1): E[Y(t)]'s 2F1 is at its pole, so its limit is
+# taken instead (scipy's hyp2f1 is exact to 8 digits at 1e-12 from the pole, inf at 1e-15).
+LOWER_NEAR_ZERO = 1e-12
 
 
 @dataclass(frozen=True)
@@ -231,8 +234,10 @@ def _expected_purchases(
 
     r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
     x, t_x, T = (np.asarray(v, np.float64) for v in (x, t_x, T))
-    z = horizon / (alpha + T + horizon)
+    z = np.broadcast_to(horizon / (alpha + T + horizon), x.shape)
     lower = a + b + x - 1
+    at_pole = np.abs(lower) < LOWER_NEAR_ZERO
+    lower = np.where(at_pole, 1.0, lower)  # those rows are replaced below
     series = np.asarray(special.hyp2f1(a + b - 1 - r, a - 1, lower, z), np.float64)
     failed = ~np.isfinite(series)
     if failed.any():
@@ -240,8 +245,14 @@ def _expected_purchases(
         # for an integer c − a − b); E[Y(t)] is continuous in r, so take it at r·(1 + 1e-10).
         nudged = a + b - 1 - r * (1 + R_NUDGE)
         series[failed] = special.hyp2f1(nudged, a - 1, lower[failed], z[failed])
-    bracket = 1.0 - np.exp((a - 1) * np.log1p(-z)) * series
-    expected = (a + b + x - 1) / (a - 1) * bracket * p_alive(params, x, t_x, T)
+    decay = np.exp((a - 1) * np.log1p(-z))
+    expected = lower / (a - 1) * (1.0 - decay * series)
+    if at_pole.any():
+        # c · 2F1(A, B; c; z) → A·B·z·2F1(A+1, B+1; 2; z) as c → 0; here A = −r, B = a − 1,
+        # and the factor 1/(a − 1) cancels B.
+        pole_z = z[at_pole]
+        expected[at_pole] = r * pole_z * decay[at_pole] * special.hyp2f1(1 - r, a, 2, pole_z)
+    expected = expected * p_alive(params, x, t_x, T)
     return np.asarray(np.maximum(expected, 0.0), np.float64)
 
 

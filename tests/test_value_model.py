@@ -10,7 +10,7 @@ import mpmath
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import optimize, special
 
@@ -167,6 +167,23 @@ def test_expected_purchases_are_continuous_through_a_equal_one() -> None:
     np.testing.assert_allclose(at_one, near, rtol=1e-2)
 
 
+@pytest.mark.parametrize(("r", "a"), [(1.0, 0.5), (0.3, 0.2), (2.5, 0.7), (7.0, 0.9)])
+def test_expected_purchases_are_continuous_through_the_pole_at_a_plus_b_equal_one(
+    r: float, a: float
+) -> None:
+    """x = 0 and a + b = 1 put 2F1(·; a + b + x − 1; ·) at its pole, and the factor before it
+    at 0: the value there is the limit of the values beside it (the formula's own, 1e-9 away,
+    where scipy is exact to 8 digits), and at r = 1, T = 0, α = 1 it is z·(1 − z)^(a−1)."""
+    x, t_x, T = np.array([0.0, 0.0, 4.0]), np.array([0.0, 0.0, 9.0]), np.array([0.0, 30.0, 30.0])
+    params = {"r": r, "alpha": 1.0, "a": a}
+    at = vm.expected_purchases({**params, "b": 1.0 - a}, 1.0, x, t_x, T)
+    for side in (1e-9, -1e-9):
+        beside = vm.expected_purchases({**params, "b": 1.0 - a + side}, 1.0, x, t_x, T)
+        np.testing.assert_allclose(at, beside, rtol=1e-7)
+    if r == 1.0:
+        assert at[0] == pytest.approx(0.5 * 0.5 ** (a - 1), rel=1e-12)
+
+
 @given(
     r=st.floats(0.01, 20),
     alpha=st.floats(0.01, 1000),
@@ -177,6 +194,8 @@ def test_expected_purchases_are_continuous_through_a_equal_one() -> None:
     share=st.floats(0, 1),
     horizon=st.integers(1, 3650),
 )
+# x = 0 with a + b = 1: the 2F1 of E[purchases] at its pole (was NaN; found by this test).
+@example(r=1.0, alpha=1.0, a=0.5, b=0.5, x=0, T=0, share=0.0, horizon=1)
 @settings(max_examples=300, deadline=None)
 def test_scores_are_probabilities_and_non_negative_counts(
     r: float, alpha: float, a: float, b: float, x: int, T: int, share: float, horizon: int
