@@ -248,10 +248,11 @@ def _expected_purchases(
     decay = np.exp((a - 1) * np.log1p(-z))
     expected = lower / (a - 1) * (1.0 - decay * series)
     if at_pole.any():
-        # c · 2F1(A, B; c; z) → A·B·z·2F1(A+1, B+1; 2; z) as c → 0; here A = −r, B = a − 1,
-        # and the factor 1/(a − 1) cancels B.
-        pole_z = z[at_pole]
-        expected[at_pole] = r * pole_z * decay[at_pole] * special.hyp2f1(1 - r, a, 2, pole_z)
+        # c · 2F1(A, B; c; z) → A·B·z·2F1(A+1, B+1; 2; z) as c → 0, with A = a + b − 1 − r
+        # and B = a − 1, whose factor 1/(a − 1) cancels B.
+        upper, pole_z = a + b - 1 - r, z[at_pole]
+        limit = special.hyp2f1(upper + 1, a, 2, pole_z)
+        expected[at_pole] = -upper * pole_z * decay[at_pole] * limit
     expected = expected * p_alive(params, x, t_x, T)
     return np.asarray(np.maximum(expected, 0.0), np.float64)
 
