@@ -4,7 +4,9 @@ session-wide Prefect test harness for the end-to-end tests."""
 from __future__ import annotations
 
 import compileall
+import importlib
 import os
+import random
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +27,20 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # by tests; every property keeps its own example count.
 settings.register_profile("servio", deadline=None)
 settings.load_profile("servio")
+
+
+def _websockets_draw_from_their_own_random() -> None:
+    """Prefect's events client keeps a websocket open from a thread of every process that ran
+    a flow, and the `websockets` library draws its ping ids and reconnect delays from the
+    global `random`. Hypothesis warns when the global `random` changes while a strategy draws
+    ("Do not use the `random` module inside strategies"): it was that thread, now and then,
+    not a strategy (found by recording which threads call `random`). The library gets a
+    generator of its own, so a warning from Hypothesis means a strategy again."""
+    for name in ("websockets.asyncio.connection", "websockets.client"):
+        importlib.import_module(name).random = random.Random()  # type: ignore[attr-defined]
+
+
+_websockets_draw_from_their_own_random()
 
 
 def pytest_configure(config: pytest.Config) -> None:
