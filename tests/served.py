@@ -78,9 +78,7 @@ class Served:
         busy = {
             int(r.infrastructure_pid.rsplit(":", 1)[-1])
             for r in flow_runs(states=(StateType.PENDING, StateType.RUNNING))
-            if r.state is not None
-            and r.state.type in (StateType.PENDING, StateType.RUNNING)
-            and r.infrastructure_pid
+            if r.infrastructure_pid
         }
         return [p for p in self.run_processes() if p.pid in busy]
 
