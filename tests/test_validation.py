@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -232,6 +234,27 @@ def test_gx_configurations_are_memoised_only_while_servio_validates() -> None:
     validate(standardised(INTERACTIONS_RAW, [interaction(1, channel="fax")]))
 
     assert Expectation.__dict__["configuration"] is before
+
+
+LOADED_AFTER_GX = """
+import sys
+from servio.validation import gx
+gx.load()
+assert type(sys.modules["scipy.stats"]).__name__ == "_LazyModule"  # GX did not execute it
+assert not any(isinstance(finder, gx._LazyFinder) for finder in sys.meta_path)
+import altair, boto3, scipy.stats, sqlalchemy  # each hidden or lazy while GX was imported
+print(scipy.stats.norm.cdf(0.0), altair.Chart.__name__, boto3.__name__, sqlalchemy.__name__)
+"""
+
+
+def test_packages_hidden_or_lazy_while_gx_loads_work_afterwards() -> None:
+    """GX's import hides some packages and defers others (`gx._importing_gx`); once it is
+    imported, the process imports and uses each of them as if GX had not been there."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED_AFTER_GX], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0.5", "Chart", "boto3", "sqlalchemy"]
 
 
 def test_empty_file_has_no_failures() -> None:

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.abc
+import importlib.util
 import logging
 import os
 import sys
@@ -118,21 +120,44 @@ def _loadload() -> _Gx:
     return _Gx(gx, context, asset.add_batch_definition_whole_dataframe("one_column"))
 
 
-# Installed here but never used by servio's GX, which validates pandas batches: PySpark (the
-# `spark` extra, for a BI reader test) and SQLAlchemy (Prefect's server). GX imports each that
-# is installed.
-UNUSED_BY_GX = ("pyspark", "sqlalchemy")
+# Installed here but never used by servio's GX, which validates pandas batches and renders
+# its Data Docs to a local folder: PySpark (the `spark` extra, for a BI reader test),
+# SQLAlchemy (Prefect's server) and boto3 (s3fs's botocore). GX imports each that is installed.
+UNUSED_BY_GX = ("pyspark", "sqlalchemy", "boto3", "botocore")
+# Imported at the top of GX modules that servio's suites never reach (the KL-divergence and
+# KS-test expectations and metrics): loaded lazily, on their first attribute access.
+LAZY_FOR_GX = ("scipy.stats", "altair")
+
+
+class _LazyFinder(importlib.abc.MetaPathFinder):
+    """Finds the modules of LAZY_FOR_GX as the finders after it do, with a lazy loader."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name not in LAZY_FOR_GX:
+            return None
+        for finder in sys.meta_path:
+            spec = None if finder is self else finder.find_spec(name, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = importlib.util.LazyLoader(spec.loader)
+                return spec
+        return None
 
 
 @contextlib.contextmanager
 def _importing_gx() -> Iterator[None]:
     """While GX is imported, the packages of UNUSED_BY_GX that this process has not imported
-    fail to import, as if they were not installed, and the cyclic garbage collector pauses.
+    fail to import, as if they were not installed; those of LAZY_FOR_GX are imported lazily;
+    and the cyclic garbage collector pauses.
 
     - Hidden, PySpark costs no import (~0.3 s), no pandas-3 warning, and no exit: PySpark's
       import quits a process whose `__main__` has neither a spec nor a file, which is how a
       Dask worker starts. SQLAlchemy costs no import either (~0.35 s), nor GX's SQL data
-      sources. A process that imported either before keeps it, and so does GX.
+      sources; boto3 and botocore ~0.3 s. A process that imported one before keeps it, and
+      so does GX.
+    - Lazy, scipy.stats and altair (with jsonschema) cost nothing until used: ~1.2 s less. A
+      lazy module is executed whole on its first attribute access, in whichever thread makes
+      it (servio's report imports altair: then).
     - GX's import creates a few hundred thousand objects, and each full collection meanwhile
       walks every object of the process (Prefect, Polars: most of a warm process): paused,
       the import takes ~0.5–1 of its ~4–5 CPU-s less (measured in a process that imported
@@ -140,6 +165,8 @@ def _importing_gx() -> Iterator[None]:
     hidden = [name for name in UNUSED_BY_GX if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # None: the import fails
+    lazy = _LazyFinder()
+    sys.meta_path.insert(0, lazy)
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -147,6 +174,7 @@ def _importing_gx() -> Iterator[None]:
     finally:
         if collecting:
             gc.enable()
+        sys.meta_path.remove(lazy)
         for name in hidden:
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
