@@ -241,10 +241,34 @@ import sys
 from servio.validation import gx
 gx.load()
 assert type(sys.modules["scipy.stats"]).__name__ == "_LazyModule"  # GX did not execute it
-assert not any(isinstance(finder, gx._LazyFinder) for finder in sys.meta_path)
+assert not any(isinstance(finder, gx._GxImportFinder) for finder in sys.meta_path)
 import altair, boto3, scipy.stats, sqlalchemy  # each hidden or lazy while GX was imported
 print(scipy.stats.norm.cdf(0.0), altair.Chart.__name__, boto3.__name__, sqlalchemy.__name__)
 """
+
+
+HIDDEN_ON_ITS_THREAD = """
+import sys, threading
+from servio.validation import gx
+imported = []
+with gx._importing_gx():
+    try:
+        import sqlalchemy
+    except ImportError as exc:
+        imported.append(f"main:{type(exc).__name__}")
+    other = threading.Thread(target=lambda: imported.append(__import__("sqlalchemy").__name__))
+    other.start()
+    other.join()
+print(*imported)
+"""
+
+
+def test_packages_are_hidden_from_gx_import_only_on_the_importing_thread() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", HIDDEN_ON_ITS_THREAD], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["main:ModuleNotFoundError", "sqlalchemy"]
 
 
 def test_packages_hidden_or_lazy_while_gx_loads_work_afterwards() -> None:
@@ -255,6 +279,35 @@ def test_packages_hidden_or_lazy_while_gx_loads_work_afterwards() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0.5", "Chart", "boto3", "sqlalchemy"]
+
+
+LOADED_IN_BACKGROUND = """
+import threading
+from servio.validation import gx
+real, threads = gx._loadload, []
+
+def failing_once():
+    threads.append(threading.current_thread().name)
+    if len(threads) == 1:
+        raise RuntimeError("the first load fails")
+    return real()
+
+gx._loadload = failing_once
+gx.load_in_background()
+gx.load_in_background()  # once per process
+gx._loading.join()
+loaded = gx.load()  # the background load failed: this one loads
+gx.load_in_background()  # loaded: nothing to start
+print(threads, gx.load() is loaded, threading.active_count())
+"""
+
+
+def test_gx_loads_in_the_background_once_and_a_failure_leaves_it_to_load() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED_IN_BACKGROUND], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['servio-gx-load',", "'MainThread']", "True", "1"]
 
 
 def test_empty_file_has_no_failures() -> None:

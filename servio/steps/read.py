@@ -35,6 +35,7 @@ def read_file(ctx: RunContext, landed: LandedFile) -> StagedFile:
     step = Step()
 
     def read() -> StagedFile:
+        ctx.validator.prepare()  # e.g. GX's import, meanwhile, for check_files
         # An object is downloaded once: staging reads a file more than once when it is big.
         with landing.local_copy(landed) as readable:
             staged = _read(ctx, readable, step)

@@ -77,6 +77,12 @@ class Validator(Protocol):
         which then holds one whole file)."""
         ...
 
+    def prepare(self) -> None:
+        """Begin, in the background, the one-time setup the first `check` of this process
+        would otherwise wait for (importing GX); `check` waits for what is left of it. Called
+        before each file is read; cheap once started."""
+        ...
+
     def keep(self, kept: Sequence[Any], path: str) -> str | None:
         """Combine what was kept of one file (one entry per batch holding its rows) into
         one and store it at `path` (for the Data Docs); the path, or None when this
@@ -109,6 +115,9 @@ class RequiredOnlyValidator:
         ]
         failures = pl.concat([pl.LazyFrame(schema=FAILURE_SCHEMA), *frames]).collect()
         return RuleCheck(failures, [None] * len(files))
+
+    def prepare(self) -> None:
+        pass  # nothing to set up
 
     def keep(self, kept: Sequence[Any], path: str) -> str | None:
         return None
