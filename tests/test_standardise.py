@@ -16,15 +16,20 @@ from servio.transforms.standardise import (
     INVALID,
     missing_required,
     parse_any_timestamp,
-    parse_timestamp,
+    parse_timestamps,
     standardise,
     type_failures,
 )
 
 
+def _parsed(values: list[str | None], zone: str) -> pl.DataFrame:
+    """`parse_timestamps` of one column `t` into `ts`."""
+    frame = pl.DataFrame({"t": values}, schema={"t": pl.String}).lazy()
+    return parse_timestamps(frame, {"t": "ts"}, zone).collect()
+
+
 def _ts(values: list[str | None], zone: str = "UTC") -> list[datetime | None]:
-    frame = pl.DataFrame({"t": values}, schema={"t": pl.String})
-    return frame.select(parse_timestamp(pl.col("t"), zone).alias("t"))["t"].to_list()
+    return _parsed(values, zone)["ts"].to_list()
 
 
 def _raw(**columns: list[str | None]) -> pl.LazyFrame:
@@ -170,16 +175,39 @@ _real = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 3
 @example(["2026-12-31T23:59:60Z", "2026-11-20t09:15:00Z", "2026-11-20T09:15:00z"])
 @given(st.lists(st.one_of(_canonical_shape, _near_misses, _real, st.text(max_size=30)), max_size=8))
 def test_the_fast_path_gives_what_the_general_parse_gives(values: list[str]) -> None:
-    """`parse_timestamp` takes `2026-11-20T09:15:00Z` by one strptime; whatever it takes
+    """`parse_timestamps` takes `2026-11-20T09:15:00Z` by one strptime; whatever it takes
     that way must be exactly what the general ISO-8601 parse makes of it (or null for both)."""
     frame = pl.DataFrame({"t": [*values, None]}, schema={"t": pl.String})
     for zone in ("UTC", "America/New_York"):
+        parsed = _parsed([*values, None], zone)
+        assert parsed.schema["ts"] == TIMESTAMP
         # Microseconds since the epoch: year 0 has no Python datetime.
-        fast = frame.select(parse_timestamp(pl.col("t"), zone).to_physical().alias("t"))
-        general = frame.select(parse_any_timestamp(pl.col("t"), zone).to_physical().alias("t"))
-        assert frame.select(parse_timestamp(pl.col("t"), zone)).dtypes == [TIMESTAMP]
-        fast, general = fast["t"].to_list(), general["t"].to_list()
-        assert fast == general, list(zip(values, fast, general, strict=False))
+        fast = parsed["ts"].to_physical().to_list()
+        general = frame.select(parse_any_timestamp(pl.col("t"), zone).to_physical())
+        assert fast == general.to_series().to_list(), list(zip(values, fast, strict=False))
+
+
+_any_timestamp = st.one_of(_canonical_shape, _near_misses, _real, st.text(max_size=30), st.none())
+
+
+@given(st.lists(st.tuples(_any_timestamp, _any_timestamp), min_size=1, max_size=12))
+def test_each_timestamp_column_of_each_row_gets_its_own_parse(
+    pairs: list[tuple[str | None, str | None]],
+) -> None:
+    """Two timestamp columns, each value by the fast path or the general parse: each lands in
+    its own row and column, as the general parse alone makes it."""
+    started, updated = [list(column) for column in zip(*pairs, strict=True)]
+    out = standardise(
+        _raw(started_at=started, updated_at=updated), INTERACTIONS_RAW, "Europe/Paris"
+    ).collect()
+    texts = pl.DataFrame({"s": started, "u": updated}, schema={"s": pl.String, "u": pl.String})
+    general = texts.select(
+        parse_any_timestamp(pl.col(c).str.strip_chars(), "Europe/Paris").to_physical().alias(c)
+        for c in ("s", "u")
+    )
+    assert out["source_row"].to_list() == list(range(1, len(pairs) + 1))
+    assert out["started_at"].to_physical().to_list() == general["s"].to_list()
+    assert out["updated_at"].to_physical().to_list() == general["u"].to_list()
 
 
 @given(st.text(max_size=40))
