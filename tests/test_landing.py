@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -14,7 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servio.raw.landing import FileRejected, LandedFile, discover, is_in_flight, read_raw
+from servio.raw.landing import (
+    FileDeferred,
+    FileRejected,
+    LandedFile,
+    check_unchanged,
+    discover,
+    is_in_flight,
+    read_raw,
+)
 from servio.raw.readers import delimited
 
 
@@ -159,3 +168,19 @@ def _csv_line(row: list[str], end: str) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator=end).writerow(row)
     return out.getvalue()
+
+
+def test_a_file_rewritten_in_place_after_discovery_is_deferred(tmp_path: Path) -> None:
+    """Same size, modification time set back: the change time still tells (`check_unchanged`
+    does not hash the file again)."""
+    path = tmp_path / "interactions" / "a.csv"
+    path.parent.mkdir()
+    path.write_bytes(b"interaction_id\n1\n")
+    (landed,) = discover(tmp_path)
+    check_unchanged(landed)  # unchanged: nothing raised
+    before = path.stat()
+    path.write_bytes(b"interaction_id\n2\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(FileDeferred) as deferred:
+        check_unchanged(landed)
+    assert deferred.value.code == "changed_while_read"

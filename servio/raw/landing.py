@@ -236,15 +236,22 @@ def deferral_of(exc: OSError) -> FileDeferred:
 
 
 def check_unchanged(landed: LandedFile) -> None:
-    """Raise `FileDeferred` when the local file is no longer the bytes discovery hashed (it
+    """Raise `FileDeferred` when the local file is no longer the one discovery hashed (it
     was rewritten, replaced or removed while it was read): the next run takes its new
-    content. An object was already checked against its hash when it was downloaded."""
+    content. The test is discovery's own while it hashes: the same stat key (size, mtime,
+    ctime, inode, device). Any write changes ctime, which no process can set back, so the
+    bytes are not hashed again (that second pass cost as much CPU as reading the CSV), unless
+    discovery kept no stat key. An object was already checked against its hash when it was
+    downloaded."""
     if objectstore.is_object_url(landed.path) or landed.sha256 is None:
         return
     path = Path(landed.path)
     try:
         info = os.lstat(path)
-        same = (landed.stat_key in (None, _stat_key(info))) and sha256_of(path) == landed.sha256
+        if landed.stat_key is not None:
+            same = landed.stat_key == _stat_key(info)
+        else:
+            same = sha256_of(path) == landed.sha256
     except FileNotFoundError:
         raise FileDeferred("vanished", "the file was removed while it was read") from None
     except OSError as exc:
