@@ -22,6 +22,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Collection, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -81,6 +82,7 @@ def file_format_of(name: str) -> str | None:
 
 
 HASH_CHUNK_BYTES = 8 * 1024 * 1024
+HASH_THREADS = min(4, os.cpu_count() or 1)  # files hashed at once by `discover`
 
 
 def sha256_of(path: Path) -> str:
@@ -138,10 +140,12 @@ def discover(raw_root: str | Path) -> Iterator[LandedFile]:
         for name in files:
             if not is_in_flight(name):
                 found.append(((here / name).relative_to(root).as_posix(), here / name, None))
-    for relative, path, problem in sorted(found, key=lambda item: item[0]):
-        landed = _describe(root, relative, path, problem)
-        if landed is not None:
-            yield landed
+    # Hashed on a few threads (hashlib and the reads let go of the GIL), yielded in order.
+    with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="servio-hash") as pool:
+        described = pool.map(
+            lambda item: _describe(root, *item), sorted(found, key=lambda item: item[0])
+        )
+        yield from (landed for landed in described if landed is not None)
 
 
 def describe_local(root: Path, path: Path) -> LandedFile | None:
