@@ -303,7 +303,6 @@ def stage_peer(paths: Paths) -> dict[str, Any]:
             f"hive_partitioning = true, hive_types = {{'{date}': DATE}})"
         )
         counts[f"{source}_curated"] = _scalar(con, f"SELECT count(*) FROM {table}")
-    shutil.rmtree(spill, ignore_errors=True)
     timings["ingest_s"] = time.perf_counter() - start
     mark = time.perf_counter()
     as_of = _scalar(
@@ -335,6 +334,10 @@ def stage_peer(paths: Paths) -> dict[str, Any]:
         frame.write_parquet(paths.peer / f"{name}.parquet", compression="zstd")
     timings["snapshots_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - start
+    con.close()
+    # Removed once the connection is closed: its snapshot queries spill there too (at 10M),
+    # and a spill folder removed under them failed the peer ("Cannot open file …").
+    shutil.rmtree(spill, ignore_errors=True)
     return {"timings": timings, "as_of_date": str(as_of), "counts": counts}
 
 
