@@ -14,10 +14,13 @@ Two phases, the measured one in a fresh process:
 2. **measure** (`python -m benchmarks.snapshot_memory measure <dir>` in a subprocess):
    `servio.steps.buckets.combine` over those outputs — every whole-population figure, the
    value model fits, every table written to its partition file — then the peak RSS of that
-   process (`ru_maxrss`), its wall time and the files' row counts.
+   process (VmHWM), its wall time and the files' row counts.
 
-Run:  .venv/bin/python -m benchmarks.snapshot_memory [--customers 10000000] [--buckets 16]
-      [--responses 9600000] [--work /tmp/servio-snapshot-memory]
+Run:  .venv/bin/python -m benchmarks.snapshot_memory [all [WORK_DIR]] [--customers 10000000]
+      [--buckets 16] [--responses 9600000] [--keep]   (WORK_DIR: /tmp/servio-snapshot-memory)
+
+Peak RSS is the measuring process's `VmHWM` (Linux): `ru_maxrss` is kept across `exec`, so
+in a child it starts at its parent's peak (the build's, about 0.9 GB at 10M customers).
 Writes benchmarks/results/<date>-snapshot-memory-<n>.{json,md}.
 """
 
@@ -104,10 +107,11 @@ def build(work: Path, customers: int, buckets: int, responses: int, seed_custome
                     .with_columns(pl.col("customer_id") + pl.col("_copy"))
                     .drop("_copy")
                 )
-                if name == "quality":
-                    rows = rows.sort("customer_id")
             paths[name] = str(parts / f"{name}-{bucket:05d}.parquet")
-            rows.write_parquet(paths[name])
+            if name == "quality":  # sorted, in the row groups the combine step merges
+                snapshot_buckets.write_quality_part(rows, paths[name])
+            else:
+                rows.write_parquet(paths[name])
             del rows
         outputs.append(
             {
@@ -160,11 +164,11 @@ def measure(work: Path) -> None:
     lake = Lake(settings.curated_root)
     job = snapshot_buckets.SnapshotJob(settings, lake, RUN_ID, AS_OF)
     outputs = [snapshot_buckets.BucketOutput(**o) for o in manifest["outputs"]]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _peak_kib()
     started = time.perf_counter()
     combined = snapshot_buckets.combine(job, outputs, 0)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _peak_kib()
     rows = {
         name: pl.scan_parquet(p).select(pl.len()).collect().item()
         for name, p in combined.files.items()
@@ -182,6 +186,16 @@ def measure(work: Path) -> None:
             }
         )
     )
+
+
+def _peak_kib() -> int:
+    """This process's peak resident memory in KiB: VmHWM where /proc has it, which starts
+    at exec; elsewhere ru_maxrss (which may include the parent's peak)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ Both give the same tables: the parts are sorted and the fits see their inputs in
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ from servio.value_model import (
     fit_gamma_gamma,
 )
 
+VALUE_BATCH_ROWS = 1_000_000  # customer_value rows computed (and written) at a time
 SCORE_SCHEMA = {
     "customer_id": pl.String,
     "p_alive": pl.Float64,
@@ -60,15 +62,7 @@ class ValueSnapshot:
     def warnings(self) -> list[str]:
         """One line per fit that was not used, for the run summary."""
         horizon = next(c for c in self.customer_value.columns if c.startswith("expected_purch"))
-        nulls = {
-            BG_NBD: f"p_alive, {horizon}, clv, value_at_risk",
-            GAMMA_GAMMA: "expected_spend, clv",
-        }
-        return [
-            f"value model {fit.model} not converged ({fit.n_customers} customers: "
-            f"{fit.message}); {nulls.get(fit.model, 'its columns')} left null"
-            for fit in self.unconverged
-        ]
+        return fit_warnings(self.fits, horizon)
 
     def tables(self) -> dict[str, pl.DataFrame]:
         return {
@@ -89,32 +83,63 @@ def value_snapshot(
     window = settings.window_days
     summary = purchase_summary(interactions, survey_responses, as_of, window_days=window)
     counts = service_counts(interactions, as_of, window_days=window)
-    return value_snapshot_from_parts(
-        summary.collect(), counts.collect(), survey_responses, as_of, settings
-    )
+    return value_snapshot_from_parts(summary.collect(), counts, survey_responses, as_of, settings)
 
 
 def value_snapshot_from_parts(
     summary: pl.DataFrame,
-    service: pl.DataFrame,
+    service: pl.LazyFrame,
     survey_responses: pl.LazyFrame,
     as_of: dt.date,
     settings: Settings,
 ) -> ValueSnapshot:
     """The whole-population step: `summary` and `service` are every customer's
     `purchase_summary` and `service_counts` rows (any order, e.g. bucket by bucket
-    concatenated; survey_responses may be the whole table: only the window is read)."""
+    concatenated; survey_responses may be the whole table: only the window is read).
+    Two halves, which a snapshot's combine step calls one after the other, writing and
+    dropping the first's table before the second: `customer_values`, `population_tables`."""
+    frames, fits = customer_values(summary, as_of, settings)
+    value = pl.concat(frames)
+    drivers, levels = population_tables(service, survey_responses, as_of, settings)
+    return ValueSnapshot(value, value_model_rows(fits, as_of), drivers, levels, fits)
+
+
+def customer_values(
+    summary: pl.DataFrame, as_of: dt.date, settings: Settings, *, rows: int = VALUE_BATCH_ROWS
+) -> tuple[Iterator[pl.DataFrame], tuple[FitResult, FitResult]]:
+    """The `customer_value` table from every customer's `purchase_summary` row, in frames of
+    `rows` customers in customer_id order (the table is the frames concatenated: a snapshot
+    writes them one by one and never holds the whole table), and the fits behind it."""
     summary = summary.sort("customer_id")
     horizon = settings.value_horizon_days
     scores, fits = score_customers(summary, horizon)
-    value = customer_value(
-        summary.lazy(),
-        scores.lazy(),
-        as_of,
-        horizon_days=horizon,
-        gross_margin_rate=settings.gross_margin_rate,
-        annual_discount_rate=settings.annual_discount_rate,
-    ).collect()
+
+    def frames() -> Iterator[pl.DataFrame]:
+        ids = scores["customer_id"]
+        for start in range(0, max(summary.height, 1), rows):  # one frame when no customer
+            customers, scored = summary.slice(start, rows), scores
+            if customers.height:
+                # Both sorted by customer_id: these customers' scores are one slice of them.
+                first, last = customers["customer_id"][0], customers["customer_id"][-1]
+                lo = ids.search_sorted(first, side="left")
+                scored = scores.slice(lo, ids.search_sorted(last, side="right") - lo)
+            yield customer_value(
+                customers.lazy(),
+                scored.lazy(),
+                as_of,
+                horizon_days=horizon,
+                gross_margin_rate=settings.gross_margin_rate,
+                annual_discount_rate=settings.annual_discount_rate,
+            ).collect()
+
+    return frames(), fits
+
+
+def population_tables(
+    service: pl.LazyFrame, survey_responses: pl.LazyFrame, as_of: dt.date, settings: Settings
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`quality_drivers` over the window's responses and `service_levels` from every
+    customer's `service_counts` rows."""
     window = settings.window_days
     responses = driver_responses(
         survey_responses, as_of, window_days=window, catalog=settings.catalog
@@ -125,14 +150,15 @@ def value_snapshot_from_parts(
         as_of,
         catalog=settings.catalog,
     ).collect()
+    del responses
     levels = service_levels(
-        service.lazy(),
+        service,
         survey_responses,
         as_of,
         window_days=window,
         sla_targets=settings.sla,
     ).collect()
-    return ValueSnapshot(value, value_model_rows(fits, as_of), drivers, levels, fits)
+    return drivers, levels
 
 
 def score_customers(
@@ -141,7 +167,11 @@ def score_customers(
     """Fit BG/NBD on the customers with a purchase and Gamma-Gamma on those with x > 0, then
     score every purchaser: p_alive, expected purchase days in (D, D + horizon_days] and
     expected spend. A model that did not converge scores nobody (its columns stay null)."""
-    buyers = summary.filter(pl.col("x").is_not_null()).sort("customer_id")
+    buyers = (
+        summary.select("customer_id", "x", "t_x", "T", "repeat_revenue")
+        .filter(pl.col("x").is_not_null())
+        .sort("customer_id")
+    )
     x = buyers["x"].cast(pl.Float64).to_numpy()
     t_x = buyers["t_x"].cast(pl.Float64).to_numpy()
     T = buyers["T"].cast(pl.Float64).to_numpy()
@@ -165,6 +195,21 @@ def score_customers(
         schema=SCORE_SCHEMA,
     ).fill_nan(None)
     return scores, (purchases, spend)
+
+
+def fit_warnings(fits: tuple[FitResult, ...], expected_purchases: str) -> list[str]:
+    """One line per fit that did not converge (its outputs are not used), for the run
+    summary; `expected_purchases` is the name of the horizon's expected purchases column."""
+    nulls = {
+        BG_NBD: f"p_alive, {expected_purchases}, clv, value_at_risk",
+        GAMMA_GAMMA: "expected_spend, clv",
+    }
+    return [
+        f"value model {fit.model} not converged ({fit.n_customers} customers: "
+        f"{fit.message}); {nulls.get(fit.model, 'its columns')} left null"
+        for fit in fits
+        if not fit.converged
+    ]
 
 
 def driver_importances(responses: pl.DataFrame, catalog: ItemCatalog) -> dict[str, float] | None:

@@ -99,7 +99,7 @@ def test_bucketed_parts_give_the_same_tables(
         counts.append(service_counts(interactions, inputs.as_of, window_days=window).collect())
     bucketed = value_snapshot_from_parts(
         pl.concat(summaries),
-        pl.concat(counts),
+        pl.concat(counts).lazy(),
         inputs.survey_responses.lazy(),
         inputs.as_of,
         inputs.settings,

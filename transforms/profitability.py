@@ -130,10 +130,11 @@ def rank_customers(customers: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
     buying customers) and RFM quintile scores (ranks over all purchasers). The result does not
     depend on the order of the input rows."""
     return (
-        customers.pipe(_whale_curve)
+        # The output order, and the order in which equal profits and equal RFM values are
+        # ranked. The only sort of the whole rows: the whale curve ranks a column.
+        customers.sort("customer_id")
+        .pipe(_whale_curve)
         .pipe(_kaplan_quadrant)
-        # The output order, and the order in which equal RFM values are ranked.
-        .sort("customer_id")
         .with_columns(
             # Most days since the last purchase is worst.
             r_score=_score(worst_first=-pl.col("recency_days")),
@@ -147,9 +148,10 @@ def rank_customers(customers: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
 
 
 def _whale_curve(customers: pl.LazyFrame) -> pl.LazyFrame:
-    """profit_rank, cumulative_profit_share and profit_segment, all read in rank order."""
-    profit = pl.col("profit")
-    running = profit.cum_sum()
+    """profit_rank (1 = most profit; equal profits in row order), cumulative_profit_share and
+    profit_segment. The cumulative profit is summed in rank order, then read back per row."""
+    profit, rank = pl.col("profit"), pl.col("profit_rank")
+    running = profit.sort_by(rank).cum_sum().gather(rank - 1)
     total = profit.sum()
     positive_total = profit.filter(profit > 0).sum()
     # The core is the shortest top of the ranking that reaches 80 % of the positive profit:
@@ -158,17 +160,15 @@ def _whale_curve(customers: pl.LazyFrame) -> pl.LazyFrame:
     # cents as 5 × above < 4 × positive total: a Decimal product with 0.8 rounds to the cent.
     above = running - profit
     is_core = (profit > 0) & (5 * above < 4 * positive_total)
-    return (
-        customers.sort(["profit", "customer_id"], descending=[True, False])
-        .with_columns(profit_rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
-        .with_columns(
-            cumulative_profit_share=_ratio(running, pl.when(total > 0).then(total)),
-            profit_segment=pl.when(is_core)
-            .then(pl.lit("core"))
-            .when(profit > 0)
-            .then(pl.lit("profitable"))
-            .otherwise(pl.lit("unprofitable")),
-        )
+    return customers.with_columns(
+        profit_rank=profit.rank("ordinal", descending=True).cast(pl.Int64)
+    ).with_columns(
+        cumulative_profit_share=_ratio(running, pl.when(total > 0).then(total)),
+        profit_segment=pl.when(is_core)
+        .then(pl.lit("core"))
+        .when(profit > 0)
+        .then(pl.lit("profitable"))
+        .otherwise(pl.lit("unprofitable")),
     )
 
 

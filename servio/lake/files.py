@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -65,7 +65,7 @@ def to_arrow(frame: pl.DataFrame, table: CuratedTable) -> pa.Table:
 
 
 def write_partition_file(
-    rows: pl.DataFrame | pl.LazyFrame | pa.Table,
+    rows: pl.DataFrame | pl.LazyFrame | pa.Table | Iterator[pl.DataFrame],
     table: CuratedTable,
     path: Path,
     *,
@@ -73,7 +73,8 @@ def write_partition_file(
 ) -> Path:
     """Write one partition's rows as the data file `Lake.publish` will commit unchanged
     (the table's file schema and Parquet options; synced, since it is moved, not copied).
-    A LazyFrame is written batch by batch, so the partition need not fit in memory; an
+    A LazyFrame, or an iterator of frames, is written batch by batch (a row group per
+    batch of up to `ROW_GROUP_ROWS` rows), so the partition need not fit in memory; an
     Arrow table must already be in the file schema (`to_arrow`). `sync=False` leaves the
     fsync to the caller (`sync_partition_file`), which must do it before the file is handed
     to `Lake.publish`."""
@@ -86,11 +87,13 @@ def write_partition_file(
         elif isinstance(rows, pl.DataFrame):
             _write_parquet([to_arrow(rows, table)], delta.arrow_file_schema(table), path)
         else:
+            batches = (
+                rows.collect_batches(chunk_size=ROW_GROUP_ROWS)
+                if isinstance(rows, pl.LazyFrame)
+                else rows
+            )
             _write_parquet(
-                (
-                    to_arrow(batch, table)
-                    for batch in rows.collect_batches(chunk_size=ROW_GROUP_ROWS)
-                ),
+                (to_arrow(batch, table) for batch in batches),
                 delta.arrow_file_schema(table),
                 path,
             )
@@ -122,5 +125,15 @@ def _write_parquet(batches: Iterable[pa.Table], schema: pa.Schema, path: Path) -
     faults.checkpoint("writing_partition_file", path=path)
     options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
     with pq.ParquetWriter(path, schema, **options) as writer:
+        # Small batches are gathered into row groups of ROW_GROUP_ROWS (a row group never
+        # spans two write_table calls); bigger ones are split.
+        held: list[pa.Table] = []
         for batch in batches:
-            writer.write_table(batch, row_group_size=ROW_GROUP_ROWS)
+            held.append(batch)
+            if sum(t.num_rows for t in held) >= ROW_GROUP_ROWS:
+                gathered = pa.concat_tables(held)  # no copy: the chunks are kept
+                whole = gathered.num_rows - gathered.num_rows % ROW_GROUP_ROWS
+                writer.write_table(gathered.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+                held = [gathered.slice(whole)] if whole < gathered.num_rows else []
+        if held:
+            writer.write_table(pa.concat_tables(held), row_group_size=ROW_GROUP_ROWS)

@@ -14,12 +14,16 @@
   shape — with `rank_customers`: whale-curve ranks and cumulative shares (one sort of all
   customers by profit), Kaplan medians, RFM quintile ranks. Then the segments, which join
   the two snapshots customer by customer; and the SPEC §6 tables
-  (`value_snapshot_from_parts`): the BG/NBD and Gamma-Gamma fits over every purchaser, the
+  (the halves of `value_snapshot_from_parts`): the BG/NBD and Gamma-Gamma fits over every purchaser, the
   key drivers over the window's responses, the service levels from the summed counts.
   Memory: one table at a time, each written to its partition file as soon as it is
-  computed and dropped (`Lake.publish` then moves the files); `customer_quality`, which has
-  no whole-population figure, never comes into memory whole: the buckets' parts, each
-  sorted by customer_id, are merged batch by batch into the file.
+  computed and dropped (`Lake.publish` then moves the files); a later table reads what it
+  needs of an earlier one back from its file (the segments, the profitability's segment
+  columns). `customer_quality`, which has no whole-population figure, never comes into
+  memory whole: the buckets' parts, each sorted by customer_id, are merged a batch of each
+  at a time into the file (`merge_sorted_files`). The value tables come in two halves
+  (`customer_values`, then `population_tables`), the first written and dropped before the
+  second reads the window's responses.
 
 The combine step runs the same code as a single-process snapshot on the same customer rows,
 so any bucket count gives the same tables. With one bucket nothing is shuffled: the bucket
@@ -34,14 +38,14 @@ constraints.txt): every worker of a cluster must run the same version.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from servio import objectstore
 from servio.config import Settings
@@ -50,6 +54,7 @@ from servio.schemas.snapshot_tables import (
     CUSTOMER_PROFITABILITY,
     CUSTOMER_SEGMENTS,
     customer_quality_table,
+    expected_purchases_column,
     value_tables,
 )
 from servio.schemas.sources import source_tables
@@ -61,9 +66,20 @@ from servio.transforms.quality import customer_quality
 from servio.transforms.segments import customer_segments
 from servio.transforms.service import service_counts
 from servio.transforms.value import purchase_summary
-from servio.value_snapshot import value_snapshot_from_parts
+from servio.value_snapshot import (
+    customer_values,
+    fit_warnings,
+    population_tables,
+    value_model_rows,
+)
 
 HASH_SEED = 0
+# A bucket's customer_quality part is written in row groups of this many rows, and the combine
+# step reads each part this many rows at a time while it merges them: it holds a few batches
+# per bucket, never a whole part (memory bounded whatever the population).
+MERGE_ROW_GROUP_ROWS = 65_536
+MERGE_BATCH_ROWS = 16_384
+SEGMENT_BATCH_ROWS = 262_144  # profitability rows joined to their quality rows at a time
 
 
 @dataclass(frozen=True)
@@ -220,8 +236,7 @@ def reduce_bucket(
         name: job.staging_file("buckets", f"{name}-{bucket:05d}.parquet")
         for name in ("quality", "money", "summary", "service")
     }
-    # Sorted by customer_id: the combine step merges the buckets' quality parts in order.
-    quality.sort("customer_id").write_parquet(paths["quality"])
+    write_quality_part(quality, paths["quality"])
     money.write_parquet(paths["money"])
     summary.write_parquet(paths["summary"])
     service.write_parquet(paths["service"])
@@ -233,6 +248,12 @@ def reduce_bucket(
         paths["service"],
         quality.height,
     )
+
+
+def write_quality_part(quality: pl.DataFrame, path: str) -> None:
+    """A bucket's customer_quality rows, sorted by customer_id: the combine step merges the
+    buckets' parts in order, a row group at a time."""
+    quality.sort("customer_id").write_parquet(path, row_group_size=MERGE_ROW_GROUP_ROWS)
 
 
 def _bucket_rows(
@@ -265,41 +286,104 @@ def combine(job: SnapshotJob, outputs: Sequence[BucketOutput], shuffle_bytes: in
     folder = job.lake.scratch_dir(job.run_id) / "snapshot" / job.as_of.isoformat()
     files: dict[str, Path] = {}
 
-    def write(name: str, rows: pl.LazyFrame) -> None:
+    def write(name: str, rows: pl.LazyFrame | Iterator[pl.DataFrame]) -> None:
         files[name] = write_partition_file(rows, tables[name], folder / f"{name}.parquet")
 
     # Each bucket's part is sorted by customer_id and holds other customers than the others:
     # merged in order, the rows come out as one sort of all of them would give them.
-    quality = [pl.scan_parquet(o.quality_path) for o in ordered]
-    write("customer_quality", _merged(quality, "customer_id"))
+    write(
+        "customer_quality",
+        merge_sorted_files([o.quality_path for o in ordered], "customer_id"),
+    )
     money = pl.concat([pl.scan_parquet(o.money_path) for o in ordered])
-    profitability = rank_customers(money, job.as_of).collect()
-    write("customer_profitability", profitability.lazy())
-    levels = pl.concat([q.select("as_of_date", "customer_id", "service_level") for q in quality])
-    segments = customer_segments(
-        profitability.select("as_of_date", "customer_id", "profit_segment", "rfm_segment").lazy(),
-        levels,
-    ).collect()
-    del profitability
-    write("customer_segments", segments.lazy())
-    actions = dict(segments.group_by("action").agg(pl.len()).sort("action").iter_rows())
-    customers = segments.height
-    del segments
-    value = value_snapshot_from_parts(
-        pl.concat([pl.read_parquet(o.summary_path) for o in ordered]),
-        pl.concat([pl.read_parquet(o.service_path) for o in ordered]),
+    write("customer_profitability", rank_customers(money, job.as_of))
+    write(
+        "customer_segments",
+        segments_in_step(job.as_of, files["customer_profitability"], files["customer_quality"]),
+    )
+    segments = pl.scan_parquet(files["customer_segments"])
+    actions = dict(segments.group_by("action").agg(pl.len()).sort("action").collect().iter_rows())
+    customers = sum(actions.values())
+    # SPEC §6: the customer_value table, written and dropped before the population tables.
+    values, fits = customer_values(
+        pl.concat([pl.read_parquet(o.summary_path) for o in ordered]), job.as_of, settings
+    )
+    write("customer_value", values)
+    del values  # and with it the summary and the scores
+    drivers, service_levels_rows = population_tables(
+        pl.concat([pl.scan_parquet(o.service_path) for o in ordered]),
         # The window's responses, read from the lake whatever the bucket count (the key
         # drivers are one whole-population computation over them).
         job.lake.scan(survey_responses_table(settings.catalog)),
         job.as_of,
         settings,
     )
-    for name, frame in value.tables().items():
-        write(name, frame.lazy())
-    return Combined(files, customers, actions, tuple(value.warnings()), shuffle_bytes)
+    write("value_model", value_model_rows(fits, job.as_of).lazy())
+    write("quality_drivers", drivers.lazy())
+    write("service_levels", service_levels_rows.lazy())
+    warnings = fit_warnings(fits, expected_purchases_column(settings.value_horizon_days))
+    return Combined(files, customers, actions, tuple(warnings), shuffle_bytes)
 
 
-def _merged(parts: list[pl.LazyFrame], key: str) -> pl.LazyFrame:
-    """Frames each sorted by `key`, merged into one sorted frame (a streaming merge)."""
-    assert parts, "a snapshot has at least one bucket"
-    return functools.reduce(lambda left, right: left.merge_sorted(right, key), parts)
+def merge_sorted_files(paths: Sequence[str], key: str) -> Iterator[pl.DataFrame]:
+    """The rows of Parquet files each sorted by `key`, merged into one sorted sequence of
+    frames. A k-way merge that holds one batch of each file at a time: each round takes,
+    from every file's batch, the rows up to the smallest last key among the batches — every
+    row of every file up to that key is in the batches, since each file is sorted — and
+    yields them sorted. Rows with equal keys in two files may come in any order (a
+    snapshot's buckets hold distinct customers).
+
+    PyArrow reads the files: it reads a batch when asked for it. Polars' `merge_sorted` and
+    `collect_batches` read ahead of the consumer, so merging 16 parts of 10M customers held
+    2.5-5 GB (benchmarks/snapshot_memory.py)."""
+    readers = [_batches(path) for path in paths]
+    heads = [next(reader, None) for reader in readers]
+    while live := [(i, head) for i, head in enumerate(heads) if head is not None]:
+        bound = min(head[key][-1] for _, head in live)
+        taken = []
+        for i, head in live:
+            upto = head[key].search_sorted(bound, side="right")
+            taken.append(head.slice(0, upto))
+            heads[i] = head.slice(upto) if upto < head.height else next(readers[i], None)
+        yield pl.concat(taken).sort(key)
+
+
+def segments_in_step(
+    as_of: dt.date, profitability: Path, quality: Path, rows: int = SEGMENT_BATCH_ROWS
+) -> Iterator[pl.DataFrame]:
+    """`customer_segments` of the written customer_profitability and customer_quality
+    partition files, a batch of profitability rows at a time. Both files are sorted by
+    customer_id, so the quality rows a batch joins are the next ones up to its last
+    customer_id: read in step, the two files are never in memory whole."""
+    date = pl.lit(as_of, pl.Date).alias("as_of_date")  # a partition file has no key
+    key = "customer_id"
+    levels = _batches(str(quality), [key, "service_level"], rows)
+    pending = next(levels, None)
+    for batch in _batches(str(profitability), [key, "profit_segment", "rfm_segment"], rows):
+        last = batch[key][-1]
+        taken = [pl.DataFrame(schema={key: pl.String, "service_level": pl.String})]
+        while pending is not None:
+            upto = pending[key].search_sorted(last, side="right")
+            taken.append(pending.slice(0, upto))
+            if upto < pending.height:
+                pending = pending.slice(upto)
+                break
+            pending = next(levels, None)
+        yield customer_segments(
+            batch.lazy().with_columns(date), pl.concat(taken).lazy().with_columns(date)
+        ).collect()
+
+
+def _batches(
+    path: str, columns: list[str] | None = None, rows: int | None = None
+) -> Iterator[pl.DataFrame]:
+    """The file's rows (or `columns`), `rows` at a time (default `MERGE_BATCH_ROWS`)."""
+    filesystem, name = objectstore.open_root(path)
+    with filesystem.open(name, "rb") as handle:
+        for batch in pq.ParquetFile(handle).iter_batches(
+            batch_size=rows or MERGE_BATCH_ROWS, columns=columns
+        ):
+            if batch.num_rows:
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                yield frame
