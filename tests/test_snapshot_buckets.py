@@ -50,10 +50,18 @@ def _bucketed(settings: Settings, buckets: int) -> Settings:
     return settings.model_copy(update={"snapshot_buckets": buckets})
 
 
-@pytest.mark.parametrize("buckets", [2, 7])
+@pytest.mark.parametrize(
+    ("buckets", "shuffle_batch_rows"),
+    # A shuffle task reads its days in batches of rows: one day at a time, or all at once.
+    [(2, snapshots.SHUFFLE_BATCH_ROWS), (7, 1)],
+)
 def test_bucketed_snapshot_equals_the_single_process_one(
-    ingested: tuple[Settings, Lake], buckets: int
+    ingested: tuple[Settings, Lake],
+    buckets: int,
+    shuffle_batch_rows: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(snapshots, "SHUFFLE_BATCH_ROWS", shuffle_batch_rows)
     settings, lake = ingested
     as_of = latest_activity_date(lake, settings)
     assert as_of is not None
