@@ -132,6 +132,29 @@ def test_tiny_chunks_give_the_tables_of_one_chunk(
         _assert_same_tables(actual, expected)
 
 
+def test_a_wide_contract_is_staged_in_fewer_rows(
+    one_chunk: tuple[dict, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk is bounded in fields (rows × the contract's fields) as well as in rows: at
+    153 fields a chunk holds 3 surveys (51 fields) or 11 interactions (13), and the tables
+    are those of one chunk."""
+    from servio.steps import context, read
+
+    monkeypatch.setattr(context, "STAGE_CHUNK_FIELDS", 3 * 51)
+    asked: list[tuple[str, int]] = []
+    reading = read.landing.read_raw_chunks
+
+    def read_raw_chunks(landed: landing.LandedFile, chunk_rows: int, columns: object) -> object:
+        asked.append((landed.source, chunk_rows))
+        return reading(landed, chunk_rows, columns)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(read.landing, "read_raw_chunks", read_raw_chunks)
+    after_first, final = _two_runs(tmp_path)
+    assert sorted(set(asked)) == [("interactions", 11), ("surveys", 3)]
+    for expected, actual in ((one_chunk[0], after_first), (one_chunk[1], final)):
+        _assert_same_tables(actual, expected)
+
+
 def test_the_reference_run_sees_what_the_chunks_must_reproduce(one_chunk: tuple) -> None:
     """Guards the comparison above: the cross-chunk cases are really in the data."""
     _, final = one_chunk
@@ -263,7 +286,7 @@ def test_files_checked_in_one_batch_get_what_each_gets_alone(
     batch_rows: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Great Expectations checks the files of a source together, in batches of up to
-    `VALIDATION_BATCH_ROWS` rows (several files in one batch, a file over several batches):
+    `VALIDATION_BATCH_FIELDS` fields (several files in one batch, a file over several batches):
     each file's staged rows and GX result (counts, percentages, row ids) are those of the
     file staged alone — including a conflicting duplicate split over chunks."""
     from servio.steps import check, read
@@ -284,7 +307,8 @@ def test_files_checked_in_one_batch_get_what_each_gets_alone(
         return replace(ctx, chunk_rows=TINY_CHUNK)
 
     alone = [_staged_rows(stage_file(context(f"alone-{i}"), f)) for i, f in enumerate(files)]
-    monkeypatch.setattr(check, "VALIDATION_BATCH_ROWS", batch_rows)
+    # In fields: rows × the contract's fields (13 for interactions, 51 for surveys).
+    monkeypatch.setattr(check, "VALIDATION_BATCH_FIELDS", batch_rows * 13)
     ctx = context("together")
     together = check.check_files(ctx, [read.read_file(ctx, f) for f in files])
     assert [_staged_rows(s) for s in together] == alone

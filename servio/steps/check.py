@@ -35,16 +35,19 @@ from servio.validation.rules import (
 
 log = logging.getLogger("servio.steps.stage")  # the stage step's log (see steps.boundary)
 
-# Rows checked by one call of the validator: the rows of many files (its fixed cost, ~1.5 s,
-# is paid once per batch), bounded because GX holds a batch's columns while it checks them:
-# checking the 1 M interactions of the 1M benchmark in one batch raised the peak RSS from
-# 456 to 715 MiB, so a batch of 4 M rows should add about 1 GB. At 1M a source is one batch.
-VALIDATION_BATCH_ROWS = 4_000_000
+# Fields checked by one call of the validator (rows × the contract's fields): the rows of
+# many files (its fixed cost, ~1.5 s, is paid once per batch), bounded because GX holds a
+# batch's columns while it checks them: checking the 1 M interactions of the 1M benchmark in
+# one batch raised the peak RSS from 456 to 715 MiB, so 4 M interactions (13 fields) should
+# add about 1 GB. Counted in rows alone, a batch held 4 M surveys (51 fields): the 100M
+# benchmark's ingest went from 1.8 to 3.4 GB while they were checked (2.0 GB with batches of
+# 1 M). At 1M and 10M each source is still checked in one batch.
+VALIDATION_BATCH_FIELDS = 4_000_000 * 13
 
 
 def check_files(ctx: RunContext, files: Sequence[StagedFile]) -> list[StagedFile]:
     """Validate the read files (`read_file`) source by source, in batches of up to
-    `VALIDATION_BATCH_ROWS` rows (many files, or a part of one big file), then write each
+    `VALIDATION_BATCH_FIELDS` fields (many files, or a part of one big file), then write each
     file's valid and quarantine parts. Files that were not read come back as they are."""
     done: dict[int, StagedFile] = {}
     by_source: dict[str, list[int]] = {}
@@ -97,7 +100,7 @@ def _check_source(ctx: RunContext, source: str, files: list[StagedFile]) -> list
         outcome = at_boundary(ctx, staged.landed, step, prepare)
         if outcome is not staged:
             checking.append(_Checking(staged, [], outcome=outcome))
-    for batch in _batches(checking):
+    for batch in _batches(checking, VALIDATION_BATCH_FIELDS // len(contract.fields)):
         _check_batch(ctx, contract, batch)
     results = []
     for entry in checking:
@@ -114,14 +117,13 @@ def _rows_of(part: str) -> int:
     return int(pl.scan_parquet(part).select(pl.len()).collect().item())
 
 
-def _batches(checking: list[_Checking]) -> Iterator[list[tuple[_Checking, str]]]:
-    """Consecutive parts of the files, up to `VALIDATION_BATCH_ROWS` rows a batch (at least
-    one part)."""
+def _batches(checking: list[_Checking], batch_rows: int) -> Iterator[list[tuple[_Checking, str]]]:
+    """Consecutive parts of the files, up to `batch_rows` rows a batch (at least one part)."""
     batch: list[tuple[_Checking, str]] = []
     rows = 0
     for entry in checking:
         for part, part_rows in entry.parts:
-            if batch and rows + part_rows > VALIDATION_BATCH_ROWS:
+            if batch and rows + part_rows > batch_rows:
                 yield batch
                 batch, rows = [], 0
             batch.append((entry, part))

@@ -47,11 +47,13 @@ def read_file(ctx: RunContext, landed: LandedFile) -> StagedFile:
 
 
 def _read(ctx: RunContext, landed: LandedFile, step: Step) -> StagedFile:
-    """Standardise the file chunk by chunk (`ctx.chunk_rows` rows at a time), each chunk's
-    typed values and text to its own Parquet part, so memory is bounded by a chunk."""
+    """Standardise the file chunk by chunk (`RunContext.chunk_rows_of` rows at a time), each
+    chunk's typed values and text to its own Parquet part, so memory is bounded by a chunk."""
     contract = SOURCES[landed.source].contract(ctx.settings.catalog)
     step("reading the file")
-    reader = landing.read_raw_chunks(landed, ctx.chunk_rows, contract.names)
+    reader = landing.read_raw_chunks(
+        landed, ctx.chunk_rows_of(len(contract.fields)), contract.names
+    )
     first = next(reader)
     faults.checkpoint("file_read", landed=landed)
     missing = standardise.missing_required(first.columns, contract)
