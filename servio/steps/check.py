@@ -20,7 +20,7 @@ from servio.schemas.raw import FAILURE_SCHEMA, SOURCE_ROW, RawContract
 from servio.schemas.sources import SOURCES
 from servio.schemas.tables import INGESTED
 from servio.steps.boundary import STOPS, Step, at_boundary, record_range
-from servio.steps.context import RunContext
+from servio.steps.context import RunContext, rows_within
 from servio.steps.errors import ReconciliationError, StagingError
 from servio.steps.staging import TEXT_PREFIX, StagedFile, staged_path, write_stage
 from servio.transforms import curate, standardise
@@ -100,7 +100,7 @@ def _check_source(ctx: RunContext, source: str, files: list[StagedFile]) -> list
         outcome = at_boundary(ctx, staged.landed, step, prepare)
         if outcome is not staged:
             checking.append(_Checking(staged, [], outcome=outcome))
-    for batch in _batches(checking, VALIDATION_BATCH_FIELDS // len(contract.fields)):
+    for batch in _batches(checking, rows_within(VALIDATION_BATCH_FIELDS, len(contract.fields))):
         _check_batch(ctx, contract, batch)
     results = []
     for entry in checking:

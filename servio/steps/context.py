@@ -29,6 +29,12 @@ STAGE_CHUNK_ROWS = 1_000_000
 STAGE_CHUNK_FIELDS = 13_000_000
 
 
+def rows_within(budget_fields: int, fields: int) -> int:
+    """Rows of a `fields`-field contract that fit a budget counted in fields (at least one):
+    how staging chunks and validation batches bound memory for wide and narrow sources."""
+    return max(1, budget_fields // max(1, fields))
+
+
 def in_order(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
     """The default mapper: one call after another in this process."""
     return [fn(*args) for args in calls]
@@ -105,4 +111,4 @@ class RunContext:
     def chunk_rows_of(self, fields: int) -> int:
         """Rows staged at a time for a contract of `fields` fields: `chunk_rows`, and at most
         `STAGE_CHUNK_FIELDS` fields (at least one row)."""
-        return max(1, min(self.chunk_rows, STAGE_CHUNK_FIELDS // max(1, fields)))
+        return max(1, min(self.chunk_rows, rows_within(STAGE_CHUNK_FIELDS, fields)))
