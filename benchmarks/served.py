@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
 
 import polars as pl  # noqa: E402
 
+from servio.flows.warm import RUNS_PER_PROCESS  # noqa: E402
 from servio.tools.harness import free_port, land, process_group  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -91,7 +92,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "work" / "served")
     parser.add_argument("--ingest-runs", type=int, default=2)
     parser.add_argument("--drops-budget", type=float, default=1800.0, help="seconds at most")
-    parser.add_argument("--runs-per-process", type=int, default=200, help="servio serve's")
+    parser.add_argument(
+        "--runs-per-process", type=int, default=RUNS_PER_PROCESS, help="servio serve's"
+    )
     parser.add_argument("--suffix", default="served", help="results file: <date>-<suffix>")
     args = parser.parse_args()
 
